@@ -1,0 +1,141 @@
+# followupd build. `make` builds build/followupd; `make test` installs what it needs,
+# builds, and runs unit + integration tests (real PostgreSQL) + the compliance gate.
+# `make SANITIZE=address,undefined test` rebuilds everything with sanitizers (a flags
+# stamp forces the rebuild when flags change).
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BUILD    ?= build
+SANITIZE ?=
+CC       ?= cc
+PYTHON   ?= /usr/bin/python3
+
+PKGS := libuv libpq libcurl jansson openssl libjwt
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+LLHTTP_SRC_DIR := /usr/share/llhttp
+LLHTTP_INC_DIR := /usr/share/include/llhttp
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+        -Wformat=2 -Wundef -Wpointer-arith -Wcast-align -Werror
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -fno-omit-frame-pointer \
+              -Idaemon/src -I$(LLHTTP_INC_DIR) $(PKG_CFLAGS)
+ALL_LDFLAGS := $(LDFLAGS)
+ifneq ($(SANITIZE),)
+ALL_CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+ALL_CFLAGS += -DFOLLOWUPD_VERSION='"$(VERSION)"'
+
+# Rebuild everything when the flags change (switching SANITIZE on/off).
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' > $(FLAGS_STAMP))
+
+LIB_SRCS := $(shell find daemon/src -name '*.c' ! -name main.c | sort)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ := $(BUILD)/obj/daemon/src/main.o
+LIB      := $(BUILD)/libfollowupd.a
+
+LLHTTP_SRCS := $(wildcard $(LLHTTP_SRC_DIR)/*.c)
+LLHTTP_OBJS := $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(BUILD)/llhttp/%.o,$(LLHTTP_SRCS))
+LLHTTP_LIB  := $(BUILD)/libllhttp.a
+
+TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT_SRCS := $(sort $(wildcard tests/unit/support/*.c))
+TEST_SUPPORT_OBJS := $(TEST_SUPPORT_SRCS:%.c=$(BUILD)/obj/%.o)
+
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+
+BIN := $(BUILD)/followupd
+
+.PHONY: all deps test unit integration compliance lint format install uninstall clean bench fuzz demo compdb
+all: $(BIN) $(TEST_BINS) $(TOOL_BINS)
+
+$(BIN): $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB)
+	$(CC) $(ALL_CFLAGS) -o $@ $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# Third-party llhttp sources from Debian's node-llhttp: their own flags, no -Werror.
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -w -fPIC -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
+
+$(LLHTTP_LIB): $(LLHTTP_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -o $@ $< $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(CMOCKA_LIBS) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+
+$(BUILD)/tools/%: tests/tools/%.c $(LIB) $(LLHTTP_LIB) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Debian packages for build, tests and demo. Idempotent and quiet when present.
+DEB_PKGS := build-essential pkg-config libuv1-dev libpq-dev libcurl4-openssl-dev \
+            libjansson-dev libssl-dev libjwt-dev libcmocka-dev node-llhttp \
+            postgresql-15 postgresql-client-15 postgresql-common python3 python3-cryptography \
+            openssl curl systemd cppcheck clang-tidy clang libclang-rt-14-dev valgrind
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null || { echo "apt-get install failed" >&2; exit 1; }; \
+	fi
+
+unit: all
+	$(PYTHON) tests/run_all.py --unit-only --build $(BUILD)
+
+test: deps
+	$(MAKE) all
+	pg_virtualenv -v 15 $(PYTHON) tests/run_all.py --build $(BUILD)
+
+compliance:
+	$(PYTHON) tests/compliance/scan.py .
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	  --suppress=missingIncludeSystem -I daemon/src -D_GNU_SOURCE daemon/src
+	clang-tidy --quiet $(LIB_SRCS) daemon/src/main.c -- $(filter-out -Werror,$(ALL_CFLAGS))
+
+format:
+	clang-format -i $$(find daemon/src tests/unit -name '*.[ch]')
+
+compdb:
+	bear -- $(MAKE) -B all
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/followupd/sql/migrations \
+	  $(DESTDIR)$(PREFIX)/share/followupd/sql/rollback $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	  $(DESTDIR)/etc/followupd
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/followupd
+	install -m 0644 sql/migrations/*.sql $(DESTDIR)$(PREFIX)/share/followupd/sql/migrations/ 2>/dev/null || true
+	install -m 0644 sql/rollback/*.sql $(DESTDIR)$(PREFIX)/share/followupd/sql/rollback/ 2>/dev/null || true
+	install -m 0644 systemd/followupd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/followupd.service
+	install -m 0644 conf/followupd.conf.example $(DESTDIR)$(PREFIX)/share/followupd/followupd.conf.example
+	[ -e $(DESTDIR)/etc/followupd/followupd.conf ] || install -m 0640 conf/followupd.conf.example $(DESTDIR)/etc/followupd/followupd.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/followupd $(DESTDIR)$(PREFIX)/lib/systemd/system/followupd.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/followupd
+
+clean:
+	rm -rf $(BUILD)

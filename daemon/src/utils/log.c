@@ -1,0 +1,206 @@
+/*
+ * utils/log — JSON-lines logger (see log.h).  jansson does the escaping, so any
+ * byte sequence a caller passes (quotes, newlines, control bytes, invalid UTF-8)
+ * comes out as valid JSON: invalid UTF-8 is replaced byte-wise by U+FFFD before
+ * encoding.  Lines are written with one write(2) so concurrent writers never
+ * interleave within a line.
+ */
+#include "utils/log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void logger_init(struct logger *lg, enum log_level level, int fd)
+{
+    memset(lg, 0, sizeof(*lg));
+    lg->level = level;
+    lg->fd = fd;
+}
+
+void log_clear_secrets(struct logger *lg)
+{
+    for (int i = 0; i < lg->n_secrets; i++) free(lg->secrets[i]);
+    lg->n_secrets = 0;
+}
+
+void logger_free(struct logger *lg)
+{
+    log_clear_secrets(lg);
+}
+
+void log_add_secret(struct logger *lg, const char *secret)
+{
+    if (secret == NULL || strlen(secret) < 4 || lg->n_secrets >= LOG_MAX_SECRETS) return;
+    for (int i = 0; i < lg->n_secrets; i++)
+        if (strcmp(lg->secrets[i], secret) == 0) return;
+    char *copy = strdup(secret);
+    if (copy != NULL) lg->secrets[lg->n_secrets++] = copy;
+}
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *log_level_name(enum log_level lvl)
+{
+    return (lvl >= LOG_LEVEL_DEBUG && lvl <= LOG_LEVEL_ERROR) ? level_names[lvl] : "info";
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+static size_t utf8_seq_len(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    size_t n;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) n = 3;
+    else if (c >= 0xF0 && c <= 0xF4) n = 4;
+    else return 0;
+    if (n > avail) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0;   /* overlong */
+    if (c == 0xED && s[1] > 0x9F) return 0;   /* surrogates */
+    if (c == 0xF0 && s[1] < 0x90) return 0;   /* overlong */
+    if (c == 0xF4 && s[1] > 0x8F) return 0;   /* > U+10FFFF */
+    return n;
+}
+
+/* Copy of s with invalid UTF-8 bytes replaced by U+FFFD and secrets redacted. */
+static char *sanitize_value(const struct logger *lg, const char *s)
+{
+    size_t len = strlen(s);
+    size_t cap = len * 3 + 1;
+    char *out = malloc(cap);
+    if (out == NULL) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        int redacted = 0;
+        for (int k = 0; lg != NULL && k < lg->n_secrets; k++) {
+            size_t sl = strlen(lg->secrets[k]);
+            if (sl <= len - i && memcmp(s + i, lg->secrets[k], sl) == 0) {
+                static const char mark[] = "[REDACTED]";
+                if (o + sizeof(mark) + len * 3 > cap) {
+                    cap = o + sizeof(mark) + len * 3 + 1;
+                    char *n = realloc(out, cap);
+                    if (n == NULL) { free(out); return NULL; }
+                    out = n;
+                }
+                memcpy(out + o, mark, sizeof(mark) - 1);
+                o += sizeof(mark) - 1;
+                i += sl;
+                redacted = 1;
+                break;
+            }
+        }
+        if (redacted) continue;
+        size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += 1;
+        } else {
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int set_clean(json_t *obj, const struct logger *lg, const char *key, const char *value)
+{
+    if (value == NULL) return 0;
+    char *clean = sanitize_value(lg, value);
+    if (clean == NULL) return -1;
+    int rc = json_object_set_new(obj, key, json_string(clean));
+    free(clean);
+    return rc;
+}
+
+static void format_ts(char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+}
+
+char *log_format_line(const struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+                      const char *const *fields, const char *msg)
+{
+    char ts[40];
+    format_ts(ts, sizeof(ts));
+    json_t *obj = json_object();
+    if (obj == NULL) return NULL;
+    int rc = 0;
+    rc |= json_object_set_new(obj, "ts", json_string(ts));
+    rc |= json_object_set_new(obj, "level", json_string(log_level_name(lvl)));
+    rc |= set_clean(obj, lg, "msg", msg);
+    if (ctx != NULL) {
+        rc |= set_clean(obj, lg, "request_id", ctx->request_id);
+        rc |= set_clean(obj, lg, "tenant_id", ctx->tenant_id);
+        rc |= set_clean(obj, lg, "booking_id", ctx->booking_id);
+        rc |= set_clean(obj, lg, "schema", ctx->schema);
+        rc |= set_clean(obj, lg, "task_name", ctx->task_name);
+    }
+    for (size_t i = 0; fields != NULL && fields[i] != NULL && fields[i + 1] != NULL; i += 2) {
+        char *key = sanitize_value(lg, fields[i]);
+        if (key == NULL) { rc = -1; break; }
+        rc |= set_clean(obj, lg, key, fields[i + 1]);
+        free(key);
+    }
+    char *line = rc == 0 ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(obj);
+    return line;
+}
+
+void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+                const char *const *fields, const char *fmt, va_list ap)
+{
+    if (!log_enabled(lg, lvl)) return;
+    char msgbuf[1024];
+    vsnprintf(msgbuf, sizeof(msgbuf), fmt, ap);
+    char *line = log_format_line(lg, lvl, ctx, fields, msgbuf);
+    if (line == NULL) return;
+    size_t len = strlen(line);
+    line[len] = '\n'; /* json_dumps NUL becomes the newline; we write len+1 bytes */
+    const char *p = line;
+    size_t left = len + 1;
+    while (left > 0) {
+        ssize_t w = write(lg->fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    free(line);
+}
+
+void log_write(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+               const char *const *fields, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(lg, lvl, ctx, fields, fmt, ap);
+    va_end(ap);
+}

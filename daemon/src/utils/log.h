@@ -1,0 +1,81 @@
+/*
+ * utils/log — the one structured logger of followupd.
+ *
+ * Every diagnostic is one JSON object per line on a file descriptor (stderr by
+ * default, journald-friendly): {"ts","level","msg", context fields...}.  The
+ * context (request_id, tenant_id, booking_id, schema, task_name) travels in a
+ * small struct so call sites never format JSON themselves.  The level is checked
+ * before anything is formatted (LOG_* macros).  Values registered with
+ * log_add_secret() are replaced by "[REDACTED]" wherever they would appear, as a
+ * last line of defence on top of never passing secrets to the logger.
+ */
+#ifndef FOLLOWUPD_UTILS_LOG_H
+#define FOLLOWUPD_UTILS_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+
+#define LOG_MAX_SECRETS 16
+
+struct logger {
+    enum log_level level;
+    int fd;                            /* output, 2 by default */
+    char *secrets[LOG_MAX_SECRETS];    /* owned copies, redacted from every line */
+    int n_secrets;
+};
+
+/* Optional per-line context; NULL members are omitted. */
+struct log_ctx {
+    const char *request_id;
+    const char *tenant_id;
+    const char *booking_id;
+    const char *schema;
+    const char *task_name;
+};
+
+void logger_init(struct logger *lg, enum log_level level, int fd);
+void logger_free(struct logger *lg);
+/* Remember a secret value (copied); ignored when empty or shorter than 4 bytes. */
+void log_add_secret(struct logger *lg, const char *secret);
+void log_clear_secrets(struct logger *lg);
+
+int log_level_parse(const char *s, enum log_level *out);
+const char *log_level_name(enum log_level lvl);
+
+static inline bool log_enabled(const struct logger *lg, enum log_level lvl)
+{
+    return lg != NULL && lvl >= lg->level;
+}
+
+/* Write one line. `fields` are extra key/value string pairs terminated by NULL
+ * (e.g. "error", msg, "status", "503", NULL). msg is a printf format. */
+void log_write(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+               const char *const *fields, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+                const char *const *fields, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+
+/* Build the JSON line (without newline) into a malloc'd string; for tests and
+ * for log_write. Returns NULL on allocation failure. */
+char *log_format_line(const struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+                      const char *const *fields, const char *msg);
+
+#define LOG_AT(lg, lvl, ctx, ...)                                                  \
+    do {                                                                           \
+        if (log_enabled((lg), (lvl))) log_write((lg), (lvl), (ctx), NULL, __VA_ARGS__); \
+    } while (0)
+#define LOG_DEBUG(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_DEBUG, ctx, __VA_ARGS__)
+#define LOG_INFO(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_INFO, ctx, __VA_ARGS__)
+#define LOG_WARN(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_WARN, ctx, __VA_ARGS__)
+#define LOG_ERROR(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_ERROR, ctx, __VA_ARGS__)
+
+/* Same with extra fields: LOG_KV(lg, LOG_LEVEL_WARN, ctx, ((const char*[]){"k","v",NULL}), "fmt") */
+#define LOG_KV(lg, lvl, ctx, fields, ...)                                          \
+    do {                                                                           \
+        if (log_enabled((lg), (lvl))) log_write((lg), (lvl), (ctx), (fields), __VA_ARGS__); \
+    } while (0)
+
+#endif
