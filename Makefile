@@ -19,7 +19,7 @@ LLHTTP_SRC_DIR := /usr/share/llhttp
 LLHTTP_INC_DIR := /usr/share/include/llhttp
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
-        -Wformat=2 -Wundef -Wpointer-arith -Wcast-align -Werror
+        -Wformat=2 -Wno-format-truncation -Wno-format-nonliteral -Wundef -Wpointer-arith -Wcast-align -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -fno-omit-frame-pointer \
               -Idaemon/src -I$(LLHTTP_INC_DIR) $(PKG_CFLAGS)
