@@ -581,3 +581,38 @@ int config_diff_static(const struct config *a, const struct config *b, const cha
     }
     return n;
 }
+
+static size_t field_size(enum opt_type t)
+{
+    switch (t) {
+    case OT_STR:
+    case OT_URL:
+    case OT_LISTEN:
+        return sizeof(char *);
+    case OT_LIST:
+    case OT_SCHEMAS:
+        return sizeof(struct strlist);
+    case OT_INT:
+        return sizeof(int);
+    case OT_BACKEND:
+        return sizeof(enum queue_backend);
+    case OT_AUTH_MODE:
+        return sizeof(enum auth_mode);
+    case OT_LEVEL:
+        return sizeof(enum log_level);
+    }
+    return 0;
+}
+
+void config_adopt_static(struct config *next, struct config *running)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (opts[i].flags & OF_RELOAD) continue;
+        char tmp[sizeof(struct strlist)];
+        size_t sz = field_size(opts[i].type);
+        char *a = (char *)next + opts[i].offset, *b = (char *)running + opts[i].offset;
+        memcpy(tmp, a, sz);
+        memcpy(a, b, sz);
+        memcpy(b, tmp, sz);
+    }
+}

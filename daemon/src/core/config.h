@@ -98,6 +98,10 @@ void config_register_secrets(const struct config *cfg, struct logger *lg);
  * max names into out; returns how many differ. */
 int config_diff_static(const struct config *a, const struct config *b, const char **out, int max);
 
+/* Move the running values of keys that cannot change live from `running` into
+ * `next` (and next's into running, to be freed with it). */
+void config_adopt_static(struct config *next, struct config *running);
+
 bool strlist_contains(const struct strlist *l, const char *s);
 bool config_is_valid_identifier(const char *s);
 
