@@ -1,0 +1,196 @@
+/*
+ * deals_pipeline/services/followup_execution_service — see the header for the
+ * three phases.  One heap `struct execution` carries a delivery through them.
+ */
+#include "features/deals_pipeline/services/followup_execution_service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "features/deals_pipeline/services/followup_keys.h"
+
+struct execution {
+    struct followup_execution_service *svc;
+    char schema[SCHEMA_NAME_LEN];
+    char tenant_id[UUID_STR_LEN];
+    char booking_id[UUID_STR_LEN];
+    char idempotency_key[IDEMPOTENCY_KEY_LEN];
+    char request_id[72];
+    struct booking booking;
+    enum execution_status final_status;
+    execution_done_cb cb;
+    void *arg;
+};
+
+static const char *const status_names[] = {
+    [EXEC_EXECUTED] = "executed",       [EXEC_ALREADY_EXECUTED] = "already_executed",
+    [EXEC_CANCELLED] = "cancelled",     [EXEC_STALE] = "stale",
+    [EXEC_FAILED_FINAL] = "failed",     [EXEC_IN_PROGRESS] = "in_progress",
+    [EXEC_NOT_FOUND] = "not_found",     [EXEC_FAILED_RETRYABLE] = "failed_retryable",
+    [EXEC_UNAVAILABLE] = "unavailable",
+};
+
+const char *execution_status_name(enum execution_status st)
+{
+    return (unsigned)st < sizeof(status_names) / sizeof(status_names[0]) ? status_names[st] : "unknown";
+}
+
+void followup_execution_service_init(struct followup_execution_service *svc, struct bookings_repo *repo,
+                                     struct voice_agent_port *voice, struct logger *log, int lease_s)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->repo = repo;
+    svc->voice = voice;
+    svc->log = log;
+    svc->lease_s = lease_s;
+}
+
+static struct log_ctx exec_ctx(const struct execution *ex)
+{
+    return (struct log_ctx){.request_id = ex->request_id, .tenant_id = ex->tenant_id,
+                            .booking_id = ex->booking_id, .schema = ex->schema};
+}
+
+static void finish(struct execution *ex, enum execution_status st)
+{
+    struct log_ctx ctx = exec_ctx(ex);
+    LOG_INFO(ex->svc->log, &ctx, "execution finished: %s", execution_status_name(st));
+    ex->cb(ex->arg, st);
+    free(ex);
+}
+
+static void finish_after_call(struct execution *ex, enum execution_status st)
+{
+    ex->svc->inflight--;
+    finish(ex, st);
+}
+
+static enum execution_status status_for_claim(enum claim_outcome o)
+{
+    switch (o) {
+    case CLAIM_NOT_FOUND: return EXEC_NOT_FOUND;
+    case CLAIM_ALREADY_EXECUTED: return EXEC_ALREADY_EXECUTED;
+    case CLAIM_CANCELLED: return EXEC_CANCELLED;
+    case CLAIM_STALE: return EXEC_STALE;
+    case CLAIM_IN_PROGRESS: return EXEC_IN_PROGRESS;
+    case CLAIM_FAILED_FINAL: return EXEC_FAILED_FINAL;
+    case CLAIM_CLAIMED: break;
+    }
+    return EXEC_UNAVAILABLE;
+}
+
+/* Phase 3 done: the outcome is recorded (or could not be: then Cloud Tasks
+ * retries, finds in_progress, and after the lease re-calls with the same key). */
+static void on_outcome_recorded(void *arg, enum repo_rc rc)
+{
+    struct execution *ex = arg;
+    if (rc == REPO_ERROR) {
+        struct log_ctx ctx = exec_ctx(ex);
+        LOG_ERROR(ex->svc->log, &ctx, "could not record the call outcome; a retry will re-call with the same key");
+        finish_after_call(ex, EXEC_UNAVAILABLE);
+        return;
+    }
+    finish_after_call(ex, ex->final_status);
+}
+
+static void record_failure(struct execution *ex, const char *error, bool retryable)
+{
+    struct followup_execution_service *svc = ex->svc;
+    ex->final_status = retryable ? EXEC_FAILED_RETRYABLE : EXEC_FAILED_FINAL;
+    if (svc->repo->mark_execution_failed(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id,
+                                         ex->idempotency_key, error, retryable, on_outcome_recorded, ex) != 0)
+        finish_after_call(ex, EXEC_UNAVAILABLE);
+}
+
+/* Phase 2 done. */
+static void on_call_done(void *arg, const struct voice_reply *r)
+{
+    struct execution *ex = arg;
+    struct followup_execution_service *svc = ex->svc;
+    struct log_ctx ctx = exec_ctx(ex);
+    if (r->outcome == VOICE_OK) {
+        LOG_INFO(svc->log, &ctx, "voice-agent call started (HTTP %ld)", r->http_status);
+        ex->final_status = EXEC_EXECUTED;
+        if (svc->repo->mark_executed(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id, ex->idempotency_key,
+                                     on_outcome_recorded, ex) != 0)
+            finish_after_call(ex, EXEC_UNAVAILABLE);
+        return;
+    }
+    char error[256];
+    snprintf(error, sizeof(error), "voice agent: %s%s(HTTP %ld)", r->error != NULL ? r->error : "error",
+             r->error != NULL ? " " : " ", r->http_status);
+    bool retryable = r->outcome == VOICE_TRANSIENT;
+    LOG_KV(svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error, NULL}), "voice-agent call failed (%s)",
+           retryable ? "retryable" : "permanent");
+    record_failure(ex, error, retryable);
+}
+
+static void start_call(struct execution *ex)
+{
+    struct followup_execution_service *svc = ex->svc;
+    const struct booking *b = &ex->booking;
+    char iso[ISO_TIME_LEN];
+    if (followup_iso_time(b->scheduled_at_ms, iso) != 0) {
+        record_failure(ex, "scheduled_at out of range", false);
+        return;
+    }
+    struct voice_call call = {
+        .tenant_id = b->tenant_id, .booking_id = b->id, .lead_id = b->lead_id,
+        .assigned_user_id = b->assigned_user_id[0] != '\0' ? b->assigned_user_id : NULL,
+        .scheduled_at_iso = iso, .idempotency_key = ex->idempotency_key, .booking_type = b->booking_type,
+        .request_id = ex->request_id,
+    };
+    if (svc->voice->start_call(svc->voice->impl, &call, on_call_done, ex) != 0)
+        record_failure(ex, "voice agent: request not started", true);
+}
+
+/* Phase 1 done. */
+static void on_claimed(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b)
+{
+    struct execution *ex = arg;
+    if (rc != REPO_OK) {
+        finish(ex, EXEC_UNAVAILABLE);
+        return;
+    }
+    if (outcome != CLAIM_CLAIMED) {
+        finish(ex, status_for_claim(outcome));
+        return;
+    }
+    ex->booking = *b;
+    ex->svc->inflight++;
+    struct log_ctx ctx = exec_ctx(ex);
+    LOG_INFO(ex->svc->log, &ctx, "claimed for execution (attempt %d)", b->execution_attempts);
+    start_call(ex);
+}
+
+static int copy_field(char *dst, size_t cap, const char *src)
+{
+    if (src == NULL || strlen(src) >= cap) return -1;
+    memcpy(dst, src, strlen(src) + 1);
+    return 0;
+}
+
+int followup_execution_execute(struct followup_execution_service *svc, const struct execution_request *req,
+                               execution_done_cb cb, void *arg)
+{
+    struct execution *ex = calloc(1, sizeof(*ex));
+    if (ex == NULL) return -1;
+    ex->svc = svc;
+    ex->cb = cb;
+    ex->arg = arg;
+    if (copy_field(ex->schema, sizeof(ex->schema), req->schema) != 0 ||
+        copy_field(ex->tenant_id, sizeof(ex->tenant_id), req->tenant_id) != 0 ||
+        copy_field(ex->booking_id, sizeof(ex->booking_id), req->booking_id) != 0 ||
+        copy_field(ex->idempotency_key, sizeof(ex->idempotency_key), req->idempotency_key) != 0 ||
+        copy_field(ex->request_id, sizeof(ex->request_id), req->request_id != NULL ? req->request_id : "") != 0) {
+        free(ex);
+        return -1;
+    }
+    if (svc->repo->claim_execution(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id, ex->idempotency_key,
+                                   svc->lease_s, on_claimed, ex) != 0) {
+        free(ex);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * deals_pipeline/services/followup_execution_service — runs one follow-up:
+ * the callback Cloud Tasks delivers (and the local dispatcher) end here.
+ *
+ * Three atomic phases (the Stripe "atomic phases" shape):
+ *   1. claim: one statement locks the booking in its tenant and moves it to
+ *      in_progress (attempts + 1, lease start) only when it is claimable —
+ *      scheduled/pending, failed-and-retryable, or in_progress with an expired
+ *      lease (the previous holder died mid-call);
+ *   2. the voice-agent call, outside any transaction, with the booking's
+ *      idempotency key as Idempotency-Key (a re-call after a crash reuses it);
+ *   3. record the outcome: executed, or failed with a short error (retryable
+ *      for transient failures, final for permanent rejections).
+ * Duplicate and concurrent deliveries serialize on the row lock in phase 1, so
+ * exactly one of them makes the call.  No SQL here: the repository does it.
+ */
+#ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_EXECUTION_SERVICE_H
+#define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_EXECUTION_SERVICE_H
+
+#include "features/deals_pipeline/services/ports.h"
+#include "utils/log.h"
+
+enum execution_status {
+    EXEC_EXECUTED,           /* 200 {"status":"executed"} */
+    EXEC_ALREADY_EXECUTED,   /* 200 {"status":"already_executed"} */
+    EXEC_CANCELLED,          /* 200 {"status":"cancelled"} */
+    EXEC_STALE,              /* 200 {"status":"stale"} */
+    EXEC_FAILED_FINAL,       /* 200 {"status":"failed","retryable":false}: stop retrying */
+    EXEC_IN_PROGRESS,        /* 409: another delivery holds the lease */
+    EXEC_NOT_FOUND,          /* 404 */
+    EXEC_FAILED_RETRYABLE,   /* 503: transient voice-agent failure */
+    EXEC_UNAVAILABLE,        /* 503: database unavailable / overloaded */
+};
+
+struct execution_request {
+    const char *schema;
+    const char *tenant_id;
+    const char *booking_id;
+    const char *idempotency_key;
+    const char *request_id;
+};
+
+typedef void (*execution_done_cb)(void *arg, enum execution_status st);
+
+struct followup_execution_service {
+    struct bookings_repo *repo;
+    struct voice_agent_port *voice;
+    struct logger *log;
+    int lease_s;                 /* in_progress older than this is considered abandoned */
+    unsigned inflight;           /* executions between claim and outcome */
+};
+
+void followup_execution_service_init(struct followup_execution_service *svc, struct bookings_repo *repo,
+                                     struct voice_agent_port *voice, struct logger *log, int lease_s);
+/* Copies the request. Returns 0, or -1 when not started (out of memory / repo refused). */
+int followup_execution_execute(struct followup_execution_service *svc, const struct execution_request *req,
+                               execution_done_cb cb, void *arg) __attribute__((warn_unused_result));
+const char *execution_status_name(enum execution_status st);
+
+#endif

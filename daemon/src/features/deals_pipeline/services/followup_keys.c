@@ -1,0 +1,62 @@
+/*
+ * deals_pipeline/services/followup_keys — see followup_keys.h.
+ */
+#include "features/deals_pipeline/services/followup_keys.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int followup_iso_time(int64_t epoch_ms, char out[ISO_TIME_LEN])
+{
+    int64_t secs = epoch_ms / 1000, ms = epoch_ms % 1000;
+    if (ms < 0) {
+        ms += 1000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) return -1;
+    int n = snprintf(out, ISO_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
+    return n > 0 && n < ISO_TIME_LEN ? 0 : -1;
+}
+
+int followup_idempotency_key(const char *tenant_id, const char *booking_id, int64_t scheduled_at_ms, char *out,
+                             size_t cap)
+{
+    char iso[ISO_TIME_LEN];
+    if (followup_iso_time(scheduled_at_ms, iso) != 0) return -1;
+    int n = snprintf(out, cap, "followup:%s:%s:%s", tenant_id, booking_id, iso);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+int followup_task_id(const char *idempotency_key, char out[TASK_ID_LEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(idempotency_key, strlen(idempotency_key), md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        return -1;
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < len; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * len] = '\0';
+    return 0;
+}
+
+bool followup_is_uuid(const char *s)
+{
+    if (s == NULL || strlen(s) != 36) return false;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') return false;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}

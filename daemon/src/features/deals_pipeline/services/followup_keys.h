@@ -1,0 +1,27 @@
+/*
+ * deals_pipeline/services/followup_keys — the deterministic names of a
+ * follow-up: the canonical timestamp (UTC, milliseconds, `Z`, exactly like
+ * JavaScript's toISOString(), so other services can compute the same key),
+ * the idempotency key `followup:{tenantId}:{bookingId}:{scheduledAtIso}` and
+ * the Cloud Tasks task ID (lowercase hex SHA-256 of the key: within the
+ * `[A-Za-z0-9_-]` charset and not sequential, as Google asks).
+ */
+#ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_KEYS_H
+#define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ISO_TIME_LEN 32
+#define TASK_ID_LEN 65
+
+/* 2026-11-28T16:00:00.000Z; years outside 0000..9999 are rejected (-1). */
+int followup_iso_time(int64_t epoch_ms, char out[ISO_TIME_LEN]);
+int followup_idempotency_key(const char *tenant_id, const char *booking_id, int64_t scheduled_at_ms, char *out,
+                             size_t cap);
+int followup_task_id(const char *idempotency_key, char out[TASK_ID_LEN]);
+/* Canonical textual UUID (8-4-4-4-12 hex, either case). */
+bool followup_is_uuid(const char *s);
+
+#endif

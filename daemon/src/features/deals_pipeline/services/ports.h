@@ -1,0 +1,132 @@
+/*
+ * deals_pipeline/services/ports — the interfaces the follow-up services depend
+ * on, as structs of function pointers (Redis connection.h style): the
+ * bookings repository (the only SQL), the task queue (Cloud Tasks or the local
+ * dispatcher) and the voice agent.  Production wires libpq/libcurl
+ * implementations in; unit tests hand in fakes.  Every operation is
+ * asynchronous: the callback runs later on the loop, exactly once, never from
+ * inside the call that started it.  A call returning -1 means "not started"
+ * (the callback will not run).
+ */
+#ifndef FOLLOWUPD_DEALS_PIPELINE_PORTS_H
+#define FOLLOWUPD_DEALS_PIPELINE_PORTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define UUID_STR_LEN 37          /* 36 + NUL */
+#define SCHEMA_NAME_LEN 64       /* 63 + NUL */
+#define IDEMPOTENCY_KEY_LEN 256
+#define TASK_NAME_LEN 640
+
+/* A lead_bookings row as the services need it (snake_case columns mapped 1:1). */
+struct booking {
+    char id[UUID_STR_LEN];
+    char tenant_id[UUID_STR_LEN];
+    char lead_id[UUID_STR_LEN];
+    char assigned_user_id[UUID_STR_LEN];   /* "" when NULL */
+    char booking_type[64];
+    char status[32];                        /* the Node backend's status */
+    char task_status[32];                   /* ours */
+    char task_name[TASK_NAME_LEN];          /* "" when NULL */
+    char idempotency_key[IDEMPOTENCY_KEY_LEN]; /* "" when NULL */
+    int64_t scheduled_at_ms;
+    int64_t task_scheduled_at_ms;           /* 0 when NULL */
+    int execution_attempts;
+};
+
+/* Result codes of repository calls. */
+enum repo_rc { REPO_OK = 0, REPO_NOT_FOUND, REPO_CONFLICT /* conditional update matched nothing */, REPO_ERROR };
+
+/* What phase 1 of an execution found (claim = lock + move to in_progress). */
+enum claim_outcome {
+    CLAIM_CLAIMED,            /* now in_progress: the caller makes the call */
+    CLAIM_NOT_FOUND,          /* no such booking in this tenant */
+    CLAIM_ALREADY_EXECUTED,
+    CLAIM_CANCELLED,
+    CLAIM_STALE,              /* idempotency key differs (rescheduled since) */
+    CLAIM_IN_PROGRESS,        /* another delivery holds a live lease */
+    CLAIM_FAILED_FINAL,       /* failed and not retryable */
+};
+
+typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
+typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
+typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b);
+
+struct schedule_mark {
+    const char *task_name;
+    int64_t task_scheduled_at_ms;
+    const char *idempotency_key;
+};
+
+struct bookings_repo {
+    void *impl;
+    /* Load one booking, tenant-scoped. REPO_NOT_FOUND when absent. */
+    int (*load)(void *impl, const char *schema, const char *tenant_id, const char *booking_id, repo_booking_cb cb,
+                void *arg);
+    /* pending|failed → scheduled with the task columns; REPO_CONFLICT when the row moved on. */
+    int (*mark_scheduled)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                          const struct schedule_mark *m, repo_done_cb cb, void *arg);
+    /* Scheduling failed permanently: pending → failed with the error (not retryable). */
+    int (*mark_schedule_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                                const char *error, repo_done_cb cb, void *arg);
+    /* Phase 1: lock the booking and claim it for one call. */
+    int (*claim_execution)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                           const char *idempotency_key, int lease_s, repo_claim_cb cb, void *arg);
+    /* Phase 3: record the outcome of the call. */
+    int (*mark_executed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                         const char *idempotency_key, repo_done_cb cb, void *arg);
+    int (*mark_execution_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                                 const char *idempotency_key, const char *error, bool retryable, repo_done_cb cb,
+                                 void *arg);
+};
+
+/* ---- task queue ---- */
+enum tq_result { TQ_OK = 0, TQ_ALREADY_EXISTS, TQ_NOT_FOUND, TQ_TRANSIENT, TQ_PERMANENT };
+struct tq_reply {
+    enum tq_result result;
+    const char *task_name;   /* full name of the created task */
+    const char *error;       /* short, no secrets */
+};
+typedef void (*tq_cb)(void *arg, const struct tq_reply *r);
+
+struct task_request {
+    const char *task_id;         /* deterministic: hash of the idempotency key */
+    const char *url;             /* callback URL */
+    const char *body_json;       /* camelCase payload, no secrets */
+    int64_t schedule_time_ms;
+};
+
+struct task_queue {
+    void *impl;
+    int (*create)(void *impl, const struct task_request *req, tq_cb cb, void *arg);
+    int (*remove)(void *impl, const char *task_name, tq_cb cb, void *arg);
+};
+
+/* ---- voice agent ---- */
+enum va_outcome { VOICE_OK = 0, VOICE_TRANSIENT, VOICE_PERMANENT };
+struct voice_reply {
+    enum va_outcome outcome;
+    long http_status;
+    const char *error;
+};
+typedef void (*voice_cb)(void *arg, const struct voice_reply *r);
+
+struct voice_call {
+    const char *tenant_id, *booking_id, *lead_id;
+    const char *assigned_user_id;   /* NULL when absent */
+    const char *scheduled_at_iso, *idempotency_key, *booking_type, *request_id;
+};
+
+struct voice_agent_port {
+    void *impl;
+    int (*start_call)(void *impl, const struct voice_call *call, voice_cb cb, void *arg);
+};
+
+/* ---- clock ---- */
+struct clock_port {
+    void *impl;
+    int64_t (*now_ms)(void *impl);
+};
+
+#endif

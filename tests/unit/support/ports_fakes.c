@@ -1,0 +1,286 @@
+/*
+ * tests/unit/support/ports_fakes — see ports_fakes.h.
+ */
+#include "ports_fakes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "features/deals_pipeline/services/followup_keys.h"
+
+/* A tiny deferred-callback queue: each entry is a closure run by fakes_drain. */
+struct deferred {
+    void (*run)(struct deferred *d);
+    struct deferred *next;
+    void *cb;
+    void *arg;
+    enum repo_rc rc;
+    enum claim_outcome outcome;
+    struct booking b;
+    bool has_booking;
+    struct tq_reply tq;
+    char task_name[TASK_NAME_LEN];
+    struct voice_reply vr;
+};
+
+static struct deferred *queue_head, *queue_tail;
+
+static void defer(struct deferred *d)
+{
+    d->next = NULL;
+    if (queue_tail) queue_tail->next = d;
+    else queue_head = d;
+    queue_tail = d;
+}
+
+int fakes_drain(struct fake_world *w)
+{
+    (void)w;
+    int n = 0;
+    while (queue_head != NULL) {
+        struct deferred *d = queue_head;
+        queue_head = d->next;
+        if (queue_head == NULL) queue_tail = NULL;
+        d->run(d);
+        free(d);
+        n++;
+    }
+    return n;
+}
+
+static void run_done(struct deferred *d) { ((repo_done_cb)d->cb)(d->arg, d->rc); }
+static void run_booking(struct deferred *d) { ((repo_booking_cb)d->cb)(d->arg, d->rc, d->has_booking ? &d->b : NULL); }
+static void run_claim(struct deferred *d)
+{
+    ((repo_claim_cb)d->cb)(d->arg, d->rc, d->outcome, d->has_booking ? &d->b : NULL);
+}
+static void run_tq(struct deferred *d)
+{
+    d->tq.task_name = d->task_name;
+    ((tq_cb)d->cb)(d->arg, &d->tq);
+}
+static void run_voice(struct deferred *d) { ((voice_cb)d->cb)(d->arg, &d->vr); }
+
+static struct deferred *new_deferred(void (*run)(struct deferred *), void *cb, void *arg)
+{
+    struct deferred *d = calloc(1, sizeof(*d));
+    d->run = run;
+    d->cb = cb;
+    d->arg = arg;
+    return d;
+}
+
+static struct fake_row *row_in_tenant(struct fake_world *w, const char *schema, const char *tenant,
+                                      const char *booking)
+{
+    for (int i = 0; i < FAKE_MAX_ROWS; i++) {
+        struct fake_row *r = &w->rows[i];
+        if (r->used && strcmp(r->schema, schema) == 0 && strcmp(r->b.tenant_id, tenant) == 0 &&
+            strcmp(r->b.id, booking) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+struct fake_row *fakes_find(struct fake_world *w, const char *booking_id)
+{
+    for (int i = 0; i < FAKE_MAX_ROWS; i++)
+        if (w->rows[i].used && strcmp(w->rows[i].b.id, booking_id) == 0) return &w->rows[i];
+    return NULL;
+}
+
+static int repo_load(void *impl, const char *schema, const char *tenant, const char *booking, repo_booking_cb cb,
+                     void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_booking, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = w->repo_down ? REPO_ERROR : r ? REPO_OK : REPO_NOT_FOUND;
+    if (r && !w->repo_down) {
+        d->b = r->b;
+        d->has_booking = true;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_mark_scheduled(void *impl, const char *schema, const char *tenant, const char *booking,
+                               const struct schedule_mark *m, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    if (w->repo_down) d->rc = REPO_ERROR;
+    else if (r == NULL) d->rc = REPO_NOT_FOUND;
+    else if (strcmp(r->b.task_status, "pending") != 0 && strcmp(r->b.task_status, "failed") != 0)
+        d->rc = REPO_CONFLICT;
+    else {
+        strcpy(r->b.task_status, "scheduled");
+        strcpy(r->b.task_name, m->task_name);
+        strcpy(r->b.idempotency_key, m->idempotency_key);
+        r->b.task_scheduled_at_ms = m->task_scheduled_at_ms;
+        d->rc = REPO_OK;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_mark_schedule_failed(void *impl, const char *schema, const char *tenant, const char *booking,
+                                     const char *error, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = w->repo_down ? REPO_ERROR : r ? REPO_OK : REPO_NOT_FOUND;
+    if (r && !w->repo_down) {
+        strcpy(r->b.task_status, "failed");
+        r->retryable = false;
+        strncpy(r->last_error, error, sizeof(r->last_error) - 1);
+    }
+    defer(d);
+    return 0;
+}
+
+static enum claim_outcome claim_rules(struct fake_world *w, struct fake_row *r, const char *key, int lease_s)
+{
+    if (strcmp(r->b.task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
+    if (strcmp(r->b.task_status, "cancelled") == 0 || strcmp(r->b.status, "cancelled") == 0) return CLAIM_CANCELLED;
+    if (strcmp(r->b.idempotency_key, key) != 0) return CLAIM_STALE;
+    if (strcmp(r->b.task_status, "in_progress") == 0 && r->lease_started_ms > w->now_ms - (int64_t)lease_s * 1000)
+        return CLAIM_IN_PROGRESS;
+    if (strcmp(r->b.task_status, "failed") == 0 && !r->retryable) return CLAIM_FAILED_FINAL;
+    return CLAIM_CLAIMED;
+}
+
+static int repo_claim(void *impl, const char *schema, const char *tenant, const char *booking, const char *key,
+                      int lease_s, repo_claim_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_claim, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
+    d->outcome = r ? claim_rules(w, r, key, lease_s) : CLAIM_NOT_FOUND;
+    if (!w->repo_down && d->outcome == CLAIM_CLAIMED) {
+        strcpy(r->b.task_status, "in_progress");
+        r->b.execution_attempts++;
+        r->lease_started_ms = w->now_ms;
+        d->b = r->b;
+        d->has_booking = true;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_mark_executed(void *impl, const char *schema, const char *tenant, const char *booking,
+                              const char *key, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = w->repo_down ? REPO_ERROR : (r && strcmp(r->b.idempotency_key, key) == 0) ? REPO_OK : REPO_CONFLICT;
+    if (d->rc == REPO_OK) {
+        strcpy(r->b.task_status, "executed");
+        r->last_error[0] = '\0';
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_mark_failed(void *impl, const char *schema, const char *tenant, const char *booking, const char *key,
+                            const char *error, bool retryable, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = w->repo_down ? REPO_ERROR : (r && strcmp(r->b.idempotency_key, key) == 0) ? REPO_OK : REPO_CONFLICT;
+    if (d->rc == REPO_OK) {
+        strcpy(r->b.task_status, "failed");
+        r->retryable = retryable;
+        strncpy(r->last_error, error, sizeof(r->last_error) - 1);
+    }
+    defer(d);
+    return 0;
+}
+
+static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_voice, (void *)cb, arg);
+    int i = w->voice_calls < FAKE_MAX_CALLS ? w->voice_calls : FAKE_MAX_CALLS - 1;
+    strncpy(w->call_keys[i], call->idempotency_key, IDEMPOTENCY_KEY_LEN - 1);
+    w->last_call = *call;
+    d->vr.outcome = w->voice_script[i];
+    d->vr.http_status = w->voice_status_script[i] ? w->voice_status_script[i] : (d->vr.outcome == VOICE_OK ? 200 : 500);
+    d->vr.error = d->vr.outcome == VOICE_OK ? NULL : "scripted failure";
+    w->voice_calls++;
+    defer(d);
+    return 0;
+}
+
+static int tq_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_tq, (void *)cb, arg);
+    int i = w->creates < FAKE_MAX_CALLS ? w->creates : FAKE_MAX_CALLS - 1;
+    w->last_create = *req;
+    strncpy(w->last_create_body, req->body_json, sizeof(w->last_create_body) - 1);
+    strncpy(w->last_create_id, req->task_id, sizeof(w->last_create_id) - 1);
+    w->last_create.body_json = w->last_create_body;
+    w->last_create.task_id = w->last_create_id;
+    w->last_create.url = NULL;
+    d->tq.result = w->create_script[i];
+    snprintf(d->task_name, sizeof(d->task_name), "projects/p/locations/l/queues/q/tasks/%s", req->task_id);
+    d->tq.error = d->tq.result == TQ_OK || d->tq.result == TQ_ALREADY_EXISTS ? NULL : "scripted failure";
+    w->creates++;
+    defer(d);
+    return 0;
+}
+
+static int tq_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_tq, (void *)cb, arg);
+    snprintf(d->task_name, sizeof(d->task_name), "%s", task_name);
+    d->tq.result = TQ_OK;
+    w->removes++;
+    defer(d);
+    return 0;
+}
+
+static int64_t clock_now(void *impl) { return ((struct fake_world *)impl)->now_ms; }
+
+void fakes_init(struct fake_world *w)
+{
+    fakes_drain(w);
+    memset(w, 0, sizeof(*w));
+    w->now_ms = 1795881600000LL; /* 2026-11-28T12:00:00Z */
+    w->repo = (struct bookings_repo){.impl = w, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
+                                     .mark_schedule_failed = repo_mark_schedule_failed,
+                                     .claim_execution = repo_claim, .mark_executed = repo_mark_executed,
+                                     .mark_execution_failed = repo_mark_failed};
+    w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
+    w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
+    w->clock = (struct clock_port){.impl = w, .now_ms = clock_now};
+}
+
+struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,
+                                   const char *booking_id, const char *booking_type, int64_t scheduled_at_ms)
+{
+    for (int i = 0; i < FAKE_MAX_ROWS; i++) {
+        struct fake_row *r = &w->rows[i];
+        if (r->used) continue;
+        memset(r, 0, sizeof(*r));
+        r->used = true;
+        strcpy(r->schema, schema);
+        strcpy(r->b.id, booking_id);
+        strcpy(r->b.tenant_id, tenant_id);
+        strcpy(r->b.lead_id, "0b9d2c3e-5f60-4a7b-8c9d-0e1f2a3b4c5d");
+        strcpy(r->b.booking_type, booking_type);
+        strcpy(r->b.status, "scheduled");
+        strcpy(r->b.task_status, "pending");
+        r->b.scheduled_at_ms = scheduled_at_ms;
+        return r;
+    }
+    return NULL;
+}

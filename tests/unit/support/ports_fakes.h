@@ -1,0 +1,58 @@
+/*
+ * tests/unit/support/ports_fakes — in-memory fakes of the service ports
+ * (bookings repository, task queue, voice agent, clock) for cmocka tests.
+ * They are asynchronous like the real ones: every callback is queued and runs
+ * only when the test calls fakes_drain(), never from inside the call.
+ * The fake repository applies the same state rules as the SQL repository.
+ */
+#ifndef FOLLOWUPD_TESTS_PORTS_FAKES_H
+#define FOLLOWUPD_TESTS_PORTS_FAKES_H
+
+#include <stdbool.h>
+
+#include "features/deals_pipeline/services/ports.h"
+
+#define FAKE_MAX_ROWS 16
+#define FAKE_MAX_CALLS 64
+
+struct fake_row {
+    bool used;
+    char schema[SCHEMA_NAME_LEN];
+    struct booking b;
+    int64_t lease_started_ms;
+    bool retryable;             /* for task_status failed */
+    char last_error[256];
+};
+
+struct fake_world {
+    int64_t now_ms;
+    struct fake_row rows[FAKE_MAX_ROWS];
+    bool repo_down;             /* every repo call answers REPO_ERROR */
+    /* voice agent */
+    int voice_calls;
+    struct voice_call last_call;
+    char call_keys[FAKE_MAX_CALLS][IDEMPOTENCY_KEY_LEN];
+    enum va_outcome voice_script[FAKE_MAX_CALLS];   /* outcome of call i (default OK) */
+    long voice_status_script[FAKE_MAX_CALLS];
+    /* task queue */
+    int creates;
+    struct task_request last_create;
+    char last_create_body[2048];
+    char last_create_id[128];
+    enum tq_result create_script[FAKE_MAX_CALLS];
+    int removes;
+    /* ports handed to services */
+    struct bookings_repo repo;
+    struct voice_agent_port voice;
+    struct task_queue queue;
+    struct clock_port clock;
+};
+
+void fakes_init(struct fake_world *w);
+struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,
+                                   const char *booking_id, const char *booking_type, int64_t scheduled_at_ms);
+struct fake_row *fakes_find(struct fake_world *w, const char *booking_id);
+/* Run queued callbacks until none is left; returns how many ran. */
+int fakes_drain(struct fake_world *w);
+
+#endif

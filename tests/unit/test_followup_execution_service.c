@@ -1,0 +1,254 @@
+/*
+ * Unit tests of the execution service (the idempotency gate of `make
+ * compliance`, check #3): duplicates, tenants, cancel/stale, leases, failure
+ * mapping.  Real service code, fake ports (support/ports_fakes).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "features/deals_pipeline/services/followup_execution_service.h"
+#include "features/deals_pipeline/services/followup_keys.h"
+#include "support/ports_fakes.h"
+
+#define SCHEMA "tenant_schema"
+#define TENANT "11111111-1111-4111-8111-111111111111"
+#define OTHER_TENANT "22222222-2222-4222-8222-222222222222"
+#define BOOKING "33333333-3333-4333-8333-333333333333"
+
+struct fixture {
+    struct fake_world w;
+    struct logger log;
+    struct followup_execution_service svc;
+    char key[IDEMPOTENCY_KEY_LEN];
+    int done;
+    enum execution_status last[32];
+};
+
+static void on_done(void *arg, enum execution_status st)
+{
+    struct fixture *f = arg;
+    f->last[f->done++ % 32] = st;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    fakes_init(&f->w);
+    logger_init(&f->log, LOG_LEVEL_ERROR, open("/dev/null", O_WRONLY));
+    followup_execution_service_init(&f->svc, &f->w.repo, &f->w.voice, &f->log, 60);
+    struct fake_row *r = fakes_add_booking(&f->w, SCHEMA, TENANT, BOOKING, "follow_up", f->w.now_ms + 1000);
+    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, r->b.scheduled_at_ms, f->key, sizeof(f->key)), 0);
+    strcpy(r->b.idempotency_key, f->key);
+    strcpy(r->b.task_status, "scheduled");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    fakes_drain(&f->w);
+    close(f->log.fd);
+    free(f);
+    return 0;
+}
+
+static void execute(struct fixture *f, const char *tenant, const char *key)
+{
+    struct execution_request req = {.schema = SCHEMA, .tenant_id = tenant, .booking_id = BOOKING,
+                                    .idempotency_key = key, .request_id = "req-1"};
+    assert_int_equal(followup_execution_execute(&f->svc, &req, on_done, f), 0);
+}
+
+static enum execution_status run_once(struct fixture *f, const char *tenant, const char *key)
+{
+    int before = f->done;
+    execute(f, tenant, key);
+    assert_int_equal(f->done, before); /* never completes synchronously */
+    fakes_drain(&f->w);
+    assert_int_equal(f->done, before + 1);
+    return f->last[before % 32];
+}
+
+static void execute__first_delivery__calls_once_and_marks_executed(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);
+    assert_int_equal(f->w.voice_calls, 1);
+    assert_string_equal(f->w.call_keys[0], f->key);
+    assert_string_equal(f->w.last_call.tenant_id, TENANT);
+    assert_string_equal(f->w.last_call.booking_type, "follow_up");
+    assert_string_equal(fakes_find(&f->w, BOOKING)->b.task_status, "executed");
+    assert_int_equal(fakes_find(&f->w, BOOKING)->b.execution_attempts, 1);
+}
+
+static void execute__second_delivery__succeeds_without_calling(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_ALREADY_EXECUTED);
+    assert_int_equal(f->w.voice_calls, 1);
+}
+
+static void execute__ten_concurrent_duplicates__exactly_one_call(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 10; i++) execute(f, TENANT, f->key);
+    fakes_drain(&f->w);
+    assert_int_equal(f->done, 10);
+    assert_int_equal(f->w.voice_calls, 1);
+    int executed = 0, in_progress = 0;
+    for (int i = 0; i < 10; i++) {
+        executed += f->last[i] == EXEC_EXECUTED;
+        in_progress += f->last[i] == EXEC_IN_PROGRESS;
+    }
+    assert_int_equal(executed, 1);
+    assert_int_equal(in_progress, 9);
+}
+
+static void execute__other_tenant__not_found_and_no_call(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(run_once(f, OTHER_TENANT, f->key), EXEC_NOT_FOUND);
+    assert_int_equal(f->w.voice_calls, 0);
+    assert_string_equal(fakes_find(&f->w, BOOKING)->b.task_status, "scheduled");
+}
+
+static void execute__cancelled_booking__noop(void **state)
+{
+    struct fixture *f = *state;
+    strcpy(fakes_find(&f->w, BOOKING)->b.status, "cancelled");
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_CANCELLED);
+    assert_int_equal(f->w.voice_calls, 0);
+}
+
+static void execute__cancelled_task_status__noop(void **state)
+{
+    struct fixture *f = *state;
+    strcpy(fakes_find(&f->w, BOOKING)->b.task_status, "cancelled");
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_CANCELLED);
+    assert_int_equal(f->w.voice_calls, 0);
+}
+
+static void execute__stale_key__noop(void **state)
+{
+    struct fixture *f = *state;
+    char old_key[IDEMPOTENCY_KEY_LEN];
+    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, f->w.now_ms - 3600000, old_key, sizeof(old_key)), 0);
+    assert_int_equal(run_once(f, TENANT, old_key), EXEC_STALE);
+    assert_int_equal(f->w.voice_calls, 0);
+    assert_string_equal(fakes_find(&f->w, BOOKING)->b.task_status, "scheduled");
+}
+
+static void execute__live_lease__in_progress_without_call(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    strcpy(r->b.task_status, "in_progress");
+    r->lease_started_ms = f->w.now_ms - 10000; /* 10 s ago, lease 60 s */
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_IN_PROGRESS);
+    assert_int_equal(f->w.voice_calls, 0);
+}
+
+static void execute__expired_lease__recalls_with_same_key(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    strcpy(r->b.task_status, "in_progress");
+    r->b.execution_attempts = 1;
+    r->lease_started_ms = f->w.now_ms - 61000;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);
+    assert_int_equal(f->w.voice_calls, 1);
+    assert_string_equal(f->w.call_keys[0], f->key);
+    assert_int_equal(r->b.execution_attempts, 2);
+}
+
+static void execute__transient_failure__retryable_then_succeeds(void **state)
+{
+    struct fixture *f = *state;
+    f->w.voice_script[0] = VOICE_TRANSIENT;
+    f->w.voice_status_script[0] = 500;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_RETRYABLE);
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    assert_string_equal(r->b.task_status, "failed");
+    assert_int_equal(r->b.execution_attempts, 1);
+    assert_non_null(strstr(r->last_error, "500"));
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);
+    assert_int_equal(r->b.execution_attempts, 2);
+    assert_int_equal(f->w.voice_calls, 2);
+    assert_string_equal(f->w.call_keys[1], f->key);
+}
+
+static void execute__permanent_failure__final_and_never_recalled(void **state)
+{
+    struct fixture *f = *state;
+    f->w.voice_script[0] = VOICE_PERMANENT;
+    f->w.voice_status_script[0] = 422;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_FINAL);
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_FINAL);
+    assert_int_equal(f->w.voice_calls, 1);
+}
+
+static void execute__repository_down__unavailable_and_no_call(void **state)
+{
+    struct fixture *f = *state;
+    f->w.repo_down = true;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_UNAVAILABLE);
+    assert_int_equal(f->w.voice_calls, 0);
+}
+
+static void execute__outcome_not_recorded__unavailable_then_lease_protects(void **state)
+{
+    struct fixture *f = *state;
+    execute(f, TENANT, f->key);
+    /* claim runs, call runs; make the outcome write fail */
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.voice_calls, 1);
+    assert_int_equal(f->last[0], EXEC_EXECUTED);
+    /* now a replica crashes after the call: simulate in_progress with live lease */
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    strcpy(r->b.task_status, "in_progress");
+    r->lease_started_ms = f->w.now_ms;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_IN_PROGRESS);
+    assert_int_equal(f->w.voice_calls, 1);
+}
+
+static void execute__overlong_fields__refused(void **state)
+{
+    struct fixture *f = *state;
+    char big[600];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    struct execution_request req = {.schema = SCHEMA, .tenant_id = TENANT, .booking_id = BOOKING,
+                                    .idempotency_key = big, .request_id = "r"};
+    assert_int_equal(followup_execution_execute(&f->svc, &req, on_done, f), -1);
+    assert_int_equal(f->w.voice_calls, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(execute__first_delivery__calls_once_and_marks_executed, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__second_delivery__succeeds_without_calling, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__ten_concurrent_duplicates__exactly_one_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__other_tenant__not_found_and_no_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__cancelled_booking__noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__cancelled_task_status__noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__stale_key__noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__live_lease__in_progress_without_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__expired_lease__recalls_with_same_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__transient_failure__retryable_then_succeeds, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__permanent_failure__final_and_never_recalled, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__repository_down__unavailable_and_no_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__outcome_not_recorded__unavailable_then_lease_protects, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__overlong_fields__refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
