@@ -106,7 +106,9 @@ unit: all
 
 test: deps
 	$(MAKE) all
-	pg_virtualenv -v 15 $(PYTHON) tests/run_all.py --build $(BUILD)
+	@rm -f $(BUILD)/summary.txt
+	@pg_virtualenv -v 15 $(PYTHON) tests/run_all.py --build $(BUILD) --summary-file $(BUILD)/summary.txt; rc=$$?; \
+	  echo; if [ -s $(BUILD)/summary.txt ]; then cat $(BUILD)/summary.txt; else echo "0 passed, 1 failed"; rc=1; fi; exit $$rc
 
 compliance:
 	$(PYTHON) tests/compliance/scan.py .

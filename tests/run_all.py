@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--unit-only", action="store_true")
     ap.add_argument("-k", dest="only", default=None, help="run only python suites in this dir")
+    ap.add_argument("--summary-file", default=None)
     args = ap.parse_args()
     build = os.path.abspath(os.path.join(ROOT, args.build))
     os.environ["FOLLOWUPD_BUILD"] = build
@@ -81,7 +82,11 @@ def main():
         p, f = run_python(dirs)
         passed += p
         failed += f
-    print(f"{passed} passed, {failed} failed")
+    summary = f"{passed} passed, {failed} failed"
+    print(summary)
+    if args.summary_file:
+        with open(args.summary_file, "w") as fh:
+            fh.write(summary + "\n")
     sys.exit(1 if failed or passed == 0 else 0)
 
 
