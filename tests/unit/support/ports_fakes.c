@@ -96,6 +96,7 @@ static int repo_load(void *impl, const char *schema, const char *tenant, const c
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_booking, (void *)cb, arg);
     struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    w->loads++;
     d->rc = w->repo_down ? REPO_ERROR : r ? REPO_OK : REPO_NOT_FOUND;
     if (r && !w->repo_down) {
         d->b = r->b;
@@ -250,18 +251,55 @@ static int tq_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
 
 static int64_t clock_now(void *impl) { return ((struct fake_world *)impl)->now_ms; }
 
+static int clock_after(void *impl, uint64_t delay_ms, void (*cb)(void *), void *arg)
+{
+    struct fake_world *w = impl;
+    for (int i = 0; i < FAKE_MAX_CALLS; i++) {
+        if (w->timers[i].armed) continue;
+        w->timers[i].armed = true;
+        w->timers[i].due_ms = w->now_ms + (int64_t)delay_ms;
+        w->timers[i].cb = cb;
+        w->timers[i].arg = arg;
+        return 0;
+    }
+    return -1;
+}
+
+int fakes_armed_timers(const struct fake_world *w)
+{
+    int n = 0;
+    for (int i = 0; i < FAKE_MAX_CALLS; i++) n += w->timers[i].armed;
+    return n;
+}
+
+void fakes_advance(struct fake_world *w, int64_t ms)
+{
+    w->now_ms += ms;
+    bool fired = true;
+    while (fired) {
+        fired = false;
+        for (int i = 0; i < FAKE_MAX_CALLS; i++) {
+            if (!w->timers[i].armed || w->timers[i].due_ms > w->now_ms) continue;
+            w->timers[i].armed = false;
+            w->timers[i].cb(w->timers[i].arg);
+            fired = true;
+        }
+        fakes_drain(w);
+    }
+}
+
 void fakes_init(struct fake_world *w)
 {
     fakes_drain(w);
     memset(w, 0, sizeof(*w));
-    w->now_ms = 1795881600000LL; /* 2026-11-28T12:00:00Z */
+    w->now_ms = 1795881600000LL; /* 2026-11-28T16:00:00Z */
     w->repo = (struct bookings_repo){.impl = w, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
                                      .mark_schedule_failed = repo_mark_schedule_failed,
                                      .claim_execution = repo_claim, .mark_executed = repo_mark_executed,
                                      .mark_execution_failed = repo_mark_failed};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
-    w->clock = (struct clock_port){.impl = w, .now_ms = clock_now};
+    w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};
 }
 
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,

@@ -41,6 +41,9 @@ struct fake_world {
     char last_create_id[128];
     enum tq_result create_script[FAKE_MAX_CALLS];
     int removes;
+    int loads;                  /* repo->load calls started */
+    /* timers (clock.after) */
+    struct { bool armed; int64_t due_ms; void (*cb)(void *); void *arg; } timers[FAKE_MAX_CALLS];
     /* ports handed to services */
     struct bookings_repo repo;
     struct voice_agent_port voice;
@@ -52,6 +55,9 @@ void fakes_init(struct fake_world *w);
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,
                                    const char *booking_id, const char *booking_type, int64_t scheduled_at_ms);
 struct fake_row *fakes_find(struct fake_world *w, const char *booking_id);
+/* Move the clock forward, firing due timers (then their deferred work). */
+void fakes_advance(struct fake_world *w, int64_t ms);
+int fakes_armed_timers(const struct fake_world *w);
 /* Run queued callbacks until none is left; returns how many ran. */
 int fakes_drain(struct fake_world *w);
 

@@ -123,10 +123,14 @@ struct voice_agent_port {
     int (*start_call)(void *impl, const struct voice_call *call, voice_cb cb, void *arg);
 };
 
-/* ---- clock ---- */
+/* ---- clock and timers ---- */
 struct clock_port {
     void *impl;
     int64_t (*now_ms)(void *impl);
+    /* Run cb(arg) once after delay_ms on the loop. Returns 0 or -1. Pending
+     * timers never fire once the port is closed (at shutdown); their owners free
+     * what they passed as arg. */
+    int (*after)(void *impl, uint64_t delay_ms, void (*cb)(void *arg), void *arg);
 };
 
 #endif

@@ -1,0 +1,418 @@
+/*
+ * deals_pipeline/services/followup_scheduler_service — see the header.  One
+ * heap `struct scheduler_item` per booking reference lives from enqueue until
+ * its last pass ends; it sits in a chained hash index (coalescing) and, while
+ * waiting, in the FIFO.
+ */
+#include "features/deals_pipeline/services/followup_scheduler_service.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "features/deals_pipeline/services/followup_keys.h"
+
+enum item_state { ITEM_WAITING, ITEM_RUNNING, ITEM_BACKOFF };
+
+struct scheduler_item {
+    struct followup_scheduler *s;
+    char schema[SCHEMA_NAME_LEN];
+    char tenant_id[UUID_STR_LEN];
+    char booking_id[UUID_STR_LEN];
+    struct scheduler_item *next;    /* FIFO */
+    struct scheduler_item *hnext;   /* index chain */
+    enum item_state state;
+    bool again;                     /* changed again while running: one more pass */
+    unsigned attempt;
+    struct booking b;
+    char key[IDEMPOTENCY_KEY_LEN];
+    char task_id[TASK_ID_LEN];
+    char url[1024];
+    char *body;
+    int64_t schedule_time_ms;
+};
+
+static void pump(struct followup_scheduler *s);
+
+/* ---------- pure helpers ---------- */
+
+int64_t followup_schedule_time_ms(int64_t scheduled_at_ms, int lead_time_s, int64_t now_ms)
+{
+    int64_t t = scheduled_at_ms - (int64_t)lead_time_s * 1000;
+    return t < now_ms ? now_ms : t;
+}
+
+bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms)
+{
+    return schedule_time_ms <= now_ms + (int64_t)(SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S) * 1000;
+}
+
+bool followup_qualifies(const struct config *cfg, const struct booking *b)
+{
+    return strlist_contains(&cfg->followup_booking_types, b->booking_type) && strcmp(b->status, "cancelled") != 0 &&
+           strcmp(b->task_status, "pending") == 0;
+}
+
+char *followup_task_payload(const char *schema, const struct booking *b, const char *idempotency_key)
+{
+    char iso[ISO_TIME_LEN];
+    if (followup_iso_time(b->scheduled_at_ms, iso) != 0) return NULL;
+    json_t *o = json_object();
+    if (o == NULL) return NULL;
+    int rc = 0;
+    rc |= json_object_set_new(o, "tenantId", json_string(b->tenant_id));
+    rc |= json_object_set_new(o, "bookingId", json_string(b->id));
+    rc |= json_object_set_new(o, "leadId", json_string(b->lead_id));
+    rc |= json_object_set_new(o, "assignedUserId",
+                              b->assigned_user_id[0] != '\0' ? json_string(b->assigned_user_id) : json_null());
+    rc |= json_object_set_new(o, "schema", json_string(schema));
+    rc |= json_object_set_new(o, "scheduledAt", json_string(iso));
+    rc |= json_object_set_new(o, "idempotencyKey", json_string(idempotency_key));
+    char *out = rc == 0 ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return out;
+}
+
+int followup_callback_url(const char *public_url, const char *booking_id, char *out, size_t cap)
+{
+    size_t n = strlen(public_url);
+    while (n > 0 && public_url[n - 1] == '/') n--;
+    int w = snprintf(out, cap, "%.*s/api/deals-pipeline/bookings/%s/execute-followup", (int)n, public_url, booking_id);
+    return w > 0 && (size_t)w < cap ? 0 : -1;
+}
+
+/* ---------- index ---------- */
+
+static size_t item_hash(const struct followup_scheduler *s, const char *schema, const char *booking_id)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = schema; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    for (const char *p = booking_id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (size_t)(h % s->index_buckets);
+}
+
+static struct scheduler_item *index_find(struct followup_scheduler *s, const char *schema, const char *tenant_id,
+                                         const char *booking_id)
+{
+    for (struct scheduler_item *it = s->index[item_hash(s, schema, booking_id)]; it != NULL; it = it->hnext)
+        if (strcmp(it->booking_id, booking_id) == 0 && strcmp(it->schema, schema) == 0 &&
+            strcmp(it->tenant_id, tenant_id) == 0)
+            return it;
+    return NULL;
+}
+
+static void index_remove(struct followup_scheduler *s, struct scheduler_item *item)
+{
+    struct scheduler_item **pp = &s->index[item_hash(s, item->schema, item->booking_id)];
+    while (*pp != NULL && *pp != item) pp = &(*pp)->hnext;
+    if (*pp == item) *pp = item->hnext;
+    s->live--;
+}
+
+static void fifo_push(struct followup_scheduler *s, struct scheduler_item *item)
+{
+    item->next = NULL;
+    item->state = ITEM_WAITING;
+    if (s->tail != NULL) s->tail->next = item;
+    else s->head = item;
+    s->tail = item;
+    s->queued++;
+}
+
+static struct scheduler_item *fifo_pop(struct followup_scheduler *s)
+{
+    struct scheduler_item *item = s->head;
+    if (item == NULL) return NULL;
+    s->head = item->next;
+    if (s->head == NULL) s->tail = NULL;
+    s->queued--;
+    return item;
+}
+
+/* ---------- lifecycle ---------- */
+
+int followup_scheduler_init(struct followup_scheduler *s, const struct config *cfg, struct bookings_repo *repo,
+                            struct task_queue *queue, struct clock_port *clock, struct logger *log, size_t max_queue)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    s->repo = repo;
+    s->queue = queue;
+    s->clock = clock;
+    s->log = log;
+    s->max_queue = max_queue;
+    s->max_retries = 5;
+    s->retry_base_ms = 500;
+    s->retry_max_ms = 30000;
+    s->rng = (uint64_t)clock->now_ms(clock->impl) | 1;
+    s->index_buckets = max_queue < 1024 ? 1024 : max_queue;
+    s->index = calloc(s->index_buckets, sizeof(*s->index));
+    return s->index != NULL ? 0 : -1;
+}
+
+static void free_item(struct scheduler_item *item)
+{
+    free(item->body);
+    free(item);
+}
+
+void followup_scheduler_close(struct followup_scheduler *s)
+{
+    s->closed = true;
+    struct scheduler_item *item;
+    while ((item = fifo_pop(s)) != NULL) {
+        index_remove(s, item);
+        free_item(item);
+    }
+}
+
+void followup_scheduler_free(struct followup_scheduler *s)
+{
+    followup_scheduler_close(s);
+    for (size_t i = 0; s->index != NULL && i < s->index_buckets; i++) {
+        struct scheduler_item *it = s->index[i];
+        while (it != NULL) {
+            struct scheduler_item *next = it->hnext;
+            free_item(it);
+            it = next;
+        }
+    }
+    free(s->index);
+    s->index = NULL;
+}
+
+bool followup_scheduler_idle(const struct followup_scheduler *s)
+{
+    return s->live == 0;
+}
+
+static struct log_ctx item_ctx(const struct scheduler_item *item)
+{
+    return (struct log_ctx){.tenant_id = item->tenant_id, .booking_id = item->booking_id, .schema = item->schema,
+                            .task_name = item->task_id[0] ? item->task_id : NULL};
+}
+
+/* ---------- one pass ---------- */
+
+static void end_pass(struct scheduler_item *item)
+{
+    struct followup_scheduler *s = item->s;
+    s->inflight--;
+    free(item->body);
+    item->body = NULL;
+    item->attempt = 0;
+    item->task_id[0] = '\0';
+    if (item->again && !s->closed) {
+        item->again = false;
+        fifo_push(s, item);
+    } else {
+        index_remove(s, item);
+        free_item(item);
+    }
+    pump(s);
+    if (s->live == 0 && s->on_idle != NULL) s->on_idle(s->on_idle_arg);
+}
+
+static void on_marked(void *arg, enum repo_rc rc)
+{
+    struct scheduler_item *item = arg;
+    struct log_ctx ctx = item_ctx(item);
+    if (rc == REPO_OK) {
+        LOG_INFO(item->s->log, &ctx, "follow-up scheduled");
+    } else if (rc == REPO_CONFLICT || rc == REPO_NOT_FOUND) {
+        item->s->stats.conflicts++;
+        LOG_DEBUG(item->s->log, &ctx, "row already moved on; nothing to record");
+    } else {
+        LOG_WARN(item->s->log, &ctx, "task created but the row could not be marked; the sweep will retry");
+    }
+    end_pass(item);
+}
+
+static void on_failed_marked(void *arg, enum repo_rc rc)
+{
+    (void)rc;
+    end_pass(arg);
+}
+
+static uint64_t backoff_ms(struct followup_scheduler *s, unsigned attempt)
+{
+    uint64_t cap = s->retry_base_ms << (attempt < 16 ? attempt : 16);
+    if (cap > s->retry_max_ms) cap = s->retry_max_ms;
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return cap / 2 + s->rng % (cap / 2 + 1);    /* "equal jitter": never a tight loop */
+}
+
+static void create_task(struct scheduler_item *item);
+
+static void on_backoff_elapsed(void *arg)
+{
+    struct scheduler_item *item = arg;
+    item->state = ITEM_RUNNING;
+    if (item->s->closed) {
+        end_pass(item);
+        return;
+    }
+    create_task(item);
+}
+
+static void retry_or_give_up(struct scheduler_item *item, const char *error)
+{
+    struct followup_scheduler *s = item->s;
+    struct log_ctx ctx = item_ctx(item);
+    s->stats.transient_errors++;
+    if (item->attempt >= s->max_retries || s->closed) {
+        s->stats.gave_up++;
+        LOG_KV(s->log, LOG_LEVEL_ERROR, &ctx, ((const char *[]){"error", error ? error : "transient", NULL}),
+               "task creation failed %u times; booking stays pending for the sweep", item->attempt + 1);
+        end_pass(item);
+        return;
+    }
+    uint64_t delay = backoff_ms(s, item->attempt++);
+    LOG_KV(s->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error ? error : "transient", NULL}),
+           "task creation failed; retrying in %llu ms", (unsigned long long)delay);
+    item->state = ITEM_BACKOFF;
+    if (s->clock->after(s->clock->impl, delay, on_backoff_elapsed, item) != 0) end_pass(item);
+}
+
+static void on_created(void *arg, const struct tq_reply *r)
+{
+    struct scheduler_item *item = arg;
+    struct followup_scheduler *s = item->s;
+    struct log_ctx ctx = item_ctx(item);
+    switch (r->result) {
+    case TQ_OK:
+    case TQ_ALREADY_EXISTS: {
+        if (r->result == TQ_OK) s->stats.created++;
+        else s->stats.already_existed++;
+        struct schedule_mark m = {.task_name = r->task_name != NULL ? r->task_name : item->task_id,
+                                  .task_scheduled_at_ms = item->schedule_time_ms, .idempotency_key = item->key};
+        if (s->repo->mark_scheduled(s->repo->impl, item->schema, item->tenant_id, item->booking_id, &m, on_marked,
+                                    item) != 0)
+            end_pass(item);
+        return;
+    }
+    case TQ_PERMANENT: {
+        s->stats.permanent_errors++;
+        char error[300];
+        snprintf(error, sizeof(error), "task creation rejected: %s", r->error != NULL ? r->error : "permanent error");
+        LOG_KV(s->log, LOG_LEVEL_ERROR, &ctx, ((const char *[]){"error", error, NULL}), "booking marked failed");
+        if (s->repo->mark_schedule_failed(s->repo->impl, item->schema, item->tenant_id, item->booking_id, error,
+                                          on_failed_marked, item) != 0)
+            end_pass(item);
+        return;
+    }
+    case TQ_NOT_FOUND:
+    case TQ_TRANSIENT:
+        retry_or_give_up(item, r->error);
+        return;
+    }
+}
+
+static void create_task(struct scheduler_item *item)
+{
+    struct followup_scheduler *s = item->s;
+    struct task_request req = {.task_id = item->task_id, .url = item->url, .body_json = item->body,
+                               .schedule_time_ms = item->schedule_time_ms};
+    if (s->queue->create(s->queue->impl, &req, on_created, item) != 0) retry_or_give_up(item, "request not started");
+}
+
+/* Decide what the loaded row needs; returns false when the pass is over. */
+static bool prepare_task(struct scheduler_item *item)
+{
+    struct followup_scheduler *s = item->s;
+    const struct booking *b = &item->b;
+    struct log_ctx ctx = item_ctx(item);
+    if (!followup_qualifies(s->cfg, b)) {
+        s->stats.not_qualifying++;
+        LOG_DEBUG(s->log, &ctx, "booking does not need a task (type %s, status %s, task_status %s)", b->booking_type,
+                  b->status, b->task_status);
+        return false;
+    }
+    int64_t now = s->clock->now_ms(s->clock->impl);
+    item->schedule_time_ms = followup_schedule_time_ms(b->scheduled_at_ms, s->cfg->followup_lead_time_s, now);
+    if (!followup_within_horizon(item->schedule_time_ms, now)) {
+        s->stats.beyond_horizon++;
+        LOG_INFO(s->log, &ctx, "beyond the 720 h Cloud Tasks horizon: stays pending until the sweep reaches it");
+        return false;
+    }
+    if (followup_idempotency_key(b->tenant_id, b->id, b->scheduled_at_ms, item->key, sizeof(item->key)) != 0 ||
+        followup_task_id(item->key, item->task_id) != 0 ||
+        followup_callback_url(s->cfg->http_public_url != NULL ? s->cfg->http_public_url : "", b->id, item->url,
+                              sizeof(item->url)) != 0 ||
+        (item->body = followup_task_payload(item->schema, b, item->key)) == NULL) {
+        LOG_ERROR(s->log, &ctx, "cannot build the task for this booking");
+        return false;
+    }
+    return true;
+}
+
+static void on_loaded(void *arg, enum repo_rc rc, const struct booking *b)
+{
+    struct scheduler_item *item = arg;
+    struct log_ctx ctx = item_ctx(item);
+    if (rc != REPO_OK) {
+        if (rc == REPO_ERROR) LOG_WARN(item->s->log, &ctx, "cannot load booking; the sweep will retry");
+        else LOG_DEBUG(item->s->log, &ctx, "booking not found (deleted?)");
+        end_pass(item);
+        return;
+    }
+    item->b = *b;
+    if (item->s->closed || !prepare_task(item)) {
+        end_pass(item);
+        return;
+    }
+    create_task(item);
+}
+
+static void start_pass(struct followup_scheduler *s, struct scheduler_item *item)
+{
+    item->state = ITEM_RUNNING;
+    s->inflight++;
+    if (s->repo->load(s->repo->impl, item->schema, item->tenant_id, item->booking_id, on_loaded, item) != 0) {
+        struct log_ctx ctx = item_ctx(item);
+        LOG_WARN(s->log, &ctx, "cannot start loading booking; the sweep will retry");
+        item->again = false;
+        end_pass(item);
+    }
+}
+
+static void pump(struct followup_scheduler *s)
+{
+    while (!s->closed && s->inflight < (unsigned)s->cfg->followup_max_inflight && s->head != NULL)
+        start_pass(s, fifo_pop(s));
+}
+
+int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema, const char *tenant_id,
+                               const char *booking_id)
+{
+    if (s->closed || strlen(schema) >= SCHEMA_NAME_LEN || !followup_is_uuid(tenant_id) ||
+        !followup_is_uuid(booking_id))
+        return -1;
+    struct scheduler_item *item = index_find(s, schema, tenant_id, booking_id);
+    if (item != NULL) {
+        s->stats.coalesced++;
+        if (item->state != ITEM_WAITING) item->again = true;
+        return 0;
+    }
+    if (s->queued >= s->max_queue) {
+        s->stats.dropped_overflow++;
+        return -1;
+    }
+    item = calloc(1, sizeof(*item));
+    if (item == NULL) return -1;
+    item->s = s;
+    strcpy(item->schema, schema);
+    strcpy(item->tenant_id, tenant_id);
+    strcpy(item->booking_id, booking_id);
+    size_t h = item_hash(s, schema, booking_id);
+    item->hnext = s->index[h];
+    s->index[h] = item;
+    s->live++;
+    s->stats.enqueued++;
+    fifo_push(s, item);
+    pump(s);
+    return 0;
+}

@@ -1,0 +1,88 @@
+/*
+ * deals_pipeline/services/followup_scheduler_service — turns "booking X of
+ * tenant T in schema S changed" into a scheduled task, at most once.
+ *
+ * Work arrives as booking references (from NOTIFY, later from sweeps) and goes
+ * through a bounded FIFO with coalescing: a booking already queued or in
+ * flight is not queued twice (it is re-read once after the current pass, so
+ * the latest row state wins).  At most `max_inflight` bookings are processed
+ * at once (backpressure: a burst of 10,000 notifications never opens 10,000
+ * requests).  When the FIFO is full the reference is dropped and counted: the
+ * row is still `pending`, so the catch-up sweep finds it — nothing is lost.
+ *
+ * One pass: load the row (tenant-scoped) → qualifies? (booking_type in
+ * followup.booking_types, booking not cancelled, task_status pending) →
+ * idempotency key followup:{tenantId}:{bookingId}:{scheduledAtIso} and task ID
+ * sha256(key) → schedule time = scheduled_at - lead_time (past → now; beyond
+ * the 720 h horizon → stay pending) → create the task → conditional update to
+ * `scheduled` (only from pending/failed, so a replayed notification or another
+ * replica cannot regress a row).  ALREADY_EXISTS counts as created.  Transient
+ * errors retry with jittered exponential backoff up to a budget, then the row
+ * stays pending for the sweep; permanent errors mark the row failed.
+ */
+#ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SCHEDULER_SERVICE_H
+#define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SCHEDULER_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "features/deals_pipeline/services/ports.h"
+#include "utils/log.h"
+
+#define SCHEDULER_HORIZON_S (720 * 3600)
+#define SCHEDULER_HORIZON_MARGIN_S 3600
+
+struct scheduler_item;
+
+struct scheduler_stats {
+    uint64_t enqueued, coalesced, dropped_overflow;
+    uint64_t created, already_existed, not_qualifying, beyond_horizon;
+    uint64_t transient_errors, permanent_errors, gave_up, conflicts;
+};
+
+struct followup_scheduler {
+    const struct config *cfg;        /* live config (booking types, lead time, public_url, ...) */
+    struct bookings_repo *repo;
+    struct task_queue *queue;
+    struct clock_port *clock;
+    struct logger *log;
+    size_t max_queue;
+    unsigned max_retries;            /* transient retries per pass before leaving it to the sweep */
+    uint64_t retry_base_ms, retry_max_ms;
+    uint64_t rng;                    /* jitter state */
+    /* FIFO of waiting items + index of every live item (waiting, in flight, or backing off) */
+    struct scheduler_item *head, *tail;
+    size_t queued;
+    unsigned inflight;
+    struct scheduler_item **index;
+    size_t index_buckets;
+    size_t live;
+    bool closed;
+    void (*on_idle)(void *arg);      /* optional: called when nothing is queued or in flight */
+    void *on_idle_arg;
+    struct scheduler_stats stats;
+};
+
+int followup_scheduler_init(struct followup_scheduler *s, const struct config *cfg, struct bookings_repo *repo,
+                            struct task_queue *queue, struct clock_port *clock, struct logger *log, size_t max_queue)
+    __attribute__((warn_unused_result));
+/* Queue a booking for a pass. Returns 0 (queued or coalesced) or -1 (dropped: queue full / invalid / closed). */
+int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema, const char *tenant_id,
+                               const char *booking_id);
+bool followup_scheduler_idle(const struct followup_scheduler *s);
+/* Stop: drop queued work (rows stay pending), let in-flight passes finish without follow-ups. */
+void followup_scheduler_close(struct followup_scheduler *s);
+void followup_scheduler_free(struct followup_scheduler *s);
+
+/* Pure helpers (unit-tested). */
+int64_t followup_schedule_time_ms(int64_t scheduled_at_ms, int lead_time_s, int64_t now_ms);
+bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms);
+bool followup_qualifies(const struct config *cfg, const struct booking *b);
+/* camelCase task payload: tenantId, bookingId, leadId, assignedUserId, schema, scheduledAt, idempotencyKey. */
+char *followup_task_payload(const char *schema, const struct booking *b, const char *idempotency_key);
+/* {public_url}/api/deals-pipeline/bookings/{bookingId}/execute-followup */
+int followup_callback_url(const char *public_url, const char *booking_id, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,326 @@
+/*
+ * Unit tests of the scheduler service: schedule time, keys, payload, 409,
+ * transient/permanent errors, horizon, coalescing and backpressure.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "features/deals_pipeline/services/followup_keys.h"
+#include "features/deals_pipeline/services/followup_scheduler_service.h"
+#include "support/ports_fakes.h"
+
+#define SCHEMA "tenant_schema"
+#define TENANT "11111111-1111-4111-8111-111111111111"
+#define BOOKING "33333333-3333-4333-8333-333333333333"
+
+struct fixture {
+    struct fake_world w;
+    struct logger log;
+    struct config cfg;
+    struct followup_scheduler s;
+};
+
+static char *types[] = {"follow_up", "auto_follow_up"};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    fakes_init(&f->w);
+    logger_init(&f->log, LOG_LEVEL_ERROR, open("/dev/null", O_WRONLY));
+    f->cfg.followup_booking_types = (struct strlist){.items = types, .n = 2};
+    f->cfg.followup_max_inflight = 4;
+    f->cfg.followup_lead_time_s = 0;
+    f->cfg.http_public_url = "https://followupd.example.com/";
+    assert_int_equal(followup_scheduler_init(&f->s, &f->cfg, &f->w.repo, &f->w.queue, &f->w.clock, &f->log, 100), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    fakes_drain(&f->w);
+    followup_scheduler_free(&f->s);
+    close(f->log.fd);
+    free(f);
+    return 0;
+}
+
+static struct fake_row *add(struct fixture *f, const char *id, const char *type, int64_t offset_ms)
+{
+    return fakes_add_booking(&f->w, SCHEMA, TENANT, id, type, f->w.now_ms + offset_ms);
+}
+
+static void schedule_time__future_past_and_lead__expected(void **state)
+{
+    (void)state;
+    assert_int_equal(followup_schedule_time_ms(10000000, 0, 5000), 10000000);
+    assert_int_equal(followup_schedule_time_ms(10000000, 60, 5000), 10000000 - 60000);
+    assert_int_equal(followup_schedule_time_ms(1000, 0, 5000), 5000);      /* past → now */
+    assert_int_equal(followup_schedule_time_ms(64000, 60, 5000), 5000);    /* lead pushes into the past */
+}
+
+static void iso_time__any_tz__utc_millis_z(void **state)
+{
+    (void)state;
+    char a[ISO_TIME_LEN], b[ISO_TIME_LEN];
+    setenv("TZ", "America/New_York", 1);
+    tzset();
+    assert_int_equal(followup_iso_time(1773554400123LL, a), 0);   /* 2026-03-15T06:00:00.123Z, after US DST switch */
+    setenv("TZ", "Asia/Kolkata", 1);
+    tzset();
+    assert_int_equal(followup_iso_time(1773554400123LL, b), 0);
+    unsetenv("TZ");
+    tzset();
+    assert_string_equal(a, "2026-03-15T06:00:00.123Z");
+    assert_string_equal(a, b);
+    assert_int_equal(followup_iso_time(-1, a), 0);
+    assert_string_equal(a, "1969-12-31T23:59:59.999Z");
+}
+
+static void keys__same_input__deterministic_and_well_formed(void **state)
+{
+    (void)state;
+    char k1[IDEMPOTENCY_KEY_LEN], k2[IDEMPOTENCY_KEY_LEN], t1[TASK_ID_LEN], t2[TASK_ID_LEN];
+    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, 1795881600000LL, k1, sizeof(k1)), 0);
+    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, 1795881600000LL, k2, sizeof(k2)), 0);
+    assert_string_equal(k1, "followup:" TENANT ":" BOOKING ":2026-11-28T16:00:00.000Z");
+    assert_int_equal(strlen(k1), 107);
+    assert_int_equal(followup_task_id(k1, t1), 0);
+    assert_int_equal(followup_task_id(k2, t2), 0);
+    assert_string_equal(t1, t2);
+    assert_int_equal(strlen(t1), 64);
+    assert_int_equal(strspn(t1, "0123456789abcdef"), 64);
+    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, 1795881600001LL, k2, sizeof(k2)), 0);
+    assert_int_equal(followup_task_id(k2, t2), 0);
+    assert_string_not_equal(t1, t2);
+}
+
+static void pass__future_booking__creates_task_and_marks_scheduled(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    assert_int_equal(f->w.creates, 0);   /* nothing happens synchronously */
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 1);
+    assert_int_equal(f->w.last_create.schedule_time_ms, r->b.scheduled_at_ms);
+    char key[IDEMPOTENCY_KEY_LEN], tid[TASK_ID_LEN];
+    followup_idempotency_key(TENANT, BOOKING, r->b.scheduled_at_ms, key, sizeof(key));
+    followup_task_id(key, tid);
+    assert_string_equal(f->w.last_create.task_id, tid);
+    assert_string_equal(r->b.task_status, "scheduled");
+    assert_string_equal(r->b.idempotency_key, key);
+    assert_non_null(strstr(r->b.task_name, tid));
+    assert_int_equal(r->b.task_scheduled_at_ms, r->b.scheduled_at_ms);
+    assert_true(followup_scheduler_idle(&f->s));
+}
+
+static void pass__past_booking_with_lead__schedules_now(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.followup_lead_time_s = 120;
+    add(f, BOOKING, "follow_up", 60000);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.last_create.schedule_time_ms, f->w.now_ms);
+}
+
+static void payload__booking__camel_case_ids_only(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    strcpy(r->b.assigned_user_id, "44444444-4444-4444-8444-444444444444");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    json_error_t err;
+    json_t *o = json_loads(f->w.last_create_body, 0, &err);
+    assert_non_null(o);
+    assert_int_equal(json_object_size(o), 7);
+    assert_string_equal(json_string_value(json_object_get(o, "tenantId")), TENANT);
+    assert_string_equal(json_string_value(json_object_get(o, "bookingId")), BOOKING);
+    assert_non_null(json_string_value(json_object_get(o, "leadId")));
+    assert_string_equal(json_string_value(json_object_get(o, "assignedUserId")), "44444444-4444-4444-8444-444444444444");
+    assert_string_equal(json_string_value(json_object_get(o, "schema")), SCHEMA);
+    assert_string_equal(json_string_value(json_object_get(o, "scheduledAt")), "2026-11-28T17:00:00.000Z");
+    assert_string_equal(json_string_value(json_object_get(o, "idempotencyKey")), r->b.idempotency_key);
+    json_decref(o);
+    char url[256];
+    assert_int_equal(followup_callback_url("https://x.example/", BOOKING, url, sizeof(url)), 0);
+    assert_string_equal(url, "https://x.example/api/deals-pipeline/bookings/" BOOKING "/execute-followup");
+}
+
+static void pass__already_exists__counts_as_created(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    f->w.create_script[0] = TQ_ALREADY_EXISTS;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "scheduled");
+    assert_int_equal(f->s.stats.already_existed, 1);
+}
+
+static void pass__transient_then_ok__retried_with_backoff(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    f->w.create_script[0] = TQ_TRANSIENT;
+    f->w.create_script[1] = TQ_TRANSIENT;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 1);
+    assert_int_equal(fakes_armed_timers(&f->w), 1);   /* waiting, not spinning */
+    assert_string_equal(r->b.task_status, "pending");
+    fakes_advance(&f->w, 60000);
+    assert_int_equal(f->w.creates, 2);
+    fakes_advance(&f->w, 60000);
+    assert_int_equal(f->w.creates, 3);
+    assert_string_equal(r->b.task_status, "scheduled");
+}
+
+static void pass__transient_forever__gives_up_and_stays_pending(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    for (int i = 0; i < FAKE_MAX_CALLS; i++) f->w.create_script[i] = TQ_TRANSIENT;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    for (int i = 0; i < 10; i++) fakes_advance(&f->w, 60000);
+    assert_int_equal(f->w.creates, (int)f->s.max_retries + 1);
+    assert_string_equal(r->b.task_status, "pending");
+    assert_int_equal(f->s.stats.gave_up, 1);
+    assert_true(followup_scheduler_idle(&f->s));
+}
+
+static void pass__permanent_error__marks_failed(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    f->w.create_script[0] = TQ_PERMANENT;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 1);
+    assert_string_equal(r->b.task_status, "failed");
+    assert_non_null(strstr(r->last_error, "rejected"));
+}
+
+static void pass__not_a_follow_up__no_task(void **state)
+{
+    struct fixture *f = *state;
+    add(f, BOOKING, "meeting", 3600000);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 0);
+}
+
+static void pass__cancelled_or_already_scheduled__no_task(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    strcpy(r->b.status, "cancelled");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    strcpy(r->b.status, "scheduled");
+    strcpy(r->b.task_status, "scheduled");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 0);
+}
+
+static void pass__beyond_horizon__stays_pending(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 800LL * 3600 * 1000);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 0);
+    assert_string_equal(r->b.task_status, "pending");
+    assert_int_equal(f->s.stats.beyond_horizon, 1);
+}
+
+static void enqueue__same_booking_thrice__one_pass(void **state)
+{
+    struct fixture *f = *state;
+    add(f, BOOKING, "follow_up", 3600000);
+    for (int i = 0; i < 3; i++) assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 1);
+    assert_int_equal(f->s.stats.coalesced, 2);
+}
+
+static void enqueue__burst__bounded_inflight_and_nothing_lost(void **state)
+{
+    struct fixture *f = *state;
+    char ids[12][UUID_STR_LEN];
+    for (int i = 0; i < 12; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "55555555-5555-4555-8555-%012d", i);
+        add(f, ids[i], "follow_up", 3600000 + i);
+    }
+    for (int i = 0; i < 12; i++) assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, ids[i]), 0);
+    assert_int_equal(f->w.loads, 4);   /* max_inflight */
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 12);
+    for (int i = 0; i < 12; i++) assert_string_equal(fakes_find(&f->w, ids[i])->b.task_status, "scheduled");
+}
+
+static void enqueue__queue_full__dropped_and_counted(void **state)
+{
+    struct fixture *f = *state;
+    followup_scheduler_free(&f->s);
+    f->cfg.followup_max_inflight = 1;
+    assert_int_equal(followup_scheduler_init(&f->s, &f->cfg, &f->w.repo, &f->w.queue, &f->w.clock, &f->log, 2), 0);
+    const char *ids[] = {"66666666-6666-4666-8666-000000000001", "66666666-6666-4666-8666-000000000002",
+                         "66666666-6666-4666-8666-000000000003", "66666666-6666-4666-8666-000000000004"};
+    for (int i = 0; i < 4; i++) add(f, ids[i], "follow_up", 3600000);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, ids[0]), 0);   /* in flight */
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, ids[1]), 0);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, ids[2]), 0);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, ids[3]), -1);  /* full */
+    assert_int_equal(f->s.stats.dropped_overflow, 1);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 3);
+}
+
+static void enqueue__invalid_ids__rejected(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, "not-a-uuid", BOOKING), -1);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, "'; DROP TABLE x; --"), -1);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.loads, 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(schedule_time__future_past_and_lead__expected),
+        cmocka_unit_test(iso_time__any_tz__utc_millis_z),
+        cmocka_unit_test(keys__same_input__deterministic_and_well_formed),
+        T(pass__future_booking__creates_task_and_marks_scheduled),
+        T(pass__past_booking_with_lead__schedules_now),
+        T(payload__booking__camel_case_ids_only),
+        T(pass__already_exists__counts_as_created),
+        T(pass__transient_then_ok__retried_with_backoff),
+        T(pass__transient_forever__gives_up_and_stays_pending),
+        T(pass__permanent_error__marks_failed),
+        T(pass__not_a_follow_up__no_task),
+        T(pass__cancelled_or_already_scheduled__no_task),
+        T(pass__beyond_horizon__stays_pending),
+        T(enqueue__same_booking_thrice__one_pass),
+        T(enqueue__burst__bounded_inflight_and_nothing_lost),
+        T(enqueue__queue_full__dropped_and_counted),
+        T(enqueue__invalid_ids__rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
