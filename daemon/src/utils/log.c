@@ -80,6 +80,18 @@ static size_t utf8_seq_len(const unsigned char *s, size_t avail)
     return n;
 }
 
+/* Length of the longest registered secret starting at s (0 = none), so a
+ * secret that is a prefix of another never leaves the other's tail visible. */
+static size_t longest_secret_at(const struct logger *lg, const char *s, size_t avail)
+{
+    size_t best = 0;
+    for (int k = 0; lg != NULL && k < lg->n_secrets; k++) {
+        size_t sl = strlen(lg->secrets[k]);
+        if (sl > best && sl <= avail && memcmp(s, lg->secrets[k], sl) == 0) best = sl;
+    }
+    return best;
+}
+
 /* Copy of s with invalid UTF-8 bytes replaced by U+FFFD and secrets redacted. */
 static char *sanitize_value(const struct logger *lg, const char *s)
 {
@@ -89,25 +101,20 @@ static char *sanitize_value(const struct logger *lg, const char *s)
     if (out == NULL) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        int redacted = 0;
-        for (int k = 0; lg != NULL && k < lg->n_secrets; k++) {
-            size_t sl = strlen(lg->secrets[k]);
-            if (sl <= len - i && memcmp(s + i, lg->secrets[k], sl) == 0) {
-                static const char mark[] = "[REDACTED]";
-                if (o + sizeof(mark) + len * 3 > cap) {
-                    cap = o + sizeof(mark) + len * 3 + 1;
-                    char *n = realloc(out, cap);
-                    if (n == NULL) { free(out); return NULL; }
-                    out = n;
-                }
-                memcpy(out + o, mark, sizeof(mark) - 1);
-                o += sizeof(mark) - 1;
-                i += sl;
-                redacted = 1;
-                break;
+        size_t sl = longest_secret_at(lg, s + i, len - i);
+        if (sl > 0) {
+            static const char mark[] = "[REDACTED]";
+            if (o + sizeof(mark) + len * 3 > cap) {
+                cap = o + sizeof(mark) + len * 3 + 1;
+                char *n = realloc(out, cap);
+                if (n == NULL) { free(out); return NULL; }
+                out = n;
             }
+            memcpy(out + o, mark, sizeof(mark) - 1);
+            o += sizeof(mark) - 1;
+            i += sl;
+            continue;
         }
-        if (redacted) continue;
         size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
         if (n == 0) {
             memcpy(out + o, "\xEF\xBF\xBD", 3);
