@@ -183,9 +183,20 @@ void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx
                 const char *const *fields, const char *fmt, va_list ap)
 {
     if (!log_enabled(lg, lvl)) return;
+    /* Format the whole message before redacting: cutting it first could leave
+     * the beginning of a secret in the line without the whole to match. */
     char msgbuf[1024];
-    vsnprintf(msgbuf, sizeof(msgbuf), fmt, ap);
-    char *line = log_format_line(lg, lvl, ctx, fields, msgbuf);
+    char *msg = msgbuf;
+    va_list again;
+    va_copy(again, ap);
+    int need = vsnprintf(msgbuf, sizeof(msgbuf), fmt, ap);
+    if (need >= (int)sizeof(msgbuf)) {
+        msg = malloc((size_t)need + 1);
+        if (msg != NULL) vsnprintf(msg, (size_t)need + 1, fmt, again);
+    }
+    va_end(again);
+    char *line = need >= 0 && msg != NULL ? log_format_line(lg, lvl, ctx, fields, msg) : NULL;
+    if (msg != msgbuf) free(msg);
     if (line == NULL) return;
     size_t len = strlen(line);
     line[len] = '\n'; /* json_dumps NUL becomes the newline; we write len+1 bytes */
