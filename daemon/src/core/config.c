@@ -144,8 +144,8 @@ static int parse_list(const char *text, struct strlist *out)
     char *copy = strdup(text);
     if (copy == NULL) return -1;
     int rc = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+    char *cursor = copy;
+    for (char *tok = strsep(&cursor, ","); tok != NULL; tok = strsep(&cursor, ",")) {
         char *t = trim(tok);
         if (*t == '\0') { rc = -1; break; }
         char **n = realloc(l.items, sizeof(char *) * (size_t)(l.n + 1));
