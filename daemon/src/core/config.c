@@ -291,6 +291,11 @@ static char *read_secret_file(const char *path, char *why, size_t whylen)
             cap *= 2;
         }
     }
+    if (buf != NULL && ferror(f)) { /* e.g. a directory: EISDIR, not an empty secret */
+        snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+        free(buf);
+        buf = NULL;
+    }
     fclose(f);
     if (buf == NULL) {
         if (why[0] == '\0') snprintf(why, whylen, "out of memory reading %s", path);
