@@ -302,8 +302,10 @@ static char *read_secret_file(const char *path, char *why, size_t whylen)
         return NULL;
     }
     buf[len] = '\0';
-    if (len > 0 && buf[len - 1] == '\n') buf[--len] = '\0';
-    if (len > 0 && buf[len - 1] == '\r') buf[--len] = '\0';
+    if (len > 0 && buf[len - 1] == '\n') {
+        buf[--len] = '\0';
+        if (len > 0 && buf[len - 1] == '\r') buf[--len] = '\0'; /* CRLF is one newline too */
+    }
     if (memchr(buf, '\0', len) != NULL) {
         free(buf);
         snprintf(why, whylen, "%s contains a NUL byte", path);
