@@ -198,8 +198,10 @@ static bool valid_listen(const char *s)
     return strchr(s, ':') == colon;
 }
 
-/* Apply one textual value to the typed field. Returns NULL or a reason. */
-static const char *apply_value(struct config *cfg, const struct opt *o, const char *value)
+/* Apply one textual value to the typed field. Returns NULL or a reason (which
+ * may be formatted into why[whylen]). */
+static const char *apply_value(struct config *cfg, const struct opt *o, const char *value, char *why,
+                               size_t whylen)
 {
     void *field = (char *)cfg + o->offset;
     switch (o->type) {
@@ -216,14 +218,12 @@ static const char *apply_value(struct config *cfg, const struct opt *o, const ch
         *(char **)field = copy;
         return NULL;
     }
-    case OT_INT: {
-        static char why[96];
+    case OT_INT:
         if (parse_int(value, o->min, o->max, (int *)field) != 0) {
-            snprintf(why, sizeof(why), "must be an integer in [%d, %d]", o->min, o->max);
+            snprintf(why, whylen, "must be an integer in [%d, %d]", o->min, o->max);
             return why;
         }
         return NULL;
-    }
     case OT_LIST:
     case OT_SCHEMAS: {
         struct strlist l;
@@ -334,7 +334,7 @@ static void set_option(struct loader *ld, size_t i, bool file_form, const char *
         }
         value = owned;
     }
-    const char *err = apply_value(ld->cfg, o, value);
+    const char *err = apply_value(ld->cfg, o, value, why, sizeof(why));
     if (err != NULL) {
         if (o->flags & OF_SECRET) add_error(ld->errs, "%s: [%s] %s: %s", where, o->section, o->key, err);
         else add_error(ld->errs, "%s: [%s] %s = '%s': %s", where, o->section, o->key, value, err);
@@ -462,7 +462,8 @@ static void apply_defaults(struct loader *ld)
 {
     for (size_t i = 0; i < N_OPTS; i++) {
         if (opts[i].def == NULL) continue;
-        const char *err = apply_value(ld->cfg, &opts[i], opts[i].def);
+        char why[128];
+        const char *err = apply_value(ld->cfg, &opts[i], opts[i].def, why, sizeof(why));
         if (err != NULL) add_error(ld->errs, "internal: default of [%s] %s: %s", opts[i].section, opts[i].key, err);
     }
     const char *gac = ld->env("GOOGLE_APPLICATION_CREDENTIALS");
