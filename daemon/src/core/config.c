@@ -376,6 +376,7 @@ static void parse_line(struct loader *ld, const char *path, int lineno, char *li
         char *end = strchr(s, ']');
         if (end == NULL || *trim(end + 1) != '\0') {
             add_error(ld->errs, "%s:%d: malformed section header", path, lineno);
+            snprintf(section, seclen, "%s", "<malformed>"); /* unknown: its keys are skipped, not misfiled */
             return;
         }
         *end = '\0';
