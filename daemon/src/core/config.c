@@ -424,6 +424,7 @@ static int parse_file(struct loader *ld, const char *path)
     size_t cap = 0;
     int lineno = 0;
     while (getline(&line, &cap, f) != -1) parse_line(ld, path, ++lineno, line, section, sizeof(section));
+    if (ferror(f)) add_error(ld->errs, "%s: cannot read: %s", path, strerror(errno)); /* e.g. a directory */
     free(line);
     fclose(f);
     return 0;
