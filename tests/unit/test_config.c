@@ -429,6 +429,37 @@ struct bad_value {
     const char *key;
 };
 
+static void config_load__malformed_section_header__its_keys_not_misfiled(void **state)
+{
+    struct fixture *f = *state;
+    /* keys below a broken header neither land in the previous section nor
+     * produce follow-on errors: one problem, one message */
+    assert_int_equal(load_text(f, REQUIRED_TEXT "[log\nlevel = debug\n[http\nlisten = 0.0.0.0:1\n"), -1);
+    if (f->errs.n != 2) dump_errors(&f->errs);
+    assert_int_equal(f->errs.n, 2);
+    assert_has_error_at(f, 14, "section");
+    assert_has_error_at(f, 16, "section");
+    assert_int_equal(f->cfg.log_level, LOG_LEVEL_INFO);
+    assert_string_equal(f->cfg.http_listen, "127.0.0.1:8080");
+}
+
+static void config_load__int_out_of_range__error_states_bounds(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "[database]\npool_size = 65\n[http]\nmax_connections = 0\n" REQUIRED_TEXT), -1);
+    assert_int_equal(f->errs.n, 2);
+    assert_non_null(find_error(&f->errs, "pool_size", "[1, 64]"));
+    assert_non_null(find_error(&f->errs, "max_connections", "[1, 100000]"));
+}
+
+static void config_load__config_path_is_directory__error(void **state)
+{
+    struct fixture *f = *state;
+    const char *dir = make_dir(f);
+    assert_int_equal(config_load(&f->cfg, dir, fake_getenv, &f->errs), -1);
+    assert_non_null(find_error(&f->errs, dir, "cannot read"));
+}
+
 static void config_load__bad_values__error_names_file_line_and_key(void **state)
 {
     struct fixture *f = *state;
@@ -999,6 +1030,9 @@ int main(void)
         T(config_load__key_of_other_section__unknown_key),
         T(config_load__unknown_section__one_error_names_file_line_and_section),
         T(config_load__malformed_lines__each_reported_with_line),
+        T(config_load__malformed_section_header__its_keys_not_misfiled),
+        T(config_load__int_out_of_range__error_states_bounds),
+        T(config_load__config_path_is_directory__error),
         T(config_load__bad_values__error_names_file_line_and_key),
         T(config_load__valid_listen_forms__accepted),
         T(config_load__int_bounds__inclusive),
