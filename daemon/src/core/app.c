@@ -112,6 +112,10 @@ int app_run(struct app *app)
 
 int app_reload(struct app *app)
 {
+    if (app->stopping) { /* components are closing: nothing to reload into */
+        LOG_INFO(&app->log, NULL, "reload ignored: stopping");
+        return -1;
+    }
     struct config next;
     struct config_errors errs = {0};
     if (config_load(&next, app->config_path, NULL, &errs) != 0) {

@@ -144,8 +144,8 @@ static int parse_list(const char *text, struct strlist *out)
     char *copy = strdup(text);
     if (copy == NULL) return -1;
     int rc = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+    char *cursor = copy;
+    for (char *tok = strsep(&cursor, ","); tok != NULL; tok = strsep(&cursor, ",")) {
         char *t = trim(tok);
         if (*t == '\0') { rc = -1; break; }
         char **n = realloc(l.items, sizeof(char *) * (size_t)(l.n + 1));
@@ -198,8 +198,10 @@ static bool valid_listen(const char *s)
     return strchr(s, ':') == colon;
 }
 
-/* Apply one textual value to the typed field. Returns NULL or a reason. */
-static const char *apply_value(struct config *cfg, const struct opt *o, const char *value)
+/* Apply one textual value to the typed field. Returns NULL or a reason (which
+ * may be formatted into why[whylen]). */
+static const char *apply_value(struct config *cfg, const struct opt *o, const char *value, char *why,
+                               size_t whylen)
 {
     void *field = (char *)cfg + o->offset;
     switch (o->type) {
@@ -216,14 +218,12 @@ static const char *apply_value(struct config *cfg, const struct opt *o, const ch
         *(char **)field = copy;
         return NULL;
     }
-    case OT_INT: {
-        static char why[96];
+    case OT_INT:
         if (parse_int(value, o->min, o->max, (int *)field) != 0) {
-            snprintf(why, sizeof(why), "must be an integer in [%d, %d]", o->min, o->max);
+            snprintf(why, whylen, "must be an integer in [%d, %d]", o->min, o->max);
             return why;
         }
         return NULL;
-    }
     case OT_LIST:
     case OT_SCHEMAS: {
         struct strlist l;
@@ -291,14 +291,21 @@ static char *read_secret_file(const char *path, char *why, size_t whylen)
             cap *= 2;
         }
     }
+    if (buf != NULL && ferror(f)) { /* e.g. a directory: EISDIR, not an empty secret */
+        snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+        free(buf);
+        buf = NULL;
+    }
     fclose(f);
     if (buf == NULL) {
         if (why[0] == '\0') snprintf(why, whylen, "out of memory reading %s", path);
         return NULL;
     }
     buf[len] = '\0';
-    if (len > 0 && buf[len - 1] == '\n') buf[--len] = '\0';
-    if (len > 0 && buf[len - 1] == '\r') buf[--len] = '\0';
+    if (len > 0 && buf[len - 1] == '\n') {
+        buf[--len] = '\0';
+        if (len > 0 && buf[len - 1] == '\r') buf[--len] = '\0'; /* CRLF is one newline too */
+    }
     if (memchr(buf, '\0', len) != NULL) {
         free(buf);
         snprintf(why, whylen, "%s contains a NUL byte", path);
@@ -327,7 +334,7 @@ static void set_option(struct loader *ld, size_t i, bool file_form, const char *
         }
         value = owned;
     }
-    const char *err = apply_value(ld->cfg, o, value);
+    const char *err = apply_value(ld->cfg, o, value, why, sizeof(why));
     if (err != NULL) {
         if (o->flags & OF_SECRET) add_error(ld->errs, "%s: [%s] %s: %s", where, o->section, o->key, err);
         else add_error(ld->errs, "%s: [%s] %s = '%s': %s", where, o->section, o->key, value, err);
@@ -369,6 +376,7 @@ static void parse_line(struct loader *ld, const char *path, int lineno, char *li
         char *end = strchr(s, ']');
         if (end == NULL || *trim(end + 1) != '\0') {
             add_error(ld->errs, "%s:%d: malformed section header", path, lineno);
+            snprintf(section, seclen, "%s", "<malformed>"); /* unknown: its keys are skipped, not misfiled */
             return;
         }
         *end = '\0';
@@ -416,6 +424,7 @@ static int parse_file(struct loader *ld, const char *path)
     size_t cap = 0;
     int lineno = 0;
     while (getline(&line, &cap, f) != -1) parse_line(ld, path, ++lineno, line, section, sizeof(section));
+    if (ferror(f)) add_error(ld->errs, "%s: cannot read: %s", path, strerror(errno)); /* e.g. a directory */
     free(line);
     fclose(f);
     return 0;
@@ -455,7 +464,8 @@ static void apply_defaults(struct loader *ld)
 {
     for (size_t i = 0; i < N_OPTS; i++) {
         if (opts[i].def == NULL) continue;
-        const char *err = apply_value(ld->cfg, &opts[i], opts[i].def);
+        char why[128];
+        const char *err = apply_value(ld->cfg, &opts[i], opts[i].def, why, sizeof(why));
         if (err != NULL) add_error(ld->errs, "internal: default of [%s] %s: %s", opts[i].section, opts[i].key, err);
     }
     const char *gac = ld->env("GOOGLE_APPLICATION_CREDENTIALS");

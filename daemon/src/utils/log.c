@@ -80,6 +80,18 @@ static size_t utf8_seq_len(const unsigned char *s, size_t avail)
     return n;
 }
 
+/* Length of the longest registered secret starting at s (0 = none), so a
+ * secret that is a prefix of another never leaves the other's tail visible. */
+static size_t longest_secret_at(const struct logger *lg, const char *s, size_t avail)
+{
+    size_t best = 0;
+    for (int k = 0; lg != NULL && k < lg->n_secrets; k++) {
+        size_t sl = strlen(lg->secrets[k]);
+        if (sl > best && sl <= avail && memcmp(s, lg->secrets[k], sl) == 0) best = sl;
+    }
+    return best;
+}
+
 /* Copy of s with invalid UTF-8 bytes replaced by U+FFFD and secrets redacted. */
 static char *sanitize_value(const struct logger *lg, const char *s)
 {
@@ -89,25 +101,20 @@ static char *sanitize_value(const struct logger *lg, const char *s)
     if (out == NULL) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        int redacted = 0;
-        for (int k = 0; lg != NULL && k < lg->n_secrets; k++) {
-            size_t sl = strlen(lg->secrets[k]);
-            if (sl <= len - i && memcmp(s + i, lg->secrets[k], sl) == 0) {
-                static const char mark[] = "[REDACTED]";
-                if (o + sizeof(mark) + len * 3 > cap) {
-                    cap = o + sizeof(mark) + len * 3 + 1;
-                    char *n = realloc(out, cap);
-                    if (n == NULL) { free(out); return NULL; }
-                    out = n;
-                }
-                memcpy(out + o, mark, sizeof(mark) - 1);
-                o += sizeof(mark) - 1;
-                i += sl;
-                redacted = 1;
-                break;
+        size_t sl = longest_secret_at(lg, s + i, len - i);
+        if (sl > 0) {
+            static const char mark[] = "[REDACTED]";
+            if (o + sizeof(mark) + len * 3 > cap) {
+                cap = o + sizeof(mark) + len * 3 + 1;
+                char *n = realloc(out, cap);
+                if (n == NULL) { free(out); return NULL; }
+                out = n;
             }
+            memcpy(out + o, mark, sizeof(mark) - 1);
+            o += sizeof(mark) - 1;
+            i += sl;
+            continue;
         }
-        if (redacted) continue;
         size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
         if (n == 0) {
             memcpy(out + o, "\xEF\xBF\xBD", 3);
@@ -176,9 +183,20 @@ void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx
                 const char *const *fields, const char *fmt, va_list ap)
 {
     if (!log_enabled(lg, lvl)) return;
+    /* Format the whole message before redacting: cutting it first could leave
+     * the beginning of a secret in the line without the whole to match. */
     char msgbuf[1024];
-    vsnprintf(msgbuf, sizeof(msgbuf), fmt, ap);
-    char *line = log_format_line(lg, lvl, ctx, fields, msgbuf);
+    char *msg = msgbuf;
+    va_list again;
+    va_copy(again, ap);
+    int need = vsnprintf(msgbuf, sizeof(msgbuf), fmt, ap);
+    if (need >= (int)sizeof(msgbuf)) {
+        msg = malloc((size_t)need + 1);
+        if (msg != NULL) vsnprintf(msg, (size_t)need + 1, fmt, again);
+    }
+    va_end(again);
+    char *line = need >= 0 && msg != NULL ? log_format_line(lg, lvl, ctx, fields, msg) : NULL;
+    if (msg != msgbuf) free(msg);
     if (line == NULL) return;
     size_t len = strlen(line);
     line[len] = '\n'; /* json_dumps NUL becomes the newline; we write len+1 bytes */
