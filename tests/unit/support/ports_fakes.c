@@ -204,6 +204,19 @@ static int repo_mark_failed(void *impl, const char *schema, const char *tenant, 
     return 0;
 }
 
+static void run_keys(struct deferred *d) { ((repo_keys_cb)d->cb)(d->arg, d->rc, NULL, 0); }
+
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int lookback_s,
+                             int horizon_s, int limit, repo_keys_cb cb, void *arg)
+{
+    (void)schema, (void)types, (void)lookback_s, (void)horizon_s, (void)limit;
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
+    d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
+    defer(d);
+    return 0;
+}
+
 static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
 {
     struct fake_world *w = impl;
@@ -296,7 +309,7 @@ void fakes_init(struct fake_world *w)
     w->repo = (struct bookings_repo){.impl = w, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
                                      .mark_schedule_failed = repo_mark_schedule_failed,
                                      .claim_execution = repo_claim, .mark_executed = repo_mark_executed,
-                                     .mark_execution_failed = repo_mark_failed};
+                                     .mark_execution_failed = repo_mark_failed, .find_catchup = repo_find_catchup};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};

@@ -288,7 +288,8 @@ static void on_created(void *arg, const struct tq_reply *r)
         if (r->result == TQ_OK) s->stats.created++;
         else s->stats.already_existed++;
         struct schedule_mark m = {.task_name = r->task_name != NULL ? r->task_name : item->task_id,
-                                  .task_scheduled_at_ms = item->schedule_time_ms, .idempotency_key = item->key};
+                                  .scheduled_at_ms = item->b.scheduled_at_ms,
+                                  .task_scheduled_at_ms = item->b.scheduled_at_ms, .idempotency_key = item->key};
         if (s->repo->mark_scheduled(s->repo->impl, item->schema, item->tenant_id, item->booking_id, &m, on_marked,
                                     item) != 0)
             end_pass(item);

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/config.h"
+
 #define UUID_STR_LEN 37          /* 36 + NUL */
 #define SCHEMA_NAME_LEN 64       /* 63 + NUL */
 #define IDEMPOTENCY_KEY_LEN 256
@@ -31,7 +33,7 @@ struct booking {
     char task_name[TASK_NAME_LEN];          /* "" when NULL */
     char idempotency_key[IDEMPOTENCY_KEY_LEN]; /* "" when NULL */
     int64_t scheduled_at_ms;
-    int64_t task_scheduled_at_ms;           /* 0 when NULL */
+    int64_t task_scheduled_at_ms;           /* the scheduled_at its task was created for; 0 when NULL */
     int execution_attempts;
 };
 
@@ -49,12 +51,20 @@ enum claim_outcome {
     CLAIM_FAILED_FINAL,       /* failed and not retryable */
 };
 
+/* A booking reference found by a sweep. */
+struct booking_key {
+    char tenant_id[UUID_STR_LEN];
+    char booking_id[UUID_STR_LEN];
+};
+
 typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
+typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
 typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b);
 
 struct schedule_mark {
     const char *task_name;
+    int64_t scheduled_at_ms;        /* the scheduled_at the key was computed for (re-checked) */
     int64_t task_scheduled_at_ms;
     const char *idempotency_key;
 };
@@ -76,6 +86,10 @@ struct bookings_repo {
     /* Phase 3: record the outcome of the call. */
     int (*mark_executed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                          const char *idempotency_key, repo_done_cb cb, void *arg);
+    /* Cross-tenant maintenance read (catch-up): bookings of `types` still waiting
+     * for a task, scheduled within [now - lookback_s, now + horizon_s]. */
+    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int lookback_s, int horizon_s,
+                        int limit, repo_keys_cb cb, void *arg);
     int (*mark_execution_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                  const char *idempotency_key, const char *error, bool retryable, repo_done_cb cb,
                                  void *arg);

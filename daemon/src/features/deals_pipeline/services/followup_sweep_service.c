@@ -1,0 +1,110 @@
+/*
+ * deals_pipeline/services/followup_sweep_service — see the header.
+ */
+#include "features/deals_pipeline/services/followup_sweep_service.h"
+
+#include <string.h>
+
+static void sweep_next_schema(struct followup_sweep *sw);
+
+void followup_sweep_init(struct followup_sweep *sw, const struct config *cfg, struct bookings_repo *repo,
+                         struct followup_scheduler *sched, struct clock_port *clock, struct logger *log)
+{
+    memset(sw, 0, sizeof(*sw));
+    sw->cfg = cfg;
+    sw->repo = repo;
+    sw->sched = sched;
+    sw->clock = clock;
+    sw->log = log;
+}
+
+static void sweep_finished(struct followup_sweep *sw)
+{
+    sw->running = false;
+    sw->runs++;
+    if (sw->batch_full) sw->rerun_when_idle = true;
+    if (sw->rerun && !sw->closed) {
+        sw->rerun = false;
+        followup_sweep_request(sw, "requested while running");
+    } else if (sw->rerun_when_idle && followup_scheduler_idle(sw->sched) && !sw->closed) {
+        sw->rerun_when_idle = false;
+        followup_sweep_request(sw, "next batch");
+    }
+}
+
+static void on_found(void *arg, enum repo_rc rc, const struct booking_key *keys, int n)
+{
+    struct followup_sweep *sw = arg;
+    const char *schema = sw->cfg->db_schemas.items[sw->schema_idx];
+    if (rc != REPO_OK) {
+        LOG_WARN(sw->log, &(struct log_ctx){.schema = schema}, "catch-up query failed; next sweep retries");
+    } else {
+        for (int i = 0; i < n && !sw->closed; i++) {
+            if (followup_scheduler_enqueue(sw->sched, schema, keys[i].tenant_id, keys[i].booking_id) != 0)
+                sw->batch_full = true;
+        }
+        sw->found += (uint64_t)n;
+        if (n >= SWEEP_BATCH) sw->batch_full = true;
+        if (n > 0) LOG_INFO(sw->log, &(struct log_ctx){.schema = schema}, "catch-up found %d booking(s)", n);
+    }
+    sw->schema_idx++;
+    sweep_next_schema(sw);
+}
+
+static void sweep_next_schema(struct followup_sweep *sw)
+{
+    const struct config *c = sw->cfg;
+    while (!sw->closed && sw->schema_idx < c->db_schemas.n) {
+        int horizon = SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S + c->followup_lead_time_s;
+        if (sw->repo->find_catchup(sw->repo->impl, c->db_schemas.items[sw->schema_idx], &c->followup_booking_types,
+                                   c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw) == 0)
+            return;
+        LOG_WARN(sw->log, &(struct log_ctx){.schema = c->db_schemas.items[sw->schema_idx]},
+                 "catch-up query not started; next sweep retries");
+        sw->schema_idx++;
+    }
+    sweep_finished(sw);
+}
+
+void followup_sweep_request(struct followup_sweep *sw, const char *reason)
+{
+    if (sw->closed) return;
+    if (sw->running) {
+        sw->rerun = true;
+        return;
+    }
+    LOG_DEBUG(sw->log, NULL, "catch-up sweep (%s)", reason);
+    sw->running = true;
+    sw->batch_full = false;
+    sw->schema_idx = 0;
+    sweep_next_schema(sw);
+}
+
+static void on_periodic(void *arg)
+{
+    struct followup_sweep *sw = arg;
+    if (sw->closed) return;
+    followup_sweep_request(sw, "periodic");
+    followup_sweep_start_periodic(sw);
+}
+
+int followup_sweep_start_periodic(struct followup_sweep *sw)
+{
+    if (sw->closed) return -1;
+    sw->periodic = true;
+    return sw->clock->after(sw->clock->impl, (uint64_t)sw->cfg->followup_sweep_interval_s * 1000, on_periodic, sw);
+}
+
+void followup_sweep_close(struct followup_sweep *sw)
+{
+    sw->closed = true;
+}
+
+void followup_sweep_on_scheduler_idle(void *arg)
+{
+    struct followup_sweep *sw = arg;
+    if (sw->rerun_when_idle && !sw->running && !sw->closed) {
+        sw->rerun_when_idle = false;
+        followup_sweep_request(sw, "next batch");
+    }
+}

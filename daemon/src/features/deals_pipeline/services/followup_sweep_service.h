@@ -1,0 +1,44 @@
+/*
+ * deals_pipeline/services/followup_sweep_service — the catch-up sweep, the
+ * backstop for lossy NOTIFY.  Runs after every (re)connect of the listener
+ * (LISTEN first, then the sweep) and every followup.sweep_interval_s: per
+ * configured schema it asks the repository for bookings that still wait for a
+ * task (pending, or failed with a due retry) scheduled inside
+ * [now - catchup_window_s, now + horizon] and hands them to the scheduler,
+ * whose coalescing and conditional updates make a booking found by both the
+ * sweep and a notification (or by two replicas) get one task.  History older
+ * than the window is never touched.  Batches are bounded; when a batch is
+ * full, the next one runs once the scheduler has drained.
+ */
+#ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SWEEP_SERVICE_H
+#define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SWEEP_SERVICE_H
+
+#include <stdbool.h>
+
+#include "features/deals_pipeline/services/followup_scheduler_service.h"
+
+#define SWEEP_BATCH 500
+
+struct followup_sweep {
+    const struct config *cfg;
+    struct bookings_repo *repo;
+    struct followup_scheduler *sched;
+    struct clock_port *clock;
+    struct logger *log;
+    bool running, rerun, rerun_when_idle, periodic, closed;
+    int schema_idx;
+    bool batch_full;
+    uint64_t runs, found;
+};
+
+void followup_sweep_init(struct followup_sweep *sw, const struct config *cfg, struct bookings_repo *repo,
+                         struct followup_scheduler *sched, struct clock_port *clock, struct logger *log);
+/* Run a sweep now (coalesced with one already running). */
+void followup_sweep_request(struct followup_sweep *sw, const char *reason);
+/* Arm the periodic sweep (every followup.sweep_interval_s, re-read each time). */
+int followup_sweep_start_periodic(struct followup_sweep *sw);
+/* Hook for followup_scheduler.on_idle: runs the next batch when one is owed. */
+void followup_sweep_on_scheduler_idle(void *sweep);
+void followup_sweep_close(struct followup_sweep *sw);
+
+#endif
