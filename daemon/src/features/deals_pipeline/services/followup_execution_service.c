@@ -118,8 +118,8 @@ static void on_call_done(void *arg, const struct voice_reply *r)
         return;
     }
     char error[256];
-    snprintf(error, sizeof(error), "voice agent: %s%s(HTTP %ld)", r->error != NULL ? r->error : "error",
-             r->error != NULL ? " " : " ", r->http_status);
+    snprintf(error, sizeof(error), "voice agent: %s (HTTP %ld)", r->error != NULL ? r->error : "error",
+             r->http_status);
     bool retryable = r->outcome == VOICE_TRANSIENT;
     LOG_KV(svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error, NULL}), "voice-agent call failed (%s)",
            retryable ? "retryable" : "permanent");
@@ -192,5 +192,5 @@ int followup_execution_execute(struct followup_execution_service *svc, const str
         free(ex);
         return -1;
     }
-    return 0;
+    return 0; /* ex is owned by the pending repository callback */ // cppcheck-suppress memleak
 }
