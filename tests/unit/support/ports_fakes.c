@@ -223,7 +223,15 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
     struct deferred *d = new_deferred(run_voice, (void *)cb, arg);
     int i = w->voice_calls < FAKE_MAX_CALLS ? w->voice_calls : FAKE_MAX_CALLS - 1;
     strncpy(w->call_keys[i], call->idempotency_key, IDEMPOTENCY_KEY_LEN - 1);
-    w->last_call = *call;
+    const char *src[8] = {call->tenant_id, call->booking_id, call->lead_id, call->assigned_user_id,
+                          call->scheduled_at_iso, call->idempotency_key, call->booking_type, call->request_id};
+    const char **dst[8] = {&w->last_call.tenant_id, &w->last_call.booking_id, &w->last_call.lead_id,
+                           &w->last_call.assigned_user_id, &w->last_call.scheduled_at_iso,
+                           &w->last_call.idempotency_key, &w->last_call.booking_type, &w->last_call.request_id};
+    for (int k = 0; k < 8; k++) {
+        snprintf(w->last_call_buf[k], IDEMPOTENCY_KEY_LEN, "%s", src[k] != NULL ? src[k] : "");
+        *dst[k] = src[k] != NULL ? w->last_call_buf[k] : NULL;
+    }
     d->vr.outcome = w->voice_script[i];
     d->vr.http_status = w->voice_status_script[i] ? w->voice_status_script[i] : (d->vr.outcome == VOICE_OK ? 200 : 500);
     d->vr.error = d->vr.outcome == VOICE_OK ? NULL : "scripted failure";
