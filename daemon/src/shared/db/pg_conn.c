@@ -385,13 +385,22 @@ static int result_is_error(const PGresult *r)
     return st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR || st == PGRES_FATAL_ERROR;
 }
 
+/* A FATAL/PANIC error: the server is ending the session (e.g. terminated by
+ * an administrator); the statement is reported as lost with the connection. */
+static int ends_session(const PGresult *r)
+{
+    if (r == NULL || !result_is_error(r)) return 0;
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    return sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+}
+
 /* The statement's last result is in c->last: hand it to its callback.
  * Returns 0 when the connection is still up afterwards, -1 otherwise. */
 static int finish_statement(struct pg_conn *c)
 {
     PGresult *r = c->last;
     c->last = NULL;
-    if (PQstatus(c->pg) == CONNECTION_BAD && (r == NULL || result_is_error(r))) {
+    if ((PQstatus(c->pg) == CONNECTION_BAD && (r == NULL || result_is_error(r))) || ends_session(r)) {
         char msg[DB_ERR_MAX];
         db_message_clean(r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg), msg, sizeof(msg));
         PQclear(r);
