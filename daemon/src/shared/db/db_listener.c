@@ -13,6 +13,7 @@
  */
 #include "shared/db/db_listener.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,11 +68,9 @@ static void listen_next(struct db_listener *l)
         return;
     }
     char *quoted = pg_conn_quote_ident(l->conn, l->channels[l->next]);
-    char *sql = quoted ? malloc(strlen(quoted) + sizeof("LISTEN ")) : NULL;
-    if (sql != NULL) {
-        strcpy(sql, "LISTEN ");
-        strcat(sql, quoted);
-    }
+    size_t cap = quoted ? strlen(quoted) + sizeof("LISTEN ") : 0;
+    char *sql = quoted ? malloc(cap) : NULL;
+    if (sql != NULL) snprintf(sql, cap, "LISTEN %s", quoted);
     /* On failure (OOM, or libpq refusing the statement) the session is
      * dropped: pg_conn_send() already schedules that when libpq refuses. */
     if (sql == NULL) pg_conn_drop(l->conn, "cannot build LISTEN statement");

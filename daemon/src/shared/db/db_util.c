@@ -83,8 +83,12 @@ char *db_conninfo_password(const char *conninfo)
         return NULL;
     }
     char *pw = NULL;
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val != NULL && *o->val != '\0') pw = strdup(o->val);
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "password") == 0) {
+            if (o->val != NULL && *o->val != '\0') pw = strdup(o->val);
+            break;
+        }
+    }
     PQconninfoFree(opts);
     return pw;
 }

@@ -301,9 +301,15 @@ static void start_libpq(struct pg_conn *c, const char *host, const char *hostadd
     if (poll_watch(c, UV_WRITABLE) != 0) conn_fail(c, "cannot watch the connection socket");
 }
 
-/* Append "name" and "address" to the comma lists (deduplicated, bounded). */
-static void add_address(const struct sockaddr *sa, const char *host, char *hosts, char *addrs, size_t cap,
-                        int *n)
+/* Comma lists "name,name,..." and "addr,addr,..." for libpq's host/hostaddr
+ * (one entry per distinct resolved address, at most PGC_MAX_ADDRS). */
+struct addr_lists {
+    char *hosts, *addrs;
+    size_t cap, hlen, alen;
+    int n;
+};
+
+static void add_address(struct addr_lists *l, const struct sockaddr *sa, const char *host)
 {
     char ip[INET6_ADDRSTRLEN];
     if (sa->sa_family == AF_INET) {
@@ -314,16 +320,19 @@ static void add_address(const struct sockaddr *sa, const char *host, char *hosts
         return;
     }
     size_t ilen = strlen(ip);
-    for (const char *p = addrs; (p = strstr(p, ip)) != NULL; p++)
-        if ((p == addrs || p[-1] == ',') && (p[ilen] == ',' || p[ilen] == '\0')) return;
-    if (strlen(hosts) + strlen(host) + 2 > cap || strlen(addrs) + ilen + 2 > cap) return;
-    if (*n > 0) {
-        strcat(hosts, ",");
-        strcat(addrs, ",");
+    for (const char *p = l->addrs; (p = strstr(p, ip)) != NULL; p++)
+        if ((p == l->addrs || p[-1] == ',') && (p[ilen] == ',' || p[ilen] == '\0')) return; /* duplicate */
+    const char *sep = l->n > 0 ? "," : "";
+    int hw = snprintf(l->hosts + l->hlen, l->cap - l->hlen, "%s%s", sep, host);
+    int aw = snprintf(l->addrs + l->alen, l->cap - l->alen, "%s%s", sep, ip);
+    if (hw < 0 || aw < 0 || (size_t)hw >= l->cap - l->hlen || (size_t)aw >= l->cap - l->alen) {
+        l->hosts[l->hlen] = '\0'; /* does not fit: keep what we had */
+        l->addrs[l->alen] = '\0';
+        return;
     }
-    strcat(hosts, host);
-    strcat(addrs, ip);
-    (*n)++;
+    l->hlen += (size_t)hw;
+    l->alen += (size_t)aw;
+    l->n++;
 }
 
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -343,17 +352,16 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         conn_fail(c, msg);
         return;
     }
-    size_t cap = PGC_MAX_ADDRS * (strlen(c->resolve_host) + INET6_ADDRSTRLEN + 2);
-    char *hosts = calloc(1, cap);
-    char *addrs = calloc(1, cap);
-    int n = 0;
-    for (struct addrinfo *ai = res; hosts && addrs && ai != NULL && n < PGC_MAX_ADDRS; ai = ai->ai_next)
-        add_address(ai->ai_addr, c->resolve_host, hosts, addrs, cap, &n);
+    struct addr_lists l = {.cap = PGC_MAX_ADDRS * (strlen(c->resolve_host) + INET6_ADDRSTRLEN + 2)};
+    l.hosts = calloc(1, l.cap);
+    l.addrs = calloc(1, l.cap);
+    for (struct addrinfo *ai = res; l.hosts && l.addrs && ai != NULL && l.n < PGC_MAX_ADDRS; ai = ai->ai_next)
+        add_address(&l, ai->ai_addr, c->resolve_host);
     uv_freeaddrinfo(res);
-    if (n == 0) conn_fail(c, hosts && addrs ? "host name resolved to no usable address" : "out of memory");
-    else start_libpq(c, hosts, addrs);
-    free(hosts);
-    free(addrs);
+    if (l.n == 0) conn_fail(c, l.hosts && l.addrs ? "host name resolved to no usable address" : "out of memory");
+    else start_libpq(c, l.hosts, l.addrs);
+    free(l.hosts);
+    free(l.addrs);
 }
 
 static void start_attempt(struct pg_conn *c)
