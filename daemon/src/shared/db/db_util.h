@@ -1,0 +1,67 @@
+/*
+ * shared/db/db_util — pure helpers of the PostgreSQL layer (no I/O, no loop).
+ *
+ * - db_conninfo_redacted(): a libpq conninfo/URI rewritten as "key=value ..."
+ *   without password/sslpassword, for logs.
+ * - db_backoff_delay_ms(): capped exponential backoff with jitter, a pure
+ *   function of (attempt, bounds, random word) so it can be tested.
+ * - db_rand_next(): a tiny per-object PRNG step (splitmix64) feeding the jitter.
+ * - db_message_clean(): libpq messages ("...failed: X\n\tIs the server...\n")
+ *   folded to one trimmed line.
+ * - db_connect_params_build(): the keyword/value arrays for
+ *   PQconnectStartParams(expand_dbname=1): our defaults (keepalives, timeouts,
+ *   application_name) first, then dbname=<user conninfo> so every setting the
+ *   user gives wins (libpq: later entries override earlier ones).
+ */
+#ifndef FOLLOWUPD_SHARED_DB_DB_UTIL_H
+#define FOLLOWUPD_SHARED_DB_DB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DB_RECONNECT_MIN_MS_DEFAULT 100u
+#define DB_RECONNECT_MAX_MS_DEFAULT 5000u
+#define DB_ERR_MAX 512  /* buffer size for cleaned error messages */
+
+/* malloc'd "key=value ..." of the options set in conninfo, password and
+ * sslpassword left out, values quoted when needed. NULL/"" gives "". An
+ * unparseable conninfo gives "<invalid conninfo>" (the parser's message may
+ * quote the input, so it is not used). NULL only on allocation failure. */
+char *db_conninfo_redacted(const char *conninfo);
+
+/* The password set in conninfo (malloc'd) or NULL when none / unparseable. */
+char *db_conninfo_password(const char *conninfo);
+
+/* Delay before reconnect attempt `attempt` (0 = first retry after a failure):
+ * cap = min(max_ms, min_ms * 2^attempt); the result is uniform in [min_ms, cap]
+ * (full jitter above a floor of min_ms so a dead server is never hammered).
+ * max_ms < min_ms is treated as max_ms = min_ms. */
+unsigned db_backoff_delay_ms(unsigned attempt, unsigned min_ms, unsigned max_ms, uint32_t rnd);
+
+/* Next pseudo-random word from *state (splitmix64). */
+uint32_t db_rand_next(uint64_t *state);
+
+/* Copy `in` to out (capacity cap >= 1): runs of whitespace become one space,
+ * leading/trailing whitespace removed, truncated to fit. NULL in gives "". */
+void db_message_clean(const char *in, char *out, size_t cap);
+
+#define DB_CONNECT_PARAMS_MAX 16
+struct db_connect_params {
+    const char *keys[DB_CONNECT_PARAMS_MAX + 1];   /* NULL-terminated */
+    const char *values[DB_CONNECT_PARAMS_MAX + 1];
+    int n;
+};
+/* Fill p for PQconnectStartParams(p->keys, p->values, 1). The strings are
+ * borrowed (static defaults, conninfo): keep them alive during the call.
+ * host/hostaddr, when non-NULL, are added after the conninfo (addresses
+ * resolved by us, with the name repeated once per address). */
+void db_connect_params_build(struct db_connect_params *p, const char *conninfo, const char *host,
+                             const char *hostaddr);
+
+/* The single host name that must be resolved before connecting (malloc'd), or
+ * NULL when there is nothing to resolve: hostaddr set, no host (Unix socket
+ * default), a socket path, an IP literal, a host list, or an unparseable
+ * conninfo. env_host is the PGHOST fallback (may be NULL), env_hostaddr PGHOSTADDR. */
+char *db_host_to_resolve(const char *conninfo, const char *env_host, const char *env_hostaddr);
+
+#endif
