@@ -264,3 +264,10 @@ void db_pool_close(struct db_pool *p, void (*done)(void *arg), void *arg)
     p->open_conns = p->size;
     for (int i = 0; i < p->size; i++) pg_conn_close(p->slots[i].conn, pool_conn_closed, &p->slots[i]);
 }
+
+char *db_pool_quote_ident(struct db_pool *p, const char *ident)
+{
+    for (int i = 0; p != NULL && i < p->size; i++)
+        if (pg_conn_is_up(p->slots[i].conn)) return pg_conn_quote_ident(p->slots[i].conn, ident);
+    return NULL;
+}

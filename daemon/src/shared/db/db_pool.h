@@ -41,6 +41,9 @@ int db_pool_start(struct db_pool *p);
 int db_pool_query(struct db_pool *p, const char *sql, int nparams, const char *const *params, db_result_cb cb,
                   void *arg);
 int db_pool_connected(const struct db_pool *p); /* connections currently usable */
+/* PQescapeIdentifier on any connected connection: malloc'd (free()), or NULL
+ * when no connection is up. */
+char *db_pool_quote_ident(struct db_pool *p, const char *ident);
 int db_pool_in_use(const struct db_pool *p);    /* statements in flight */
 int db_pool_waiting(const struct db_pool *p);   /* statements queued */
 /* Optional: called from the loop whenever db_pool_connected() may have changed

@@ -1,0 +1,402 @@
+/*
+ * deals_pipeline/repositories/bookings_repository — see the header.  The SQL
+ * text of each statement is a template with one %s (the quoted schema); the
+ * claim statement is the heart of idempotent execution: one statement locks
+ * the row (FOR UPDATE), claims it only when claimable, and reports what it
+ * found, so concurrent deliveries serialize on the row lock.
+ */
+#include "features/deals_pipeline/repositories/bookings_repository.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/db/db_pool.h"
+
+enum stmt {
+    ST_LOAD,
+    ST_MARK_SCHEDULED,
+    ST_MARK_SCHEDULE_FAILED,
+    ST_CLAIM,
+    ST_MARK_EXECUTED,
+    ST_MARK_EXEC_FAILED,
+    ST_FIND_CATCHUP,
+    ST_COUNT
+};
+
+#define BOOKING_COLUMNS                                                                                               \
+    "id, tenant_id, lead_id, assigned_user_id, booking_type, status, task_status, task_name, idempotency_key, "       \
+    "floor(extract(epoch FROM scheduled_at) * 1000)::bigint, "                                                       \
+    "floor(extract(epoch FROM task_scheduled_at) * 1000)::bigint, execution_attempts"
+
+#define N_BOOKING_COLUMNS 12
+
+static const char *const templates[ST_COUNT] = {
+    [ST_LOAD] = "SELECT " BOOKING_COLUMNS " FROM %s.lead_bookings WHERE id = $1 AND tenant_id = $2",
+
+    /* Only from pending/failed, only for the scheduled_at the key was computed for. */
+    [ST_MARK_SCHEDULED] =
+        "UPDATE %s.lead_bookings SET task_status = 'scheduled', task_name = $3, "
+        "task_scheduled_at = timestamptz 'epoch' + $4::bigint * interval '1 millisecond', "
+        "idempotency_key = $5, last_execution_error = NULL, next_attempt_at = NULL "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status IN ('pending', 'failed') AND status <> 'cancelled' "
+        "AND floor(extract(epoch FROM scheduled_at) * 1000)::bigint = $6::bigint",
+
+    [ST_MARK_SCHEDULE_FAILED] =
+        "UPDATE %s.lead_bookings SET task_status = 'failed', last_execution_error = left($3, 500), "
+        "schedule_attempts = schedule_attempts + 1, next_attempt_at = NULL "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status = 'pending'",
+
+    /* $1 id, $2 tenant, $3 idempotency key, $4 lease seconds. */
+    [ST_CLAIM] =
+        "WITH target AS ("
+        " SELECT id, tenant_id, status, task_status, idempotency_key, execution_started_at, next_attempt_at"
+        " FROM %s.lead_bookings WHERE id = $1 AND tenant_id = $2 FOR UPDATE"
+        "), claimed AS ("
+        " UPDATE %s.lead_bookings b SET task_status = 'in_progress', execution_attempts = b.execution_attempts + 1,"
+        " execution_started_at = now()"
+        " FROM target t WHERE b.id = t.id AND b.tenant_id = $2"
+        " AND t.status <> 'cancelled' AND t.idempotency_key = $3"
+        " AND (t.task_status IN ('pending', 'scheduled')"
+        "  OR (t.task_status = 'failed' AND t.next_attempt_at IS NOT NULL)"
+        "  OR (t.task_status = 'in_progress' AND t.execution_started_at < now() - make_interval(secs => $4::int)))"
+        " RETURNING b.id, b.tenant_id, b.lead_id, b.assigned_user_id, b.booking_type, b.status, b.task_status,"
+        " b.task_name, b.idempotency_key, floor(extract(epoch FROM b.scheduled_at) * 1000)::bigint,"
+        " floor(extract(epoch FROM b.task_scheduled_at) * 1000)::bigint, b.execution_attempts"
+        ") SELECT c.*, t.status, t.task_status, t.idempotency_key = $3, t.next_attempt_at IS NOT NULL"
+        " FROM target t LEFT JOIN claimed c ON true",
+
+    /* compliance: cross-tenant CATCHUP-SWEEP — the catch-up after every (re)connect and the periodic backstop
+       must find work of every tenant of the schema; it returns ids only, and each booking is then re-read
+       and written with its own tenant_id. */
+    [ST_FIND_CATCHUP] =
+        "SELECT tenant_id, id FROM %s.lead_bookings"
+        " WHERE task_status IN ('pending', 'failed')"
+        " AND (task_status = 'pending' OR next_attempt_at <= now())"
+        " AND booking_type = ANY($1::text[]) AND status <> 'cancelled'"
+        " AND scheduled_at >= now() - make_interval(secs => $2::int)"
+        " AND scheduled_at <= now() + make_interval(secs => $3::int)"
+        " ORDER BY scheduled_at LIMIT $4::int FOR UPDATE SKIP LOCKED",
+
+    [ST_MARK_EXECUTED] =
+        "UPDATE %s.lead_bookings SET task_status = 'executed', executed_at = now(), last_execution_error = NULL, "
+        "next_attempt_at = NULL "
+        "WHERE id = $1 AND tenant_id = $2 AND idempotency_key = $3 AND task_status <> 'executed'",
+
+    /* $5: retryable → next_attempt_at = now() (claimable again), else NULL (final). */
+    [ST_MARK_EXEC_FAILED] =
+        "UPDATE %s.lead_bookings SET task_status = 'failed', last_execution_error = left($4, 500), "
+        "next_attempt_at = CASE WHEN $5::boolean THEN now() ELSE NULL END "
+        "WHERE id = $1 AND tenant_id = $2 AND idempotency_key = $3 AND task_status = 'in_progress'",
+};
+
+struct schema_sql {
+    char *schema;
+    char *sql[ST_COUNT];     /* NULL until built */
+};
+
+struct bookings_repository {
+    struct db_pool *pool;
+    struct logger *log;
+    struct schema_sql *schemas;
+    int n_schemas;
+    struct bookings_repo port;
+};
+
+/* One statement in flight. */
+struct repo_op {
+    struct bookings_repository *r;
+    enum stmt stmt;
+    void *cb;
+    void *arg;
+    char schema[SCHEMA_NAME_LEN];
+};
+
+static char *render(const char *tmpl, const char *quoted)
+{
+    size_t n = strlen(tmpl) + 2 * strlen(quoted) + 1;
+    char *out = malloc(n);
+    if (out == NULL) return NULL;
+    if (strstr(strstr(tmpl, "%s") + 2, "%s") != NULL) snprintf(out, n, tmpl, quoted, quoted);
+    else snprintf(out, n, tmpl, quoted);
+    return out;
+}
+
+/* Build the statement texts of one schema with the identifier quoted by libpq. */
+static int build_schema_sql(struct bookings_repository *r, struct schema_sql *s)
+{
+    char *quoted = db_pool_quote_ident(r->pool, s->schema);
+    if (quoted == NULL) return -1;
+    int rc = 0;
+    for (int i = 0; i < ST_COUNT && rc == 0; i++)
+        if ((s->sql[i] = render(templates[i], quoted)) == NULL) rc = -1;
+    free(quoted);
+    return rc;
+}
+
+static const char *sql_for(struct bookings_repository *r, const char *schema, enum stmt st)
+{
+    for (int i = 0; i < r->n_schemas; i++) {
+        struct schema_sql *s = &r->schemas[i];
+        if (strcmp(s->schema, schema) != 0) continue;
+        if (s->sql[0] == NULL && build_schema_sql(r, s) != 0) {
+            for (int k = 0; k < ST_COUNT; k++) {
+                free(s->sql[k]);
+                s->sql[k] = NULL;
+            }
+            return NULL;
+        }
+        return s->sql[st];
+    }
+    LOG_WARN(r->log, &(struct log_ctx){.schema = schema}, "refused: schema is not in database.schemas");
+    return NULL;
+}
+
+static enum repo_rc rc_of(PGresult *res)
+{
+    if (res == NULL) return REPO_ERROR;
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? REPO_OK : REPO_ERROR;
+}
+
+static void copy_col(PGresult *res, int row, int col, char *dst, size_t cap)
+{
+    dst[0] = '\0';
+    if (PQgetisnull(res, row, col)) return;
+    snprintf(dst, cap, "%s", PQgetvalue(res, row, col));
+}
+
+static int64_t int_col(PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Columns first..first+11 in BOOKING_COLUMNS order. */
+static void parse_booking(PGresult *res, int row, int first, struct booking *b)
+{
+    memset(b, 0, sizeof(*b));
+    copy_col(res, row, first + 0, b->id, sizeof(b->id));
+    copy_col(res, row, first + 1, b->tenant_id, sizeof(b->tenant_id));
+    copy_col(res, row, first + 2, b->lead_id, sizeof(b->lead_id));
+    copy_col(res, row, first + 3, b->assigned_user_id, sizeof(b->assigned_user_id));
+    copy_col(res, row, first + 4, b->booking_type, sizeof(b->booking_type));
+    copy_col(res, row, first + 5, b->status, sizeof(b->status));
+    copy_col(res, row, first + 6, b->task_status, sizeof(b->task_status));
+    copy_col(res, row, first + 7, b->task_name, sizeof(b->task_name));
+    copy_col(res, row, first + 8, b->idempotency_key, sizeof(b->idempotency_key));
+    b->scheduled_at_ms = int_col(res, row, first + 9);
+    b->task_scheduled_at_ms = int_col(res, row, first + 10);
+    b->execution_attempts = (int)int_col(res, row, first + 11);
+}
+
+static void log_db_error(struct repo_op *op, const char *err)
+{
+    LOG_KV(op->r->log, LOG_LEVEL_WARN, &(struct log_ctx){.schema = op->schema},
+           ((const char *[]){"error", err != NULL ? err : "unknown", NULL}), "database statement failed");
+}
+
+static enum claim_outcome classify_claim(PGresult *res, struct booking *b)
+{
+    if (PQntuples(res) == 0) return CLAIM_NOT_FOUND;
+    if (!PQgetisnull(res, 0, 0)) {
+        parse_booking(res, 0, 0, b);
+        return CLAIM_CLAIMED;
+    }
+    const char *status = PQgetvalue(res, 0, N_BOOKING_COLUMNS);
+    const char *task_status = PQgetvalue(res, 0, N_BOOKING_COLUMNS + 1);
+    bool key_matches = !PQgetisnull(res, 0, N_BOOKING_COLUMNS + 2) &&
+                       strcmp(PQgetvalue(res, 0, N_BOOKING_COLUMNS + 2), "t") == 0;
+    if (strcmp(task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
+    if (strcmp(task_status, "cancelled") == 0 || strcmp(status, "cancelled") == 0) return CLAIM_CANCELLED;
+    if (!key_matches) return CLAIM_STALE;
+    if (strcmp(task_status, "in_progress") == 0) return CLAIM_IN_PROGRESS;
+    if (strcmp(task_status, "failed") == 0) return CLAIM_FAILED_FINAL;
+    return CLAIM_IN_PROGRESS;
+}
+
+static void on_result(void *arg, PGresult *res, const char *err)
+{
+    struct repo_op *op = arg;
+    enum repo_rc rc = rc_of(res);
+    if (rc == REPO_ERROR) log_db_error(op, err);
+    struct booking b;
+    switch (op->stmt) {
+    case ST_LOAD:
+        if (rc == REPO_OK && PQntuples(res) == 0) rc = REPO_NOT_FOUND;
+        if (rc == REPO_OK) parse_booking(res, 0, 0, &b);
+        ((repo_booking_cb)op->cb)(op->arg, rc, rc == REPO_OK ? &b : NULL);
+        break;
+    case ST_FIND_CATCHUP: {
+        int n = rc == REPO_OK ? PQntuples(res) : 0;
+        struct booking_key *keys = n > 0 ? calloc((size_t)n, sizeof(*keys)) : NULL;
+        if (n > 0 && keys == NULL) rc = REPO_ERROR;
+        for (int i = 0; keys != NULL && i < n; i++) {
+            copy_col(res, i, 0, keys[i].tenant_id, sizeof(keys[i].tenant_id));
+            copy_col(res, i, 1, keys[i].booking_id, sizeof(keys[i].booking_id));
+        }
+        ((repo_keys_cb)op->cb)(op->arg, rc, keys, rc == REPO_OK ? n : 0);
+        free(keys);
+        break;
+    }
+    case ST_CLAIM: {
+        enum claim_outcome o = rc == REPO_OK ? classify_claim(res, &b) : CLAIM_NOT_FOUND;
+        ((repo_claim_cb)op->cb)(op->arg, rc, o, o == CLAIM_CLAIMED ? &b : NULL);
+        break;
+    }
+    default:
+        if (rc == REPO_OK && strcmp(PQcmdTuples(res), "0") == 0) rc = REPO_CONFLICT;
+        ((repo_done_cb)op->cb)(op->arg, rc);
+        break;
+    }
+    free(op);
+}
+
+static int submit(struct bookings_repository *r, const char *schema, enum stmt st, int nparams,
+                  const char *const *params, void *cb, void *arg)
+{
+    const char *sql = sql_for(r, schema, st);
+    if (sql == NULL || strlen(schema) >= SCHEMA_NAME_LEN) return -1;
+    struct repo_op *op = calloc(1, sizeof(*op));
+    if (op == NULL) return -1;
+    *op = (struct repo_op){.r = r, .stmt = st, .cb = cb, .arg = arg};
+    strcpy(op->schema, schema);
+    if (db_pool_query(r->pool, sql, nparams, params, on_result, op) != 0) {
+        free(op);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- port implementation ---- */
+
+static int repo_load(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                     repo_booking_cb cb, void *arg)
+{
+    const char *p[] = {booking_id, tenant_id};
+    return submit(impl, schema, ST_LOAD, 2, p, (void *)cb, arg);
+}
+
+static int repo_mark_scheduled(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                               const struct schedule_mark *m, repo_done_cb cb, void *arg)
+{
+    (void)0;
+    char at[32], sched[32];
+    snprintf(at, sizeof(at), "%" PRId64, m->task_scheduled_at_ms);
+    /* the key ends with the ISO scheduled_at; the statement re-checks it via $6 */
+    snprintf(sched, sizeof(sched), "%" PRId64, m->scheduled_at_ms);
+    const char *p[] = {booking_id, tenant_id, m->task_name, at, m->idempotency_key, sched};
+    return submit(impl, schema, ST_MARK_SCHEDULED, 6, p, (void *)cb, arg);
+}
+
+static int repo_mark_schedule_failed(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                                     const char *error, repo_done_cb cb, void *arg)
+{
+    const char *p[] = {booking_id, tenant_id, error};
+    return submit(impl, schema, ST_MARK_SCHEDULE_FAILED, 3, p, (void *)cb, arg);
+}
+
+static int repo_claim(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                      const char *key, int lease_s, repo_claim_cb cb, void *arg)
+{
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%d", lease_s);
+    const char *p[] = {booking_id, tenant_id, key, lease};
+    return submit(impl, schema, ST_CLAIM, 4, p, (void *)cb, arg);
+}
+
+static int repo_mark_executed(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                              const char *key, repo_done_cb cb, void *arg)
+{
+    const char *p[] = {booking_id, tenant_id, key};
+    return submit(impl, schema, ST_MARK_EXECUTED, 3, p, (void *)cb, arg);
+}
+
+static int repo_mark_exec_failed(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                                 const char *key, const char *error, bool retryable, repo_done_cb cb, void *arg)
+{
+    const char *p[] = {booking_id, tenant_id, key, error, retryable ? "true" : "false"};
+    return submit(impl, schema, ST_MARK_EXEC_FAILED, 5, p, (void *)cb, arg);
+}
+
+/* PostgreSQL array literal {"a","b"} with \ and " escaped. */
+static char *text_array_literal(const struct strlist *l)
+{
+    size_t cap = 3;
+    for (int i = 0; i < l->n; i++) cap += 2 * strlen(l->items[i]) + 3;
+    char *out = malloc(cap), *p = out;
+    if (out == NULL) return NULL;
+    *p++ = '{';
+    for (int i = 0; i < l->n; i++) {
+        if (i > 0) *p++ = ',';
+        *p++ = '"';
+        for (const char *c = l->items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\') *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int lookback_s,
+                             int horizon_s, int limit, repo_keys_cb cb, void *arg)
+{
+    char lb[16], hz[16], lim[16];
+    snprintf(lb, sizeof(lb), "%d", lookback_s);
+    snprintf(hz, sizeof(hz), "%d", horizon_s);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    char *arr = text_array_literal(types);
+    if (arr == NULL) return -1;
+    const char *p[] = {arr, lb, hz, lim};
+    int rc = submit(impl, schema, ST_FIND_CATCHUP, 4, p, (void *)cb, arg);
+    free(arr);
+    return rc;
+}
+
+struct bookings_repository *bookings_repository_new(struct db_pool *pool, const struct strlist *schemas,
+                                                    struct logger *log)
+{
+    struct bookings_repository *r = calloc(1, sizeof(*r));
+    if (r == NULL) return NULL;
+    r->pool = pool;
+    r->log = log;
+    r->schemas = calloc((size_t)schemas->n, sizeof(*r->schemas));
+    if (r->schemas == NULL && schemas->n > 0) {
+        free(r);
+        return NULL;
+    }
+    for (int i = 0; i < schemas->n; i++) {
+        r->schemas[i].schema = strdup(schemas->items[i]);
+        if (r->schemas[i].schema == NULL) {
+            r->n_schemas = i;
+            bookings_repository_free(r);
+            return NULL;
+        }
+    }
+    r->n_schemas = schemas->n;
+    r->port = (struct bookings_repo){.impl = r, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
+                                     .mark_schedule_failed = repo_mark_schedule_failed, .claim_execution = repo_claim,
+                                     .mark_executed = repo_mark_executed, .find_catchup = repo_find_catchup,
+                                     .mark_execution_failed = repo_mark_exec_failed};
+    return r;
+}
+
+struct bookings_repo *bookings_repository_port(struct bookings_repository *r)
+{
+    return &r->port;
+}
+
+void bookings_repository_free(struct bookings_repository *r)
+{
+    if (r == NULL) return;
+    for (int i = 0; i < r->n_schemas; i++) {
+        free(r->schemas[i].schema);
+        for (int k = 0; k < ST_COUNT; k++) free(r->schemas[i].sql[k]);
+    }
+    free(r->schemas);
+    free(r);
+}
