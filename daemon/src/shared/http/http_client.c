@@ -129,15 +129,25 @@ static struct xfer *list_pop(struct xfer_list *l)
 
 /* ---- transfer objects ----------------------------------------------------------------------- */
 
+/* Request headers and bodies carry tokens and assertions: wipe them before release. */
+static void wipe_and_free(char *p, size_t len)
+{
+    if (p == NULL) return;
+    explicit_bzero(p, len);
+    free(p);
+}
+
 static void xfer_free(struct xfer *x)
 {
     if (x == NULL) return;
     if (x->easy != NULL) curl_easy_cleanup(x->easy);
+    for (struct curl_slist *h = x->req_headers; h != NULL; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));
     curl_slist_free_all(x->req_headers);
     free(x->method);
     free(x->url);
-    free(x->body);
-    free(x->resp_body);
+    wipe_and_free(x->body, x->body_len);
+    wipe_and_free(x->resp_body, x->resp_len);
     for (size_t i = 0; i < x->n_resp_headers; i++) {
         free((char *)x->resp_headers[i].name);
         free((char *)x->resp_headers[i].value);
@@ -191,6 +201,7 @@ static struct curl_slist *build_header_list(const struct http_request *req)
         if (*value == '\0') snprintf(line, len, "%s;", req->headers[i].name);
         else snprintf(line, len, "%s: %s", req->headers[i].name, value);
         tmp = curl_slist_append(list, line);
+        explicit_bzero(line, len);
         free(line);
         if (tmp == NULL) goto fail;
         list = tmp;
