@@ -484,6 +484,35 @@ static void google_auth_cancel__waiting_caller__not_called(void **state)
     fixture_finish_quiet(&fx);
 }
 
+struct freeing_waiter {
+    struct got got;
+    struct google_auth **auth;
+};
+
+static void free_auth_on_token(void *arg, const char *token, const char *err)
+{
+    struct freeing_waiter *fw = arg;
+    on_token(&fw->got, token, err);
+    google_auth_free(*fw->auth);
+    *fw->auth = NULL;
+}
+
+static void google_auth_free__from_inside_a_callback__remaining_waiters_dropped(void **state)
+{
+    struct fixture fx;
+    fixture_start(&fx, *state, NULL);
+    struct freeing_waiter first = {.auth = &fx.auth};
+    struct got rest[3];
+    memset(rest, 0, sizeof(rest));
+    assert_int_equal(google_auth_get_token(fx.auth, free_auth_on_token, &first), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(google_auth_get_token(fx.auth, on_token, &rest[i]), 0);
+    wait_calls(&fx, &first.got.calls, 1);
+    assert_null(fx.auth);
+    assert_string_equal(first.got.token, "ya29.test-token-1");
+    fixture_finish_quiet(&fx); /* google_auth_free(NULL) is a no-op */
+    for (int i = 0; i < 3; i++) assert_int_equal(rest[i].calls, 0);
+}
+
 static void google_auth__debug_logging__never_writes_token_or_key(void **state)
 {
     struct fixture fx;
@@ -519,6 +548,7 @@ int main(void)
         cmocka_unit_test(google_auth_get_token__metadata_mode__get_with_flavor_header),
         cmocka_unit_test(google_auth_free__refresh_in_flight__no_callback_and_clean_loop),
         cmocka_unit_test(google_auth_cancel__waiting_caller__not_called),
+        cmocka_unit_test(google_auth_free__from_inside_a_callback__remaining_waiters_dropped),
         cmocka_unit_test(google_auth__debug_logging__never_writes_token_or_key),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);

@@ -8,8 +8,9 @@
  *     (so callbacks are never synchronous) with their own copy of the token;
  *   - `delivering`: the batch whose callbacks are running right now.
  * Callbacks may re-enter (get_token, cancel, invalidate, even free): delivery
- * pops one waiter at a time from the struct and stops if the object was freed
- * (a guard flag on the delivering stack frame).
+ * pops one waiter at a time from the struct; google_auth_free() called from a
+ * callback releases everything but the struct itself, which the delivery loop
+ * frees once it has unwound (delivery_depth back to 0).
  *
  * A fetch belongs to the auth object until google_auth_free() detaches it
  * (fetch->auth = NULL); the HTTP callback then only frees the fetch.
@@ -78,7 +79,8 @@ struct google_auth {
     struct token_fetch *fetch;
     struct waiter_list waiting, ready, delivering;
     uv_timer_t *kick;
-    bool *freed_guard;
+    int delivery_depth;
+    bool free_requested;
 };
 
 /* ---- small helpers -------------------------------------------------------------------------- */
@@ -168,32 +170,26 @@ static bool token_is_fresh(const struct google_auth *a)
 
 /* ---- delivery ------------------------------------------------------------------------------- */
 
-/* Run the callbacks of everything in `delivering`. Stops when a callback frees `a`.
- * Returns false when `a` was freed. */
-static bool deliver_batch(struct google_auth *a, const char *err)
+/* Run the callbacks of everything in `delivering`; stops early, and finishes
+ * the release, when a callback freed `a`. */
+static void deliver_batch(struct google_auth *a, const char *err)
 {
-    bool freed = false;
-    bool *outer_guard = a->freed_guard;
-    a->freed_guard = &freed;
     struct waiter *w;
-    while ((w = list_take(&a->delivering)) != NULL) {
+    a->delivery_depth++;
+    while (!a->free_requested && (w = list_take(&a->delivering)) != NULL) {
         const char *token = w->token;
         w->cb(w->arg, token, token != NULL ? NULL : (err != NULL ? err : "no access token"));
         waiter_free(w);
-        if (freed) {
-            if (outer_guard != NULL) *outer_guard = true;
-            return false;
-        }
     }
-    a->freed_guard = outer_guard;
-    return true;
+    a->delivery_depth--;
+    if (a->free_requested && a->delivery_depth == 0) free(a);
 }
 
 static void on_kick(uv_timer_t *t)
 {
     struct google_auth *a = t->data;
     list_splice(&a->delivering, &a->ready);
-    (void)deliver_batch(a, NULL);
+    deliver_batch(a, NULL);
 }
 
 static void on_kick_closed(uv_handle_t *h)
@@ -208,7 +204,7 @@ static void complete_waiters(struct google_auth *a, const char *token, const cha
         if (token != NULL) w->token = strdup(token); /* NULL copy → reported as failure */
     }
     list_splice(&a->delivering, &a->waiting);
-    (void)deliver_batch(a, err != NULL ? err : "out of memory");
+    deliver_batch(a, err != NULL ? err : "out of memory");
 }
 
 /* ---- key file ------------------------------------------------------------------------------- */
@@ -610,9 +606,10 @@ void google_auth_invalidate(struct google_auth *a)
 
 void google_auth_free(struct google_auth *a)
 {
-    if (a == NULL) return;
-    if (a->freed_guard != NULL) *a->freed_guard = true;
+    if (a == NULL || a->free_requested) return;
+    a->free_requested = true;
     if (a->fetch != NULL) a->fetch->auth = NULL;
+    a->fetch = NULL;
     list_clear(&a->waiting);
     list_clear(&a->ready);
     list_clear(&a->delivering);
@@ -625,7 +622,11 @@ void google_auth_free(struct google_auth *a)
     free(a->private_key_id);
     free(a->token_uri);
     free(a->identity);
-    free(a);
+    a->token = NULL;
+    a->pkey = NULL;
+    a->identity = a->client_email = a->private_key_id = a->token_uri = NULL;
+    a->key_path = a->metadata_url = NULL;
+    if (a->delivery_depth == 0) free(a); /* else the delivery loop frees it */
 }
 
 const char *google_auth_identity(const struct google_auth *a)
