@@ -125,9 +125,8 @@ static void op_free(struct va_op *op)
     free(op);
 }
 
-static void op_unlink(struct va_op *op)
+static void op_unlink(struct voice_agent_client *c, struct va_op *op)
 {
-    struct voice_agent_client *c = op->client;
     if (op->prev != NULL) op->prev->next = op->next;
     else c->ops = op->next;
     if (op->next != NULL) op->next->prev = op->prev;
@@ -170,7 +169,7 @@ static void on_http_done(void *arg, const struct http_response *r)
         op_free(op);
         return;
     }
-    op_unlink(op);
+    op_unlink(c, op);
     enum va_result result = voice_agent_classify(r->status, r->transport_error);
     json_t *root = r->transport_error == 0 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
     char error[256] = "";
@@ -260,7 +259,7 @@ void voice_agent_client_free(struct voice_agent_client *c)
     if (c == NULL) return;
     while (c->ops != NULL) {
         struct va_op *op = c->ops;
-        op_unlink(op);
+        op_unlink(c, op);
         op->client = NULL; /* freed by on_http_done */
     }
     free(c->url);
