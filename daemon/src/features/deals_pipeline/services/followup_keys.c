@@ -7,21 +7,11 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+#include "utils/timefmt.h"
 
 int followup_iso_time(int64_t epoch_ms, char out[ISO_TIME_LEN])
 {
-    int64_t secs = epoch_ms / 1000, ms = epoch_ms % 1000;
-    if (ms < 0) {
-        ms += 1000;
-        secs -= 1;
-    }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) return -1;
-    int n = snprintf(out, ISO_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
-    return n > 0 && n < ISO_TIME_LEN ? 0 : -1;
+    return timefmt_iso_ms(epoch_ms, out, ISO_TIME_LEN);
 }
 
 int followup_idempotency_key(const char *tenant_id, const char *booking_id, int64_t scheduled_at_ms, char *out,

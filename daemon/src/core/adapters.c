@@ -1,0 +1,163 @@
+/*
+ * core/adapters — see the header.  Each in-flight call carries a small heap
+ * context from the port call to the client callback.
+ */
+#include "core/adapters.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/clients/voice_agent_client.h"
+#include "shared/gcp/cloud_tasks_client.h"
+#include "utils/uv_timers.h"
+
+struct tq_call {
+    tq_cb cb;
+    void *arg;
+    char task_name[TASK_NAME_LEN];
+};
+
+static enum tq_result tq_from_ct(enum ct_result r)
+{
+    switch (r) {
+    case CT_OK: return TQ_OK;
+    case CT_ALREADY_EXISTS: return TQ_ALREADY_EXISTS;
+    case CT_NOT_FOUND: return TQ_NOT_FOUND;
+    case CT_PERMANENT: return TQ_PERMANENT;
+    case CT_TRANSIENT: break;
+    }
+    return TQ_TRANSIENT;
+}
+
+static void on_ct_reply(void *arg, const struct ct_reply *r)
+{
+    struct tq_call *call = arg;
+    struct tq_reply reply = {.result = tq_from_ct(r->result), .task_name = r->task_name, .error = r->error};
+    call->cb(call->arg, &reply);
+    free(call);
+}
+
+static int ct_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)
+{
+    struct cloud_tasks_queue_adapter *a = impl;
+    const struct config *c = a->cfg;
+    bool oidc = c->auth_mode == AUTH_OIDC;
+    struct cloud_task_spec spec = {
+        .task_id = req->task_id, .url = req->url, .body_json = req->body_json,
+        .schedule_time_ms = req->schedule_time_ms,
+        .oidc_service_account = oidc ? c->auth_service_account : NULL,
+        .oidc_audience = oidc ? c->auth_audience : NULL,
+        .dispatch_deadline_s = c->ct_dispatch_deadline_s,
+    };
+    struct tq_call *call = calloc(1, sizeof(*call));
+    if (call == NULL) return -1;
+    call->cb = cb;
+    call->arg = arg;
+    if (cloud_tasks_create(a->client, &spec, on_ct_reply, call) != 0) {
+        free(call);
+        return -1;
+    }
+    return 0;
+}
+
+static int ct_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
+{
+    struct cloud_tasks_queue_adapter *a = impl;
+    struct tq_call *call = calloc(1, sizeof(*call));
+    if (call == NULL) return -1;
+    call->cb = cb;
+    call->arg = arg;
+    if (cloud_tasks_delete(a->client, task_name, on_ct_reply, call) != 0) {
+        free(call);
+        return -1;
+    }
+    return 0;
+}
+
+void cloud_tasks_queue_port(struct cloud_tasks_queue_adapter *a, struct task_queue *out)
+{
+    *out = (struct task_queue){.impl = a, .create = ct_create, .remove = ct_remove};
+}
+
+/* ---- local queue ---- */
+
+static void on_local_done(void *arg)
+{
+    struct tq_call *call = arg;
+    struct tq_reply reply = {.result = TQ_OK, .task_name = call->task_name, .error = NULL};
+    call->cb(call->arg, &reply);
+    free(call);
+}
+
+static int local_complete_later(struct local_queue_adapter *a, const char *name, tq_cb cb, void *arg)
+{
+    struct tq_call *call = calloc(1, sizeof(*call));
+    if (call == NULL) return -1;
+    call->cb = cb;
+    call->arg = arg;
+    snprintf(call->task_name, sizeof(call->task_name), "%s", name);
+    if (uv_timers_after(a->timers, 0, on_local_done, call) != 0) {
+        free(call);
+        return -1;
+    }
+    return 0;
+}
+
+static int local_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)
+{
+    char name[TASK_NAME_LEN];
+    snprintf(name, sizeof(name), "local/%s", req->task_id);
+    return local_complete_later(impl, name, cb, arg);
+}
+
+static int local_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
+{
+    return local_complete_later(impl, task_name, cb, arg);
+}
+
+void local_queue_port(struct local_queue_adapter *a, struct task_queue *out)
+{
+    *out = (struct task_queue){.impl = a, .create = local_create, .remove = local_remove};
+}
+
+/* ---- voice agent ---- */
+
+struct voice_call_ctx {
+    voice_cb cb;
+    void *arg;
+};
+
+static void on_va_reply(void *arg, const struct va_reply *r)
+{
+    struct voice_call_ctx *ctx = arg;
+    enum va_outcome o = r->result == VA_OK ? VOICE_OK : r->result == VA_PERMANENT ? VOICE_PERMANENT : VOICE_TRANSIENT;
+    struct voice_reply reply = {.outcome = o, .http_status = r->http_status, .error = r->error};
+    ctx->cb(ctx->arg, &reply);
+    free(ctx);
+}
+
+static int va_start_call(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
+{
+    struct voice_agent_adapter *a = impl;
+    struct voice_call_request req = {
+        .tenant_id = call->tenant_id, .booking_id = call->booking_id, .lead_id = call->lead_id,
+        .assigned_user_id = call->assigned_user_id, .scheduled_at_iso = call->scheduled_at_iso,
+        .idempotency_key = call->idempotency_key, .booking_type = call->booking_type,
+        .request_id = call->request_id,
+    };
+    struct voice_call_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) return -1;
+    ctx->cb = cb;
+    ctx->arg = arg;
+    if (voice_agent_start_call(a->client, &req, on_va_reply, ctx) != 0) {
+        free(ctx);
+        return -1;
+    }
+    return 0;
+}
+
+void voice_agent_port_init(struct voice_agent_adapter *a, struct voice_agent_port *out)
+{
+    *out = (struct voice_agent_port){.impl = a, .start_call = va_start_call};
+}

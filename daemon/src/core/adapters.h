@@ -1,0 +1,38 @@
+/*
+ * core/adapters — the production implementations of the service ports
+ * (services/ports.h) over the shared clients: the Cloud Tasks task queue
+ * (adds the OIDC token and dispatch deadline from the live configuration to
+ * each task), the local task queue (the task lives in the row itself), and the
+ * voice-agent port.  They translate between the ports' plain structs and the
+ * clients' own types; no business logic.
+ */
+#ifndef FOLLOWUPD_CORE_ADAPTERS_H
+#define FOLLOWUPD_CORE_ADAPTERS_H
+
+#include "core/config.h"
+#include "features/deals_pipeline/services/ports.h"
+
+struct cloud_tasks_client;
+struct voice_agent_client;
+struct uv_timers;
+
+struct cloud_tasks_queue_adapter {
+    struct cloud_tasks_client *client;
+    const struct config *cfg;
+};
+
+struct voice_agent_adapter {
+    struct voice_agent_client *client;
+};
+
+/* Local backend: "creating a task" only names it (local/<task id>); the row
+ * carries the schedule and the local dispatcher runs it. Completes via timers. */
+struct local_queue_adapter {
+    struct uv_timers *timers;
+};
+
+void cloud_tasks_queue_port(struct cloud_tasks_queue_adapter *a, struct task_queue *out);
+void local_queue_port(struct local_queue_adapter *a, struct task_queue *out);
+void voice_agent_port_init(struct voice_agent_adapter *a, struct voice_agent_port *out);
+
+#endif
