@@ -451,9 +451,9 @@ static enum oidc_status read_time(const json_t *claims, const char *name, enum r
     }
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (!isfinite(d)) return OIDC_ERR_MALFORMED;
+        if (!isfinite(d) || d < 0.0) return OIDC_ERR_MALFORMED;
         d = dir == ROUND_DOWN ? floor(d) : ceil(d);
-        if (d < 0.0 || d > (double)TIME_MAX_S) return OIDC_ERR_MALFORMED;
+        if (d > (double)TIME_MAX_S) return OIDC_ERR_MALFORMED;
         *out = (int64_t)d;
         return OIDC_OK;
     }
