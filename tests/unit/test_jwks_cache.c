@@ -67,6 +67,14 @@ static void fake_answer(struct fake_fetcher *f, long status, const char *body, c
 
 /* ---- fixture ------------------------------------------------------------ */
 
+/* Answers live in the fixture, not on a test's stack: if a test fails early,
+ * callbacks delivered by the teardown's close still write to valid memory. */
+struct kid_answer {
+    int calls;
+    int refreshed;
+};
+#define MAX_ANSWERS 32
+
 struct keys {
     struct oidc_test_key a, b;
     char *jwks_a, *jwks_b, *jwks_ab;
@@ -84,6 +92,8 @@ struct fx {
     struct jwks_cache_opts opts;
     struct jwks_cache *cache;
     int close_done;
+    struct kid_answer answers[MAX_ANSWERS];
+    int n_answers;
 };
 
 static int64_t fake_clock(void *ctx)
@@ -192,10 +202,15 @@ static bool run_until_at_least(struct fx *f, const int *counter, int want, unsig
 
 /* ---- refresh_for_kid callback recorder ---------------------------------- */
 
-struct kid_answer {
-    int calls;
-    int refreshed;
-};
+
+static struct kid_answer *new_answer(struct fx *f)
+{
+    assert_true(f->n_answers < MAX_ANSWERS);
+    struct kid_answer *a = &f->answers[f->n_answers++];
+    a->calls = 0;
+    a->refreshed = -1;
+    return a;
+}
 
 static void kid_cb(void *arg, int refreshed)
 {
@@ -335,14 +350,14 @@ static void jwks_cache__max_age_variants__clamped_period(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (i > 0) {
             f->clock_now += 31; /* past the rate limit */
-            struct kid_answer ans = {0, -1};
-            assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "rotated", kid_cb, &ans), 0);
+            struct kid_answer *ans = new_answer(f);
+            assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "rotated", kid_cb, ans), 0);
             assert_int_equal(f->fetcher.calls, (int)i + 1);
             fake_answer(&f->fetcher, 200, f->keys->jwks_a, cases[i].cc);
             /* checked before the loop runs again, so the loop time is the arming time */
             assert_int_equal(jwks_cache_next_refresh_ms(f->cache), cases[i].ms);
-            assert_true(run_until_at_least(f, &ans.calls, 1, 5000));
-            assert_int_equal(ans.refreshed, 1);
+            assert_true(run_until_at_least(f, &ans->calls, 1, 5000));
+            assert_int_equal(ans->refreshed, 1);
         } else {
             fake_answer(&f->fetcher, 200, f->keys->jwks_a, cases[i].cc);
             assert_int_equal(jwks_cache_next_refresh_ms(f->cache), cases[i].ms);
@@ -360,51 +375,53 @@ static void jwks_cache_refresh_for_kid__rate_limited__one_fetch_per_interval(voi
 
     /* t=1005: the last fetch started 5 s ago → no refetch, answered 0. */
     f->clock_now = 1005;
-    struct kid_answer a1 = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, &a1), 0);
-    assert_int_equal(a1.calls, 0); /* never synchronous */
+    struct kid_answer *a1 = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, a1), 0);
+    assert_int_equal(a1->calls, 0); /* never synchronous */
     assert_int_equal(f->fetcher.calls, 1);
-    assert_true(run_until_at_least(f, &a1.calls, 1, 5000));
-    assert_int_equal(a1.refreshed, 0);
+    assert_true(run_until_at_least(f, &a1->calls, 1, 5000));
+    assert_int_equal(a1->refreshed, 0);
 
     /* t=1030: exactly the interval → one refetch; concurrent askers join it. */
     f->clock_now = 1030;
-    struct kid_answer a2 = {0, -1}, a3 = {0, -1}, a4 = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, &a2), 0);
+    struct kid_answer *a2 = new_answer(f);
+    struct kid_answer *a3 = new_answer(f);
+    struct kid_answer *a4 = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, a2), 0);
     assert_int_equal(f->fetcher.calls, 2);
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, &a3), 0);
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "forged", kid_cb, &a4), 0);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, a3), 0);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "forged", kid_cb, a4), 0);
     assert_int_equal(f->fetcher.calls, 2);
     uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(a2.calls + a3.calls + a4.calls, 0); /* waiting for the fetch */
+    assert_int_equal(a2->calls + a3->calls + a4->calls, 0); /* waiting for the fetch */
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    assert_int_equal(a2.calls, 0);
-    assert_true(run_until_at_least(f, &a4.calls, 1, 5000));
-    assert_int_equal(a2.calls, 1);
-    assert_int_equal(a3.calls, 1);
-    assert_int_equal(a2.refreshed, 1);
-    assert_int_equal(a3.refreshed, 1);
-    assert_int_equal(a4.refreshed, 1);
+    assert_int_equal(a2->calls, 0);
+    assert_true(run_until_at_least(f, &a4->calls, 1, 5000));
+    assert_int_equal(a2->calls, 1);
+    assert_int_equal(a3->calls, 1);
+    assert_int_equal(a2->refreshed, 1);
+    assert_int_equal(a3->refreshed, 1);
+    assert_int_equal(a4->refreshed, 1);
     assert_true(oidc_keyset_has_kid(jwks_cache_keys(f->cache), "key-b"));
 
     /* t=1059: forged kids cannot force another fetch inside the interval. */
     f->clock_now = 1059;
-    struct kid_answer a5 = {0, -1};
+    struct kid_answer *a5 = new_answer(f);
     for (int i = 0; i < 20; i++) {
-        struct kid_answer tmp = {0, -1};
-        assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "forged", kid_cb, &tmp), 0);
-        assert_true(run_until_at_least(f, &tmp.calls, 1, 5000));
-        assert_int_equal(tmp.refreshed, 0);
+        struct kid_answer *tmp = new_answer(f);
+        assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "forged", kid_cb, tmp), 0);
+        assert_true(run_until_at_least(f, &tmp->calls, 1, 5000));
+        assert_int_equal(tmp->refreshed, 0);
     }
     assert_int_equal(f->fetcher.calls, 2);
 
     /* t=1060: allowed again; a failed refetch answers 0 and keeps the keys. */
     f->clock_now = 1060;
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "forged", kid_cb, &a5), 0);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "forged", kid_cb, a5), 0);
     assert_int_equal(f->fetcher.calls, 3);
     fake_answer(&f->fetcher, 503, NULL, NULL);
-    assert_true(run_until_at_least(f, &a5.calls, 1, 5000));
-    assert_int_equal(a5.refreshed, 0);
+    assert_true(run_until_at_least(f, &a5->calls, 1, 5000));
+    assert_int_equal(a5->refreshed, 0);
     assert_true(oidc_keyset_has_kid(jwks_cache_keys(f->cache), "key-b"));
 }
 
@@ -414,11 +431,11 @@ static void jwks_cache_refresh_for_kid__kid_already_known__refreshed_without_fet
     start_cache(f);
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, NULL);
     f->clock_now += 1000;
-    struct kid_answer a = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, &a), 0);
-    assert_int_equal(a.calls, 0);
-    assert_true(run_until_at_least(f, &a.calls, 1, 5000));
-    assert_int_equal(a.refreshed, 1);
+    struct kid_answer *a = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, a), 0);
+    assert_int_equal(a->calls, 0);
+    assert_true(run_until_at_least(f, &a->calls, 1, 5000));
+    assert_int_equal(a->refreshed, 1);
     assert_int_equal(f->fetcher.calls, 1);
 }
 
@@ -430,26 +447,26 @@ static void jwks_cache_refresh_for_kid__scheduled_refresh_in_flight__joins_it(vo
     fake_answer(&f->fetcher, 200, f->keys->jwks_a, "max-age=30");
     assert_true(run_until_at_least(f, &f->fetcher.calls, 2, 5000)); /* timer-driven fetch in flight */
     f->clock_now += 1000;
-    struct kid_answer a = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, &a), 0);
+    struct kid_answer *a = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, a), 0);
     assert_int_equal(f->fetcher.calls, 2);
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    assert_true(run_until_at_least(f, &a.calls, 1, 5000));
-    assert_int_equal(a.refreshed, 1);
+    assert_true(run_until_at_least(f, &a->calls, 1, 5000));
+    assert_int_equal(a->refreshed, 1);
 }
 
 static void jwks_cache_refresh_for_kid__before_any_keys__fetches(void **state)
 {
     struct fx *f = *state;
     new_cache(f); /* not started: nothing fetched yet, so no rate limit */
-    struct kid_answer a = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, &a), 0);
+    struct kid_answer *a = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, a), 0);
     assert_int_equal(f->fetcher.calls, 1);
     assert_int_equal(jwks_cache_start(f->cache), 0); /* joins the fetch in flight */
     assert_int_equal(f->fetcher.calls, 1);
     fake_answer(&f->fetcher, 200, f->keys->jwks_a, NULL);
-    assert_true(run_until_at_least(f, &a.calls, 1, 5000));
-    assert_int_equal(a.refreshed, 1);
+    assert_true(run_until_at_least(f, &a->calls, 1, 5000));
+    assert_int_equal(a->refreshed, 1);
     assert_true(jwks_cache_ready(f->cache));
 }
 
@@ -461,12 +478,12 @@ static void jwks_cache__fetcher_answers_synchronously__callbacks_still_deferred(
     assert_true(jwks_cache_ready(f->cache));
     f->fetcher.sync_body = f->keys->jwks_ab;
     f->clock_now += 100;
-    struct kid_answer a = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, &a), 0);
+    struct kid_answer *a = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-b", kid_cb, a), 0);
     assert_int_equal(f->fetcher.calls, 2);
-    assert_int_equal(a.calls, 0);
-    assert_true(run_until_at_least(f, &a.calls, 1, 5000));
-    assert_int_equal(a.refreshed, 1);
+    assert_int_equal(a->calls, 0);
+    assert_true(run_until_at_least(f, &a->calls, 1, 5000));
+    assert_int_equal(a->refreshed, 1);
 }
 
 /* ---- tests: lifecycle --------------------------------------------------- */
@@ -475,19 +492,19 @@ static void jwks_cache_close__fetch_in_flight__waiters_get_zero_and_late_answer_
 {
     struct fx *f = *state;
     start_cache(f);
-    struct kid_answer a = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, &a), 0);
+    struct kid_answer *a = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, a), 0);
     jwks_cache_close(f->cache, close_done_cb, f);
-    struct kid_answer late = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, &late), -1);
-    assert_int_equal(a.calls, 0);
+    struct kid_answer *late = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, late), -1);
+    assert_int_equal(a->calls, 0);
     assert_int_equal(f->close_done, 0); /* done comes from the loop */
     f->cache = NULL;
     uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(a.calls, 1);
-    assert_int_equal(a.refreshed, 0);
+    assert_int_equal(a->calls, 1);
+    assert_int_equal(a->refreshed, 0);
     assert_int_equal(f->close_done, 1);
-    assert_int_equal(late.calls, 0);
+    assert_int_equal(late->calls, 0);
     /* The fetcher completes the detached request afterwards: ignored, freed. */
     fake_answer(&f->fetcher, 200, f->keys->jwks_a, NULL);
     f->close_done = 0;
@@ -499,13 +516,13 @@ static void jwks_cache_close__after_success__loop_closes_cleanly(void **state)
     f->opts.timer_ms_per_s = 1;
     start_cache(f);
     fake_answer(&f->fetcher, 200, f->keys->jwks_a, "max-age=30");
-    struct kid_answer a = {0, -1};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, &a), 0); /* queued for dispatch */
+    struct kid_answer *a = new_answer(f);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, a), 0); /* queued for dispatch */
     jwks_cache_close(f->cache, close_done_cb, f);
     f->cache = NULL;
     uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(a.calls, 1);
-    assert_int_equal(a.refreshed, 1);
+    assert_int_equal(a->calls, 1);
+    assert_int_equal(a->refreshed, 1);
     assert_int_equal(f->close_done, 1);
     f->close_done = 0;
 }

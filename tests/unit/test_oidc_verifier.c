@@ -456,6 +456,10 @@ static void oidc_verify__aud_array__only_single_element_of_ours_accepted(void **
     assert_int_equal(verify_claims(&c), OIDC_OK);
     c.aud = "[\"https://other.example.com\",\"" OIDC_TEST_AUDIENCE "\"]";
     assert_int_equal(verify_claims(&c), OIDC_ERR_AUDIENCE);
+    c.aud = "[\"" OIDC_TEST_AUDIENCE "\",\"https://other.example.com\"]";
+    assert_int_equal(verify_claims(&c), OIDC_ERR_AUDIENCE);
+    c.aud = "[\"" OIDC_TEST_AUDIENCE "\",\"" OIDC_TEST_AUDIENCE "\"]";
+    assert_int_equal(verify_claims(&c), OIDC_ERR_AUDIENCE);
     c.aud = "[\"https://other.example.com\"]";
     assert_int_equal(verify_claims(&c), OIDC_ERR_AUDIENCE);
     c.aud = "[]";
