@@ -729,6 +729,24 @@ static void server__slow_headers__408_and_close_while_other_client_served(void *
     httpd_client_close(&fast);
 }
 
+static void server__partial_request_after_keep_alive__header_timeout_408(void **state)
+{
+    struct http_limits lim = default_limits();
+    lim.header_timeout_ms = 200; /* idle stays at 5 s: the header deadline must take over */
+    struct fx *fx = fx_start(state, &lim);
+    struct httpd_client c;
+    struct httpd_response r;
+    connect_client(fx, &c);
+    assert_int_equal(httpd_client_send_str(&c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    read_ok(&c, &r, 200);
+    unsigned long long t0 = httpd_now_ms();
+    assert_int_equal(httpd_client_send_str(&c, "GET /hello HTTP/1.1\r\nHo"), 0);
+    read_ok(&c, &r, 408);
+    assert_true(httpd_now_ms() - t0 >= 150);
+    assert_int_equal(httpd_client_wait_eof(&c, READ_MS), 1);
+    httpd_client_close(&c);
+}
+
 static void server__slow_body__408_and_close(void **state)
 {
     struct http_limits lim = default_limits();
@@ -820,7 +838,8 @@ static void server__nul_byte_in_header__400(void **state)
 static void server__space_before_colon__400(void **state)
 {
     struct fx *fx = fx_start(state, NULL);
-    EXPECT_REJECTED(fx, "GET /hello HTTP/1.1\r\nHost : t\r\n\r\n", 400, "bad_request");
+    EXPECT_REJECTED(fx, "GET /hello HTTP/1.1\r\nHost: t\r\nX-Test : v\r\n\r\n", 400, "bad_request");
+    EXPECT_REJECTED(fx, "GET /hello HTTP/1.1\r\nHost: t\r\nX(Test): v\r\n\r\n", 400, "bad_request");
 }
 
 static void server__missing_or_duplicate_host__400(void **state)
@@ -838,6 +857,19 @@ static void server__odd_request_targets_and_lines__400(void **state)
     EXPECT_REJECTED(fx, "GET  /hello HTTP/1.1\r\nHost: t\r\n\r\n", 400, "bad_request");
     EXPECT_REJECTED(fx, "GET /hello\r\n\r\n", 400, "bad_request");
     EXPECT_REJECTED(fx, "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_request");
+}
+
+static void server__transfer_coding_other_than_chunked__rejected(void **state)
+{
+    struct fx *fx = fx_start(state, NULL);
+    EXPECT_REJECTED(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+                    "not_implemented");
+    EXPECT_REJECTED(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 501,
+                    "not_implemented");
+    struct httpd_response r;
+    roundtrip(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n", &r,
+              200);
+    assert_non_null(strstr(r.body, "\"body\":\"z\""));
 }
 
 static void server__unsupported_http_version__505(void **state)
@@ -1093,6 +1125,7 @@ int main(void)
         T(server__chunked_body__assembled_for_handler),
         T(server__chunked_body_over_limit__413_and_close),
         T(server__slow_headers__408_and_close_while_other_client_served),
+        T(server__partial_request_after_keep_alive__header_timeout_408),
         T(server__slow_body__408_and_close),
         T(server__expect_continue__100_then_final_response),
         T(server__expect_continue_over_body_limit__413_without_100),
@@ -1105,6 +1138,7 @@ int main(void)
         T(server__space_before_colon__400),
         T(server__missing_or_duplicate_host__400),
         T(server__odd_request_targets_and_lines__400),
+        T(server__transfer_coding_other_than_chunked__rejected),
         T(server__unsupported_http_version__505),
         T(server__async_handler__responds_from_timer),
         T(server__client_gone_before_async_response__cancelled_and_freed),

@@ -222,6 +222,7 @@ static const char *status_reason(int status)
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
@@ -240,6 +241,7 @@ static const char *status_error_body(int status)
     case 408: return "{\"error\":\"request_timeout\"}";
     case 413: return "{\"error\":\"payload_too_large\"}";
     case 417: return "{\"error\":\"expectation_failed\"}";
+    case 501: return "{\"error\":\"not_implemented\"}";
     case 431: return "{\"error\":\"request_header_fields_too_large\"}";
     case 503: return "{\"error\":\"service_unavailable\"}";
     case 505: return "{\"error\":\"http_version_not_supported\"}";
@@ -849,6 +851,7 @@ static int on_headers_complete(llhttp_t *p)
     struct http_exchange *ex = conn->ex;
     const struct http_limits *lim = &conn->srv->limits;
     ex->headers_done = 1;
+    conn->scan.active = 0; /* llhttp decides where the body starts */
     ex->method = llhttp_method_name((llhttp_method_t)p->method);
     ex->is_head = p->method == HTTP_HEAD;
     if (p->http_major != 1 || p->http_minor > 1) return cb_fail(p, 505);
@@ -859,6 +862,11 @@ static int on_headers_complete(llhttp_t *p)
     find_header(ex, "Host", &hosts);
     if (ex->http_minor == 1 && hosts != 1) return cb_fail(p, 400);
     if (ex->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING)) return cb_fail(p, 400);
+    if (p->flags & F_TRANSFER_ENCODING) {
+        size_t n_te = 0;
+        const char *te = find_header(ex, "Transfer-Encoding", &n_te);
+        if (n_te != 1 || strcasecmp(te, "chunked") != 0) return cb_fail(p, 501); /* only plain chunked */
+    }
     ex->keep_alive = ex->http_minor == 1 && llhttp_should_keep_alive(p) && !p->upgrade;
     int chunked = (p->flags & F_CHUNKED) != 0;
     uint64_t length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
