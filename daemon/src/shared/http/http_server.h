@@ -1,0 +1,117 @@
+/*
+ * shared/http/http_server — the embedded HTTP/1.1 server (libuv TCP + llhttp).
+ *
+ * One server owns a listening socket and its connections on the caller's loop.
+ * Each connection parses one request at a time with llhttp (no lenient flags)
+ * plus our own checks on the raw header bytes (obs-fold, NUL, request-line
+ * shape, header-size limit), so pipelined requests are answered strictly in
+ * order: after a request is complete the parser is paused until its response
+ * has been written; bytes that arrive meanwhile are buffered (bounded; reading
+ * stops when the buffer is full) and parsed afterwards.
+ *
+ * Per request: limits (431 header bytes, 413 body bytes, 408 header/body time)
+ * -> route match (404/405+Allow) -> authenticator for HTTP_AUTH_TASK routes
+ * (401 on rejection) -> handler.  The handler owns the exchange until it calls
+ * http_exchange_respond() exactly once, synchronously or later from the loop.
+ * If the client goes away first (EOF/reset while the request is pending) the
+ * exchange is marked cancelled and respond() merely frees it.  Malformed or
+ * smuggling-shaped requests get 400 and the connection is closed; every error
+ * that leaves unread request bytes closes the connection after the response
+ * (FIN first, then a short lingering read so the client sees the answer).
+ * Every response carries Content-Type: application/json, Content-Length and
+ * X-Request-Id; HTTP/1.0, "Connection: close", upgrades and draining close the
+ * connection after the response.  Keep-alive connections idle longer than
+ * idle_timeout_ms are closed silently.  One access line per request is logged
+ * at info level (method, path, status, duration_ms, request_id); header values
+ * (Authorization!) and query strings are never logged.
+ *
+ * Lifecycle: http_server_new -> http_server_listen -> ... ->
+ * http_server_stop_accepting (drain: listener closed, idle connections closed,
+ * in-flight exchanges finish with Connection: close; poll
+ * http_server_active_exchanges() until 0) -> http_server_close (closes every
+ * handle; `done` runs from the loop once they are all closed; the server is
+ * freed).  Exchanges still held by handlers at close become cancelled and are
+ * freed by their respond().  All functions run on the loop thread.
+ */
+#ifndef FOLLOWUPD_SHARED_HTTP_HTTP_SERVER_H
+#define FOLLOWUPD_SHARED_HTTP_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "shared/http/http_router.h"
+
+struct logger;
+struct http_server;
+
+/* A field left 0 takes the default shown. */
+struct http_limits {
+    size_t max_header_bytes;   /* 16384: request line + headers (incl. CRLFs) -> 431 + close */
+    size_t max_body_bytes;     /* 65536: decoded body -> 413 + close */
+    unsigned header_timeout_ms; /* 10000: whole header section -> 408 + close */
+    unsigned body_timeout_ms;  /* 10000: whole body -> 408 + close */
+    unsigned idle_timeout_ms;  /* 60000: keep-alive idle -> silent close; also bounds a stalled response write */
+    unsigned max_connections;  /* 1024: excess connections get a canned 503 and are closed at once */
+};
+
+/* Extra response header (named to stay clear of the HTTP client's struct http_header). */
+struct http_header_kv {
+    const char *name;
+    const char *value;
+};
+
+/* ok != 0 lets the request through.  reason (may be NULL) is logged on rejection;
+ * it must not contain secrets. */
+typedef void (*http_auth_done)(struct http_exchange *ex, int ok, const char *reason);
+/* Called for HTTP_AUTH_TASK routes; must call done exactly once (now or later). */
+typedef void (*http_authenticator)(void *auth_ctx, struct http_exchange *ex, http_auth_done done);
+
+struct http_server_opts {
+    const char *listen; /* "127.0.0.1:8080", "[::1]:8080" or ":8080" (all IPv4 interfaces); port 0 = any */
+    struct http_limits limits;
+    const struct http_route *routes; /* must outlive the server */
+    size_t n_routes;
+    void *app_ctx; /* passed to handlers */
+    http_authenticator authenticate; /* required when a route uses HTTP_AUTH_TASK */
+    void *auth_ctx;
+};
+
+/* NULL on invalid options (bad route table, TASK routes without authenticator) or OOM;
+ * the reason is logged.  Copies opts (not the route table). */
+struct http_server *http_server_new(uv_loop_t *loop, struct logger *lg, const struct http_server_opts *opts);
+/* Bind + listen.  0 ok; -1 with err filled. */
+int http_server_listen(struct http_server *srv, char *err, size_t errlen);
+/* Actually bound port, or -1 when not listening. */
+int http_server_port(const struct http_server *srv);
+/* Graceful drain: close the listener, close idle keep-alive connections, answer
+ * in-flight requests with Connection: close. */
+void http_server_stop_accepting(struct http_server *srv);
+/* Requests dispatched and not yet fully answered (response written or cancelled). */
+size_t http_server_active_exchanges(const struct http_server *srv);
+/* Open client connections (for metrics and tests). */
+size_t http_server_connection_count(const struct http_server *srv);
+/* Close listener and all connections; done(arg) runs from the loop when every
+ * handle is closed, after which srv is freed.  done may be NULL. */
+void http_server_close(struct http_server *srv, void (*done)(void *), void *arg);
+
+/* Exchange accessors (valid until the response is sent). */
+const char *http_exchange_method(const struct http_exchange *ex);
+const char *http_exchange_path(const struct http_exchange *ex); /* without query string */
+const char *http_exchange_query(const struct http_exchange *ex); /* after '?', "" if none */
+const char *http_exchange_param(const struct http_exchange *ex, const char *name); /* route param */
+const char *http_exchange_header(const struct http_exchange *ex, const char *name); /* case-insensitive; first; NULL if absent */
+size_t http_exchange_header_count(const struct http_exchange *ex, const char *name);
+const char *http_exchange_body(const struct http_exchange *ex, size_t *len); /* NUL-terminated, "" if none */
+const char *http_exchange_request_id(const struct http_exchange *ex); /* sane X-Request-Id, else 16 random hex */
+
+/* Respond exactly once (now or later from the loop).  json_body may be NULL (empty
+ * body).  Adds Content-Type: application/json, Content-Length, X-Request-Id and
+ * Connection handling; extra headers with those names, or with invalid names or
+ * values, are dropped (logged).  204/304 carry neither body nor Content-Length;
+ * HEAD gets the headers only.  If the client is gone the exchange is just freed. */
+void http_exchange_respond(struct http_exchange *ex, int status, const char *json_body,
+                           const struct http_header_kv *extra, size_t n_extra);
+/* 1 when the client connection is gone (or the server closed): skip the work, still respond. */
+int http_exchange_is_cancelled(const struct http_exchange *ex);
+
+#endif
