@@ -10,6 +10,8 @@
 
 #include "shared/clients/voice_agent_client.h"
 #include "shared/gcp/cloud_tasks_client.h"
+#include "core/components_internal.h"
+#include "shared/http/http_client.h"
 #include "utils/uv_timers.h"
 
 struct tq_call {
@@ -160,4 +162,33 @@ static int va_start_call(void *impl, const struct voice_call *call, voice_cb cb,
 void voice_agent_port_init(struct voice_agent_adapter *a, struct voice_agent_port *out)
 {
     *out = (struct voice_agent_port){.impl = a, .start_call = va_start_call};
+}
+
+/* ---- JWKS fetcher over the shared HTTP client ---- */
+
+struct jwks_fetch {
+    jwks_fetch_done done;
+    void *req_ctx;
+};
+
+static void on_jwks_response(void *arg, const struct http_response *res)
+{
+    struct jwks_fetch *f = arg;
+    f->done(f->req_ctx, res->status, res->body, res->body_len, http_response_header(res, "cache-control"));
+    free(f);
+}
+
+int jwks_fetch_via_http_client(void *fetch_ctx, const char *url, jwks_fetch_done done, void *req_ctx)
+{
+    struct jwks_fetch *f = calloc(1, sizeof(*f));
+    if (f == NULL) return -1;
+    f->done = done;
+    f->req_ctx = req_ctx;
+    static const struct http_header accept[] = {{"Accept", "application/json"}};
+    struct http_request req = {.method = "GET", .url = url, .headers = accept, .n_headers = 1, .timeout_ms = 10000};
+    if (http_client_send(fetch_ctx, &req, on_jwks_response, f) != 0) {
+        free(f);
+        return -1;
+    }
+    return 0;
 }

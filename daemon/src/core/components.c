@@ -1,39 +1,272 @@
 /*
- * core/components — see components.h.  Each component is optional in the
- * struct so a partially started daemon can still shut down cleanly.
+ * core/components — see components.h.  Start order: timers → HTTP client →
+ * database pool and listener → repository → task queue (Cloud Tasks or local)
+ * → voice agent → services → task authenticator (JWKS) → HTTP server.
+ * Shutdown runs in phases so no callback outlives what it touches: (1) stop
+ * intake (listener, sweeps, scheduler, no new connections); (2) close the
+ * pool, the JWKS cache and the HTTP client, which completes every pending
+ * statement and request (answering their HTTP exchanges); (3) close the HTTP
+ * server; (4) close the timers.
  */
 #include "core/components.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "core/adapters.h"
 #include "core/app.h"
+#include "core/components_internal.h"
+#include "core/health.h"
+#include "features/deals_pipeline/controllers/notifications_controller.h"
+#include "features/deals_pipeline/routes/bookings_routes.h"
+#include "shared/db/db_notify.h"
 
-struct app_components {
-    int placeholder;
-};
+#define LEASE_MARGIN_S 30
+
+static void on_listener_ready(void *arg)
+{
+    struct app *app = arg;
+    app->comp->listener_ready = true;
+    LOG_INFO(&app->log, NULL, "listening for booking notifications on %d schema(s); catching up",
+             app->cfg.db_schemas.n);
+    followup_sweep_request(&app->comp->sweep, "listener (re)connected");
+}
+
+static void on_listener_lost(void *arg)
+{
+    struct app *app = arg;
+    app->comp->listener_ready = false;
+    LOG_WARN(&app->log, NULL, "notification listener lost; reconnecting");
+}
+
+static void on_notify(void *arg, const char *channel, const char *payload)
+{
+    struct app *app = arg;
+    app->comp->notifications++;
+    notifications_controller_handle(&app->cfg, &app->comp->sched, &app->log, channel, payload);
+}
+
+static int start_database(struct app *app, struct app_components *c)
+{
+    struct db_opts opts = {.conninfo = app->cfg.db_conninfo};
+    c->pool = db_pool_new(&app->loop, &app->log, &opts, app->cfg.db_pool_size, app->cfg.db_max_queue);
+    c->n_channels = app->cfg.db_schemas.n;
+    c->channels = calloc((size_t)c->n_channels, sizeof(*c->channels));
+    if (c->pool == NULL || c->channels == NULL) return -1;
+    for (int i = 0; i < c->n_channels; i++) {
+        c->channels[i] = malloc(64);
+        if (c->channels[i] == NULL || db_channel_for_schema(app->cfg.db_schemas.items[i], c->channels[i]) != 0)
+            return -1;
+    }
+    static const struct db_listener_cbs cbs = {
+        .on_ready = on_listener_ready, .on_notify = on_notify, .on_lost = on_listener_lost};
+    c->listener = db_listener_new(&app->loop, &app->log, &opts, (const char *const *)c->channels, c->n_channels,
+                                  &cbs, app);
+    if (c->listener == NULL) return -1;
+    c->repo = bookings_repository_new(c->pool, &app->cfg.db_schemas, &app->log);
+    if (c->repo == NULL) return -1;
+    return db_pool_start(c->pool) == 0 && db_listener_start(c->listener) == 0 ? 0 : -1;
+}
+
+static int start_task_queue(struct app *app, struct app_components *c)
+{
+    if (app->cfg.queue_backend == QUEUE_LOCAL) {
+        c->local_queue.timers = &c->timers;
+        local_queue_port(&c->local_queue, &c->queue);
+        return 0;
+    }
+    struct google_auth_opts gopts = {.credentials = app->cfg.ct_credentials, .metadata_url = app->cfg.ct_metadata_url};
+    c->gauth = google_auth_new(&app->loop, &app->log, c->http_client, &gopts);
+    char err[256] = "";
+    if (c->gauth == NULL || google_auth_load(c->gauth, err, sizeof(err)) != 0) {
+        LOG_KV(&app->log, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", err, NULL}),
+               "cannot load Google credentials");
+        return -1;
+    }
+    struct cloud_tasks_opts copts = {.endpoint = app->cfg.ct_endpoint, .project = app->cfg.ct_project,
+                                     .location = app->cfg.ct_location, .queue = app->cfg.ct_queue};
+    c->ct = cloud_tasks_client_new(c->http_client, c->gauth, &app->log, &copts);
+    if (c->ct == NULL) return -1;
+    c->ct_adapter = (struct cloud_tasks_queue_adapter){.client = c->ct, .cfg = &app->cfg};
+    cloud_tasks_queue_port(&c->ct_adapter, &c->queue);
+    LOG_INFO(&app->log, NULL, "Cloud Tasks queue projects/%s/locations/%s/queues/%s as %s", app->cfg.ct_project,
+             app->cfg.ct_location, app->cfg.ct_queue, google_auth_identity(c->gauth));
+    return 0;
+}
+
+static struct voice_agent_opts voice_opts(const struct config *cfg)
+{
+    return (struct voice_agent_opts){.base_url = cfg->va_base_url, .token = cfg->va_token,
+                                     .timeout_ms = cfg->va_timeout_ms};
+}
+
+static int start_services(struct app *app, struct app_components *c)
+{
+    struct voice_agent_opts vopts = voice_opts(&app->cfg);
+    c->va = voice_agent_client_new(c->http_client, &app->log, &vopts);
+    if (c->va == NULL) return -1;
+    c->va_adapter.client = c->va;
+    voice_agent_port_init(&c->va_adapter, &c->voice);
+    struct bookings_repo *repo = bookings_repository_port(c->repo);
+    int lease_s = (app->cfg.va_timeout_ms + 999) / 1000 + LEASE_MARGIN_S;
+    followup_execution_service_init(&c->exec, repo, &c->voice, &app->log, lease_s);
+    if (followup_scheduler_init(&c->sched, &app->cfg, repo, &c->queue, &c->clock, &app->log, 100000) != 0)
+        return -1;
+    c->sched_ready = true;
+    followup_sweep_init(&c->sweep, &app->cfg, repo, &c->sched, &c->clock, &app->log);
+    c->sched.on_idle = followup_sweep_on_scheduler_idle;
+    c->sched.on_idle_arg = &c->sweep;
+    c->dp = (struct deals_pipeline_ctx){.cfg = &app->cfg, .exec = &c->exec, .log = &app->log, .host = app};
+    return followup_sweep_start_periodic(&c->sweep);
+}
+
+static int64_t now_s(void *clock)
+{
+    return uv_timers_now_ms(clock) / 1000;
+}
+
+static int start_auth(struct app *app, struct app_components *c)
+{
+    c->auth = (struct task_authenticator){.cfg = &app->cfg, .log = &app->log, .now_s = now_s, .clock = &c->timers};
+    if (app->cfg.auth_mode != AUTH_OIDC) return 0;
+    struct jwks_cache_opts jopts = {.url = app->cfg.auth_jwks_url};
+    c->jwks = jwks_cache_new(&app->loop, &app->log, &jopts, jwks_fetch_via_http_client, c->http_client);
+    c->auth.jwks = c->jwks;
+    return c->jwks != NULL && jwks_cache_start(c->jwks) == 0 ? 0 : -1;
+}
+
+static int start_http(struct app *app, struct app_components *c)
+{
+    c->n_routes = bookings_routes_count + health_routes_count;
+    c->routes = calloc(c->n_routes, sizeof(*c->routes));
+    if (c->routes == NULL) return -1;
+    memcpy(c->routes, bookings_routes, bookings_routes_count * sizeof(*c->routes));
+    memcpy(c->routes + bookings_routes_count, health_routes, health_routes_count * sizeof(*c->routes));
+    const struct config *cfg = &app->cfg;
+    struct http_server_opts opts = {
+        .listen = cfg->http_listen,
+        .limits = {.max_header_bytes = (size_t)cfg->http_max_header_bytes,
+                   .max_body_bytes = (size_t)cfg->http_max_body_bytes,
+                   .header_timeout_ms = (unsigned)cfg->http_header_timeout_ms,
+                   .body_timeout_ms = (unsigned)cfg->http_body_timeout_ms,
+                   .idle_timeout_ms = (unsigned)cfg->http_idle_timeout_ms,
+                   .max_connections = (unsigned)cfg->http_max_connections},
+        .routes = c->routes, .n_routes = c->n_routes, .app_ctx = &c->dp,
+        .authenticate = task_authenticator_authenticate, .auth_ctx = &c->auth,
+    };
+    c->http = http_server_new(&app->loop, &app->log, &opts);
+    char err[256] = "";
+    if (c->http == NULL || http_server_listen(c->http, err, sizeof(err)) != 0) {
+        LOG_KV(&app->log, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", err, "listen", cfg->http_listen, NULL}),
+               "cannot listen");
+        return -1;
+    }
+    char port[16];
+    snprintf(port, sizeof(port), "%d", http_server_port(c->http));
+    LOG_KV(&app->log, LOG_LEVEL_INFO, NULL, ((const char *[]){"listen", cfg->http_listen, "port", port, NULL}),
+           "HTTP listener ready");
+    return 0;
+}
 
 int components_start(struct app *app)
 {
-    app->comp = calloc(1, sizeof(*app->comp));
-    if (app->comp == NULL) {
+    struct app_components *c = calloc(1, sizeof(*c));
+    app->comp = c;
+    if (c == NULL) {
         LOG_ERROR(&app->log, NULL, "out of memory");
+        return -1;
+    }
+    uv_timers_init(&c->timers, &app->loop);
+    c->clock = (struct clock_port){.impl = &c->timers, .now_ms = uv_timers_now_ms, .after = uv_timers_after};
+    c->http_client = http_client_new(&app->loop, &app->log, app->cfg.followup_max_inflight + 16);
+    if (c->http_client == NULL || start_database(app, c) != 0 || start_task_queue(app, c) != 0 ||
+        start_services(app, c) != 0 || start_auth(app, c) != 0 || start_http(app, c) != 0) {
+        LOG_ERROR(&app->log, NULL, "startup failed");
         return -1;
     }
     return 0;
 }
 
+/* ---- shutdown ---- */
+
+static void phase_done(void *arg);
+
+static void begin(struct app *app)
+{
+    app->comp->phase_pending++;
+}
+
+static void close_phase(struct app *app)
+{
+    struct app_components *c = app->comp;
+    c->phase++;
+    begin(app);   /* guard while starting this phase's closes */
+    switch (c->phase) {
+    case 1:       /* stop intake */
+        followup_sweep_close(&c->sweep);
+        if (c->sched_ready) followup_scheduler_close(&c->sched);
+        if (c->http != NULL) http_server_stop_accepting(c->http);
+        if (c->listener != NULL) { begin(app); db_listener_close(c->listener, phase_done, app); c->listener = NULL; }
+        break;
+    case 2:       /* complete pending work */
+        if (c->ct != NULL) { cloud_tasks_client_free(c->ct); c->ct = NULL; }
+        if (c->va != NULL) { voice_agent_client_free(c->va); c->va = NULL; }
+        if (c->gauth != NULL) { google_auth_free(c->gauth); c->gauth = NULL; }
+        if (c->jwks != NULL) { begin(app); jwks_cache_close(c->jwks, phase_done, app); c->jwks = NULL; }
+        if (c->pool != NULL) { begin(app); db_pool_close(c->pool, phase_done, app); c->pool = NULL; }
+        if (c->http_client != NULL) {
+            begin(app);
+            http_client_close(c->http_client, phase_done, app);
+            c->http_client = NULL;
+        }
+        break;
+    case 3:
+        if (c->http != NULL) { begin(app); http_server_close(c->http, phase_done, app); c->http = NULL; }
+        break;
+    case 4:
+        uv_timers_close(&c->timers);
+        break;
+    default:
+        c->phase_pending--;
+        app_close_done(app);
+        return;
+    }
+    phase_done(app);
+}
+
+static void phase_done(void *arg)
+{
+    struct app *app = arg;
+    if (--app->comp->phase_pending > 0) return;
+    close_phase(app);
+}
+
 void components_stop(struct app *app)
 {
-    (void)app;
+    if (app->comp == NULL) return;
+    app_close_begin(app);
+    close_phase(app);
 }
 
 void components_reload(struct app *app)
 {
-    (void)app;
+    struct app_components *c = app->comp;
+    if (c == NULL || c->va == NULL) return;
+    struct voice_agent_opts vopts = voice_opts(&app->cfg);
+    if (voice_agent_set_opts(c->va, &vopts) != 0)
+        LOG_WARN(&app->log, NULL, "reload: voice-agent settings invalid; keeping the previous ones");
 }
 
 void components_free(struct app *app)
 {
-    free(app->comp);
+    struct app_components *c = app->comp;
+    if (c == NULL) return;
+    if (c->sched_ready) followup_scheduler_free(&c->sched);
+    bookings_repository_free(c->repo);
+    for (int i = 0; c->channels != NULL && i < c->n_channels; i++) free(c->channels[i]);
+    free(c->channels);
+    free(c->routes);
+    free(c);
     app->comp = NULL;
 }

@@ -16,6 +16,7 @@ struct deals_pipeline_ctx {
     struct logger *log;
     void (*on_execution)(void *arg, enum execution_status st);   /* optional observer (metrics) */
     void *observer_arg;
+    void *host;          /* the owning application (for routes outside the feature) */
 };
 
 #endif

@@ -1,0 +1,210 @@
+"""The whole followupd stack for end-to-end tests: a throwaway database with the LAD table and our migrations in
+each schema, the strict fake Cloud Tasks (token endpoint, JWKS, dispatch with real RS256 OIDC tokens), the strict
+fake voice agent, and the real daemon binary configured against them.
+
+    with Stack(schemas=("tenant_a",)) as s:
+        bid = s.insert_booking("tenant_a", tenant=T1)
+        s.wait_row("tenant_a", bid, lambda r: r["task_status"] == "scheduled")
+
+Waiting is always on a condition with a deadline (never a blind sleep).
+"""
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE)))
+
+from daemon import Daemon, msg_contains, msg_is  # noqa: E402
+from pgutil import TempDB, quote_ident  # noqa: E402
+from fakes.fake_cloudtasks import FakeCloudTasks  # noqa: E402
+from fakes.fake_voice_agent import FakeVoiceAgent  # noqa: E402
+from fakes import keys as keylib  # noqa: E402
+
+INVOKER = "followupd-invoker@followupd-test.iam.gserviceaccount.com"
+AUDIENCE = "https://followupd.test"
+ROW_COLUMNS = ("id", "tenant_id", "booking_type", "status", "scheduled_at", "task_name", "task_scheduled_at",
+               "task_status", "executed_at", "execution_attempts", "last_execution_error", "idempotency_key")
+
+_SHARED_OIDC_KEY = None
+
+
+def shared_oidc_key():
+    global _SHARED_OIDC_KEY
+    if _SHARED_OIDC_KEY is None:
+        _SHARED_OIDC_KEY = keylib.generate_rsa_key()
+    return _SHARED_OIDC_KEY
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def conninfo(dbname):
+    parts = {"host": os.environ.get("PGHOST", "localhost"), "port": os.environ.get("PGPORT", "5432"),
+             "user": os.environ.get("PGUSER", "postgres"), "password": os.environ.get("PGPASSWORD", ""),
+             "dbname": dbname}
+    return " ".join(f"{k}='{v}'" for k, v in parts.items() if v)
+
+
+def iso(ts):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % int(round((ts % 1) * 1000) % 1000)
+
+
+def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)  # polling a condition with a deadline, not synchronization by sleep
+
+
+class Stack:
+    def __init__(self, schemas=("tenant_a",), backend="cloudtasks", extra_config="", voice_token="va-secret-token",
+                 start_daemon=True, log_level="info"):
+        self.schemas = schemas
+        self.backend = backend
+        self.extra_config = extra_config
+        self.voice_token = voice_token
+        self.start_daemon = start_daemon
+        self.log_level = log_level
+        self.daemons = []
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def __enter__(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="followupd-stack-")
+        self.db = TempDB(prefix="e2e").__enter__()
+        for schema in self.schemas:
+            self.db.apply_lad_table(schema)
+            self.db.apply_migrations(schema)
+        self.ct = FakeCloudTasks(oidc_key=shared_oidc_key()).start()
+        self.keyfile = os.path.join(self.tmp.name, "sa.json")
+        self.ct.make_service_account_keyfile(self.keyfile)
+        self.va = FakeVoiceAgent(token=self.voice_token).start()
+        if self.start_daemon:
+            self.daemon = self.start()
+        return self
+
+    def __exit__(self, *exc):
+        for d in self.daemons:
+            d.close()
+        self.va.stop()
+        self.ct.stop()
+        self.db.__exit__(*exc)
+        self.tmp.cleanup()
+        return False
+
+    def config(self, port):
+        return f"""
+[database]
+conninfo = {conninfo(self.db.name)}
+schemas = {",".join(self.schemas)}
+pool_size = 4
+[http]
+listen = 127.0.0.1:{port}
+public_url = http://127.0.0.1:{port}
+header_timeout_ms = 5000
+[followup]
+sweep_interval_s = 3600
+[queue]
+backend = {self.backend}
+[cloudtasks]
+endpoint = {self.ct.base_url}
+project = {self.ct.project}
+location = {self.ct.location}
+queue = {self.ct.queue}
+credentials = {self.keyfile}
+dispatch_deadline_s = 60
+[auth]
+mode = oidc
+audience = {AUDIENCE}
+service_account = {INVOKER}
+jwks_url = {self.ct.jwks_uri}
+[voice_agent]
+base_url = http://127.0.0.1:{self.va.port}
+token = {self.voice_token}
+timeout_ms = 3000
+[log]
+level = {self.log_level}
+{self.extra_config}
+"""
+
+    def start(self, env=None, wait_ready=True):
+        port = free_port()
+        d = Daemon()
+        d.port = port
+        d.start(self.config(port), env=env)
+        self.daemons.append(d)
+        if wait_ready:
+            self.wait_ready(d)
+        return d
+
+    def wait_ready(self, d, timeout=15.0):
+        wait_for(lambda: self.http(d, "GET", "/readyz")[0] == 200, timeout, "daemon ready")
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+    def http(self, d, method, path, body=None, headers=None, timeout=10.0):
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(f"http://127.0.0.1:{d.port}{path}", data=data, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw or b"null")
+            except ValueError:
+                return e.code, raw
+        except (ConnectionError, OSError):
+            return None, None
+
+    def oidc_token(self, **overrides):
+        now = int(time.time())
+        claims = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": INVOKER, "email_verified": True,
+                  "sub": "1234567890", "azp": "1234567890", "iat": now, "exp": now + 3600}
+        claims.update(overrides)
+        return keylib.sign_jwt(claims, shared_oidc_key(), self.ct.oidc_keys.active_kid)
+
+    def execute(self, d, booking_id, body, token=None):
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer " + (token or self.oidc_token())}
+        return self.http(d, "POST", f"/api/deals-pipeline/bookings/{booking_id}/execute-followup", body, headers)
+
+    # -- database --------------------------------------------------------------------------------------------
+    def insert_booking(self, schema, tenant=None, booking_type="follow_up", at=None, lead=None, assigned=None,
+                       booking_id=None, status="scheduled"):
+        tenant = tenant or str(uuid.uuid4())
+        booking_id = booking_id or str(uuid.uuid4())
+        at = time.time() + 3600 if at is None else at
+        lead = lead or str(uuid.uuid4())
+        assigned_sql = f"'{assigned}'" if assigned else "NULL"
+        self.db.psql(f"INSERT INTO {quote_ident(schema)}.lead_bookings (id, tenant_id, lead_id, assigned_user_id, "
+                     f"booking_type, status, scheduled_at) VALUES ('{booking_id}', '{tenant}', '{lead}', "
+                     f"{assigned_sql}, '{booking_type}', '{status}', to_timestamp({at:.3f}))")
+        return booking_id
+
+    def row(self, schema, booking_id):
+        cols = ", ".join(f"{c}::text" for c in ROW_COLUMNS)
+        rows = self.db.query(f"SELECT {cols} FROM {quote_ident(schema)}.lead_bookings WHERE id = '{booking_id}'")
+        return dict(zip(ROW_COLUMNS, rows[0])) if rows else None
+
+    def wait_row(self, schema, booking_id, pred, timeout=10.0):
+        return wait_for(lambda: (lambda r: r if r and pred(r) else None)(self.row(schema, booking_id)), timeout,
+                        f"row {booking_id} condition")
+
+    def task_for(self, booking_id):
+        for name, task in self.ct.tasks.items():
+            if task.get("body_json", {}).get("bookingId") == booking_id:
+                return name, task
+        return None
