@@ -72,7 +72,7 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 # Third-party llhttp sources from Debian's node-llhttp: their own flags, no -Werror.
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -g -w -fPIC -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
+	$(CC) -std=c11 -O2 -g -w -fPIC -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
 
 $(LLHTTP_LIB): $(LLHTTP_OBJS)
 	@rm -f $@
