@@ -165,8 +165,8 @@ static void signal_cb(uv_signal_t *s, int signum)
         return;
     }
     d->stopping = 1;
-    LOG_INFO(&d->lg, NULL, "signal: draining");
     http_server_stop_accepting(d->srv);
+    LOG_INFO(&d->lg, NULL, "signal: waiting for in-flight requests");
     d->drain_started = uv_now(d->loop);
     uv_timer_start(&d->drain, drain_cb, 0, DRAIN_POLL_MS);
 }
