@@ -152,8 +152,7 @@ static void close_now(struct demo *d)
 static void drain_cb(uv_timer_t *t)
 {
     struct demo *d = t->data;
-    if (http_server_active_exchanges(d->srv) == 0 || uv_now(d->loop) - d->drain_started >= DRAIN_MAX_MS)
-        close_now(d);
+    if (http_server_active_exchanges(d->srv) == 0 || uv_now(d->loop) - d->drain_started >= DRAIN_MAX_MS) close_now(d);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -176,14 +175,22 @@ static int parse_args(int argc, char **argv, struct http_server_opts *o)
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         unsigned long n = strtoul(v, NULL, 10);
-        if (strcmp(k, "--listen") == 0) o->listen = v;
-        else if (strcmp(k, "--max-conn") == 0) o->limits.max_connections = (unsigned)n;
-        else if (strcmp(k, "--header-timeout") == 0) o->limits.header_timeout_ms = (unsigned)n;
-        else if (strcmp(k, "--body-timeout") == 0) o->limits.body_timeout_ms = (unsigned)n;
-        else if (strcmp(k, "--idle-timeout") == 0) o->limits.idle_timeout_ms = (unsigned)n;
-        else if (strcmp(k, "--max-body") == 0) o->limits.max_body_bytes = n;
-        else if (strcmp(k, "--max-header") == 0) o->limits.max_header_bytes = n;
-        else return -1;
+        if (strcmp(k, "--listen") == 0)
+            o->listen = v;
+        else if (strcmp(k, "--max-conn") == 0)
+            o->limits.max_connections = (unsigned)n;
+        else if (strcmp(k, "--header-timeout") == 0)
+            o->limits.header_timeout_ms = (unsigned)n;
+        else if (strcmp(k, "--body-timeout") == 0)
+            o->limits.body_timeout_ms = (unsigned)n;
+        else if (strcmp(k, "--idle-timeout") == 0)
+            o->limits.idle_timeout_ms = (unsigned)n;
+        else if (strcmp(k, "--max-body") == 0)
+            o->limits.max_body_bytes = n;
+        else if (strcmp(k, "--max-header") == 0)
+            o->limits.max_header_bytes = n;
+        else
+            return -1;
     }
     return argc % 2 == 1 ? 0 : -1;
 }
