@@ -58,3 +58,19 @@ END
 $function$;
 
 COMMIT;
+
+-- Retries and leases of the local dispatcher: failed-and-retryable and in-progress rows are few, so this partial
+-- index stays tiny (history never enters it). Built CONCURRENTLY outside the transaction; an INVALID leftover of a
+-- failed build is dropped first.
+DO $migration$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_index
+              WHERE indexrelid = to_regclass('lead_bookings_followupd_retry_idx') AND NOT indisvalid) THEN
+    DROP INDEX lead_bookings_followupd_retry_idx;
+  END IF;
+END
+$migration$;
+
+CREATE INDEX CONCURRENTLY IF NOT EXISTS lead_bookings_followupd_retry_idx
+  ON lead_bookings (next_attempt_at)
+  WHERE task_status IN ('failed', 'in_progress');

@@ -1,5 +1,7 @@
 -- Rollback of 005_task_lifecycle: drops task_generation (only if 005 added it: 'followupd: ' comment marker) and
--- restores 004's NOTIFY function (ids only, also on DELETE). Idempotent.
+-- restores 004's NOTIFY function (ids only, also on DELETE), and drops the retry index. Idempotent.
+
+DROP INDEX CONCURRENTLY IF EXISTS lead_bookings_followupd_retry_idx;
 
 BEGIN;
 SET LOCAL lock_timeout = '10s';

@@ -31,6 +31,7 @@ static void on_listener_ready(void *arg)
     LOG_INFO(&app->log, NULL, "listening for booking notifications on %d schema(s); catching up",
              app->cfg.db_schemas.n);
     followup_sweep_request(&app->comp->sweep, "listener (re)connected");
+    if (app->comp->local) followup_dispatcher_poke(&app->comp->dispatcher);
 }
 
 static void on_listener_lost(void *arg)
@@ -101,6 +102,22 @@ static struct voice_agent_opts voice_opts(const struct config *cfg)
                                      .timeout_ms = cfg->va_timeout_ms};
 }
 
+/* Settings the execution service copies (re-applied on reload). */
+static void apply_live_settings(struct app *app, struct app_components *c)
+{
+    c->exec.max_attempts = app->cfg.followup_max_attempts;
+    c->exec.retry_base_s = app->cfg.queue_backend == QUEUE_LOCAL ? app->cfg.followup_retry_base_s : 0;
+}
+
+/* The scheduler drained a burst: a sweep batch may be owed, and (local backend)
+ * the earliest due task may have changed. */
+static void on_scheduler_idle(void *arg)
+{
+    struct app_components *c = arg;
+    followup_sweep_on_scheduler_idle(&c->sweep);
+    if (c->local) followup_dispatcher_poke(&c->dispatcher);
+}
+
 static int start_services(struct app *app, struct app_components *c)
 {
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
@@ -111,12 +128,15 @@ static int start_services(struct app *app, struct app_components *c)
     struct bookings_repo *repo = bookings_repository_port(c->repo);
     int lease_s = (app->cfg.va_timeout_ms + 999) / 1000 + LEASE_MARGIN_S;
     followup_execution_service_init(&c->exec, repo, &c->voice, &app->log, lease_s);
+    apply_live_settings(app, c);
     if (followup_scheduler_init(&c->sched, &app->cfg, repo, &c->queue, &c->clock, &app->log, 100000) != 0)
         return -1;
     c->sched_ready = true;
     followup_sweep_init(&c->sweep, &app->cfg, repo, &c->sched, &c->clock, &app->log);
-    c->sched.on_idle = followup_sweep_on_scheduler_idle;
-    c->sched.on_idle_arg = &c->sweep;
+    c->local = app->cfg.queue_backend == QUEUE_LOCAL;
+    followup_dispatcher_init(&c->dispatcher, &app->cfg, repo, &c->exec, &c->clock, &app->log);
+    c->sched.on_idle = on_scheduler_idle;
+    c->sched.on_idle_arg = c;
     c->dp = (struct deals_pipeline_ctx){.cfg = &app->cfg, .exec = &c->exec, .log = &app->log, .host = app};
     return followup_sweep_start_periodic(&c->sweep);
 }
@@ -205,6 +225,7 @@ static void close_phase(struct app *app)
     switch (c->phase) {
     case 1:       /* stop intake */
         followup_sweep_close(&c->sweep);
+        followup_dispatcher_close(&c->dispatcher);
         if (c->sched_ready) followup_scheduler_close(&c->sched);
         if (c->http != NULL) http_server_stop_accepting(c->http);
         if (c->listener != NULL) { begin(app); db_listener_close(c->listener, phase_done, app); c->listener = NULL; }
@@ -253,6 +274,7 @@ void components_reload(struct app *app)
 {
     struct app_components *c = app->comp;
     if (c == NULL || c->va == NULL) return;
+    apply_live_settings(app, c);
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
     if (voice_agent_set_opts(c->va, &vopts) != 0)
         LOG_WARN(&app->log, NULL, "reload: voice-agent settings invalid; keeping the previous ones");

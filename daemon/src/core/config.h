@@ -48,6 +48,7 @@ struct config {
     int followup_catchup_window_s;
     int followup_max_inflight;
     int followup_max_attempts;
+    int followup_retry_base_s;
     /* [queue] */
     enum queue_backend queue_backend;
     /* [cloudtasks] */

@@ -189,7 +189,7 @@ static int repo_mark_executed(void *impl, const char *schema, const char *tenant
 }
 
 static int repo_mark_failed(void *impl, const char *schema, const char *tenant, const char *booking, const char *key,
-                            const char *error, bool retryable, repo_done_cb cb, void *arg)
+                            const char *error, bool retryable, int retry_delay_s, repo_done_cb cb, void *arg)
 {
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_done, (void *)cb, arg);
@@ -198,6 +198,7 @@ static int repo_mark_failed(void *impl, const char *schema, const char *tenant, 
     if (d->rc == REPO_OK) {
         strcpy(r->b.task_status, "failed");
         r->retryable = retryable;
+        r->retry_delay_s = retry_delay_s;
         strncpy(r->last_error, error, sizeof(r->last_error) - 1);
     }
     defer(d);

@@ -21,6 +21,7 @@ struct fake_row {
     struct booking b;
     int64_t lease_started_ms;
     bool retryable;             /* for task_status failed */
+    int retry_delay_s;
     char last_error[256];
 };
 

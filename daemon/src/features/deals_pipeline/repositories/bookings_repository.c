@@ -28,6 +28,8 @@ enum stmt {
     ST_CLEAR_TASK_NAME,
     ST_REOPEN,
     ST_FIND_STALE_TASKS,
+    ST_NEXT_DUE,
+    ST_FIND_DUE,
     ST_COUNT
 };
 
@@ -115,15 +117,38 @@ static const char *const templates[ST_COUNT] = {
         "  OR NOT booking_type = ANY($1::text[]))"
         " ORDER BY scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED",
 
+    /* compliance: cross-tenant LOCAL-DISPATCH — the local dispatcher keeps one timer for the earliest due
+       follow-up of every tenant (no per-booking timers); returns a timestamp only. $1 lead s, $2 lease s. */
+    [ST_NEXT_DUE] =
+        "SELECT floor(extract(epoch FROM least("
+        "(SELECT scheduled_at - make_interval(secs => $1::int) FROM %s.lead_bookings"
+        "  WHERE task_name IS NOT NULL AND task_status IN ('scheduled', 'cancelled') AND task_status = 'scheduled'"
+        "  AND task_name LIKE 'local/%%' ORDER BY scheduled_at LIMIT 1),"
+        "(SELECT min(next_attempt_at) FROM %s.lead_bookings"
+        "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'failed' AND task_name LIKE 'local/%%'),"
+        "(SELECT min(execution_started_at) + make_interval(secs => $2::int) FROM %s.lead_bookings"
+        "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'in_progress'"
+        "  AND task_name LIKE 'local/%%'))) * 1000)::bigint",
+
+    /* compliance: cross-tenant LOCAL-DISPATCH — due local tasks of every tenant; each is then claimed and
+       executed by the tenant-scoped claim statement. $1 lead s, $2 lease s, $3 limit. */
+    [ST_FIND_DUE] =
+        "SELECT tenant_id, id, idempotency_key FROM %s.lead_bookings"
+        " WHERE task_name LIKE 'local/%%' AND status <> 'cancelled' AND idempotency_key IS NOT NULL AND ("
+        " (task_status = 'scheduled' AND scheduled_at <= now() + make_interval(secs => $1::int))"
+        " OR (task_status = 'failed' AND next_attempt_at <= now())"
+        " OR (task_status = 'in_progress' AND execution_started_at <= now() - make_interval(secs => $2::int)))"
+        " ORDER BY scheduled_at LIMIT $3::int FOR UPDATE SKIP LOCKED",
+
     [ST_MARK_EXECUTED] =
         "UPDATE %s.lead_bookings SET task_status = 'executed', executed_at = now(), last_execution_error = NULL, "
         "next_attempt_at = NULL "
         "WHERE id = $1 AND tenant_id = $2 AND idempotency_key = $3 AND task_status <> 'executed'",
 
-    /* $5: retryable → next_attempt_at = now() (claimable again), else NULL (final). */
+    /* $5: retryable → next_attempt_at = now() + $6 s (claimable again), else NULL (final). */
     [ST_MARK_EXEC_FAILED] =
         "UPDATE %s.lead_bookings SET task_status = 'failed', last_execution_error = left($4, 500), "
-        "next_attempt_at = CASE WHEN $5::boolean THEN now() ELSE NULL END "
+        "next_attempt_at = CASE WHEN $5::boolean THEN now() + make_interval(secs => $6::int) ELSE NULL END "
         "WHERE id = $1 AND tenant_id = $2 AND idempotency_key = $3 AND task_status = 'in_progress'",
 };
 
@@ -149,13 +174,26 @@ struct repo_op {
     char schema[SCHEMA_NAME_LEN];
 };
 
+/* Replace every %s of the template by the quoted schema ("%%" → "%"). */
 static char *render(const char *tmpl, const char *quoted)
 {
-    size_t n = strlen(tmpl) + 2 * strlen(quoted) + 1;
-    char *out = malloc(n);
+    size_t qlen = strlen(quoted), n = strlen(tmpl) + 1;
+    for (const char *p = strstr(tmpl, "%s"); p != NULL; p = strstr(p + 2, "%s")) n += qlen;
+    char *out = malloc(n), *o = out;
     if (out == NULL) return NULL;
-    if (strstr(strstr(tmpl, "%s") + 2, "%s") != NULL) snprintf(out, n, tmpl, quoted, quoted);
-    else snprintf(out, n, tmpl, quoted);
+    for (const char *p = tmpl; *p;) {
+        if (p[0] == '%' && p[1] == 's') {
+            memcpy(o, quoted, qlen);
+            o += qlen;
+            p += 2;
+        } else if (p[0] == '%' && p[1] == '%') {
+            *o++ = '%';
+            p += 2;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
     return out;
 }
 
@@ -264,6 +302,12 @@ static void on_result(void *arg, PGresult *res, const char *err)
         if (rc == REPO_OK) parse_booking(res, 0, 0, &b);
         ((repo_booking_cb)op->cb)(op->arg, rc, rc == REPO_OK ? &b : NULL);
         break;
+    case ST_NEXT_DUE: {
+        int64_t due = rc == REPO_OK && PQntuples(res) == 1 ? int_col(res, 0, 0) : 0;
+        ((repo_time_cb)op->cb)(op->arg, rc, due);
+        break;
+    }
+    case ST_FIND_DUE:
     case ST_FIND_STALE_TASKS:
     case ST_FIND_CATCHUP: {
         int n = rc == REPO_OK ? PQntuples(res) : 0;
@@ -272,6 +316,7 @@ static void on_result(void *arg, PGresult *res, const char *err)
         for (int i = 0; keys != NULL && i < n; i++) {
             copy_col(res, i, 0, keys[i].tenant_id, sizeof(keys[i].tenant_id));
             copy_col(res, i, 1, keys[i].booking_id, sizeof(keys[i].booking_id));
+            if (PQnfields(res) > 2) copy_col(res, i, 2, keys[i].idempotency_key, sizeof(keys[i].idempotency_key));
         }
         ((repo_keys_cb)op->cb)(op->arg, rc, keys, rc == REPO_OK ? n : 0);
         free(keys);
@@ -351,10 +396,33 @@ static int repo_mark_executed(void *impl, const char *schema, const char *tenant
 }
 
 static int repo_mark_exec_failed(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                                 const char *key, const char *error, bool retryable, repo_done_cb cb, void *arg)
+                                 const char *key, const char *error, bool retryable, int retry_delay_s,
+                                 repo_done_cb cb, void *arg)
 {
-    const char *p[] = {booking_id, tenant_id, key, error, retryable ? "true" : "false"};
-    return submit(impl, schema, ST_MARK_EXEC_FAILED, 5, p, (void *)cb, arg);
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", retry_delay_s);
+    const char *p[] = {booking_id, tenant_id, key, error, retryable ? "true" : "false", delay};
+    return submit(impl, schema, ST_MARK_EXEC_FAILED, 6, p, (void *)cb, arg);
+}
+
+static int repo_next_due(void *impl, const char *schema, int lead_s, int lease_s, repo_time_cb cb, void *arg)
+{
+    char lead[16], lease[16];
+    snprintf(lead, sizeof(lead), "%d", lead_s);
+    snprintf(lease, sizeof(lease), "%d", lease_s);
+    const char *p[] = {lead, lease};
+    return submit(impl, schema, ST_NEXT_DUE, 2, p, (void *)cb, arg);
+}
+
+static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb,
+                         void *arg)
+{
+    char lead[16], lease[16], lim[16];
+    snprintf(lead, sizeof(lead), "%d", lead_s);
+    snprintf(lease, sizeof(lease), "%d", lease_s);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    const char *p[] = {lead, lease, lim};
+    return submit(impl, schema, ST_FIND_DUE, 3, p, (void *)cb, arg);
 }
 
 /* PostgreSQL array literal {"a","b"} with \ and " escaped. */
@@ -464,7 +532,8 @@ struct bookings_repository *bookings_repository_new(struct db_pool *pool, const 
                                      .mark_executed = repo_mark_executed, .find_catchup = repo_find_catchup,
                                      .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
-                                     .find_stale_tasks = repo_find_stale_tasks,
+                                     .find_stale_tasks = repo_find_stale_tasks, .next_due = repo_next_due,
+                                     .find_due = repo_find_due,
                                      .mark_execution_failed = repo_mark_exec_failed};
     return r;
 }

@@ -56,6 +56,7 @@ enum claim_outcome {
 struct booking_key {
     char tenant_id[UUID_STR_LEN];
     char booking_id[UUID_STR_LEN];
+    char idempotency_key[IDEMPOTENCY_KEY_LEN];   /* filled by find_due only */
 };
 
 struct reschedule_mark {
@@ -68,6 +69,7 @@ struct reschedule_mark {
 
 typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
+typedef void (*repo_time_cb)(void *arg, enum repo_rc rc, int64_t epoch_ms /* 0 = none */);
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
 typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b);
 
@@ -115,9 +117,14 @@ struct bookings_repo {
      * for a task, scheduled within [now - lookback_s, now + horizon_s]. */
     int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int lookback_s, int horizon_s,
                         int limit, repo_keys_cb cb, void *arg);
+    /* retryable: claimable again from now + retry_delay_s (local dispatcher backoff; 0 for Cloud Tasks). */
     int (*mark_execution_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                                 const char *idempotency_key, const char *error, bool retryable, repo_done_cb cb,
-                                 void *arg);
+                                 const char *idempotency_key, const char *error, bool retryable, int retry_delay_s,
+                                 repo_done_cb cb, void *arg);
+    /* Local dispatcher, cross-tenant maintenance reads: the earliest moment a local task is due
+     * (scheduled_at - lead_s; a retry's next_attempt_at; an abandoned lease's end), and the due ones. */
+    int (*next_due)(void *impl, const char *schema, int lead_s, int lease_s, repo_time_cb cb, void *arg);
+    int (*find_due)(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb, void *arg);
 };
 
 /* ---- task queue ---- */
