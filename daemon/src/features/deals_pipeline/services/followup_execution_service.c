@@ -133,8 +133,11 @@ static void on_call_done(void *arg, const struct voice_reply *r)
         return;
     }
     char error[256];
-    if (r->error != NULL) snprintf(error, sizeof(error), "voice agent: %s", r->error);
-    else snprintf(error, sizeof(error), "voice agent: HTTP %ld", r->http_status);
+    const char *detail = r->error != NULL ? r->error : "error";
+    if (r->http_status > 0 && strstr(detail, "HTTP") == NULL)
+        snprintf(error, sizeof(error), "voice agent: HTTP %ld: %s", r->http_status, detail);
+    else
+        snprintf(error, sizeof(error), "voice agent: %s", detail);
     bool retryable = r->outcome == VOICE_TRANSIENT;
     LOG_KV(svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error, NULL}), "voice-agent call failed (%s)",
            retryable ? "retryable" : "permanent");
