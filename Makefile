@@ -110,6 +110,13 @@ test: deps
 	@pg_virtualenv -v 15 $(PYTHON) tests/run_all.py --build $(BUILD) --summary-file $(BUILD)/summary.txt; rc=$$?; \
 	  echo; if [ -s $(BUILD)/summary.txt ]; then cat $(BUILD)/summary.txt; else echo "0 passed, 1 failed"; rc=1; fi; exit $$rc
 
+# The main job in one command: throwaway PostgreSQL (or the one PG* points at), demo voice
+# agent, followupd with conf/demo.conf, a timeline of bookings. DEMO_KEEP=1 keeps it running.
+demo: deps
+	$(MAKE) all
+	@if [ -n "$$PGHOST" ] && pg_isready -q; then $(PYTHON) tests/demo/demo.py; \
+	else pg_virtualenv -v 15 $(PYTHON) tests/demo/demo.py; fi
+
 compliance:
 	$(PYTHON) tests/compliance/scan.py .
 

@@ -214,13 +214,14 @@ static void pass__permanent_error__marks_failed(void **state)
     assert_non_null(strstr(r->last_error, "rejected"));
 }
 
-static void pass__not_a_follow_up__no_task(void **state)
+static void pass__not_a_follow_up__no_task_and_row_untouched(void **state)
 {
     struct fixture *f = *state;
-    add(f, BOOKING, "meeting", 3600000);
+    struct fake_row *r = add(f, BOOKING, "meeting", 3600000);
     assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
     fakes_drain(&f->w);
     assert_int_equal(f->w.creates, 0);
+    assert_string_equal(r->b.task_status, "pending");
 }
 
 static void pass__cancelled_or_already_scheduled__no_task(void **state)
@@ -318,8 +319,11 @@ static void plan__each_row_state__expected(void **state)
                         .scheduled_at_ms = 1000};
     assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_SCHEDULE);
     strcpy(b.booking_type, "meeting");
-    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_CANCEL);
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_NOTHING);   /* never ours: left untouched */
     strcpy(b.booking_type, "follow_up");
+    strcpy(b.status, "cancelled");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_CANCEL);
+    strcpy(b.status, "scheduled");
     strcpy(b.task_status, "scheduled");
     b.task_scheduled_at_ms = 1000;
     assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_NOTHING);
@@ -475,7 +479,7 @@ int main(void)
         T(pass__transient_then_ok__retried_with_backoff),
         T(pass__transient_forever__gives_up_and_stays_pending),
         T(pass__permanent_error__marks_failed),
-        T(pass__not_a_follow_up__no_task),
+        T(pass__not_a_follow_up__no_task_and_row_untouched),
         T(pass__cancelled_or_already_scheduled__no_task),
         T(pass__beyond_horizon__stays_pending),
         T(enqueue__same_booking_thrice__one_pass),

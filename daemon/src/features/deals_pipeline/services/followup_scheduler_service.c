@@ -70,8 +70,11 @@ enum followup_plan followup_plan_for(const struct config *cfg, const struct book
         if (b->task_name[0] != '\0') return PLAN_DROP_TASK;
         return wants ? PLAN_REOPEN : PLAN_NOTHING;
     }
+    if (strcmp(ts, "pending") == 0) {
+        if (!strlist_contains(&cfg->followup_booking_types, b->booking_type)) return PLAN_NOTHING; /* not ours */
+        return wants ? PLAN_SCHEDULE : PLAN_CANCEL;
+    }
     if (!wants) return PLAN_CANCEL;
-    if (strcmp(ts, "pending") == 0) return PLAN_SCHEDULE;
     bool moved = b->task_scheduled_at_ms != b->scheduled_at_ms;
     if (strcmp(ts, "scheduled") == 0) return moved ? PLAN_RESCHEDULE : PLAN_NOTHING;
     if (strcmp(ts, "failed") == 0) return (b->task_scheduled_at_ms == 0 || moved) ? PLAN_SCHEDULE : PLAN_NOTHING;
