@@ -231,7 +231,11 @@ static void close_phase(struct app *app)
         if (c->listener != NULL) { begin(app); db_listener_close(c->listener, phase_done, app); c->listener = NULL; }
         break;
     case 2:       /* complete pending work */
-        if (c->ct != NULL) { cloud_tasks_client_free(c->ct); c->ct = NULL; }
+        if (c->ct != NULL) {
+            cloud_tasks_client_free(c->ct);   /* drops its operations without calling them back */
+            cloud_tasks_queue_adapter_drop_calls(&c->ct_adapter);
+            c->ct = NULL;
+        }
         if (c->va != NULL) { voice_agent_client_free(c->va); c->va = NULL; }
         if (c->gauth != NULL) { google_auth_free(c->gauth); c->gauth = NULL; }
         if (c->jwks != NULL) { begin(app); jwks_cache_close(c->jwks, phase_done, app); c->jwks = NULL; }

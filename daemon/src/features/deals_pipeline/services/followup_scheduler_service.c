@@ -469,6 +469,13 @@ static bool prepare_task(struct scheduler_item *item)
     const struct booking *b = &item->b;
     struct log_ctx ctx = item_ctx(item);
     int64_t now = s->clock->now_ms(s->clock->impl);
+    if (b->scheduled_at_ms < now - (int64_t)s->cfg->followup_catchup_window_s * 1000) {
+        /* History (every pre-migration row reads pending): an edit of an old booking notifies too, but the
+         * catch-up window is the one rule for how late a booking may still be called. */
+        s->stats.not_qualifying++;
+        LOG_DEBUG(s->log, &ctx, "before the catch-up window (history): never scheduled");
+        return false;
+    }
     item->schedule_time_ms = followup_schedule_time_ms(b->scheduled_at_ms, s->cfg->followup_lead_time_s, now);
     if (!followup_within_horizon(item->schedule_time_ms, now)) {
         s->stats.beyond_horizon++;

@@ -14,6 +14,8 @@
  * reschedule, cancel, drop the task of a cancelled booking, re-open an
  * un-cancelled one, or nothing).  Scheduling: booking_type in
  * followup.booking_types, booking not cancelled, task_status pending →
+ * scheduled_at not before now - followup.catchup_window_s (older rows are
+ * history: an edit of one notifies too, but it never gets a task) →
  * idempotency key followup:{tenantId}:{bookingId}:{scheduledAtIso} and task ID
  * sha256(key) → schedule time = scheduled_at - lead_time (past → now; beyond
  * the 720 h horizon → stay pending) → create the task → conditional update to
