@@ -4,9 +4,10 @@
  * → voice agent → services → task authenticator (JWKS) → HTTP server.
  * Shutdown runs in phases so no callback outlives what it touches: (1) stop
  * intake (listener, sweeps, scheduler, no new connections); (2) close the
- * pool, the JWKS cache and the HTTP client, which completes every pending
- * statement and request (answering their HTTP exchanges); (3) close the HTTP
- * server; (4) close the timers.
+ * HTTP client, which hands every pending Cloud Tasks / voice-agent call back
+ * to its caller as a transient failure; (3) free the clients, close the JWKS
+ * cache and the pool, which completes every pending statement (answering
+ * their HTTP exchanges); (4) close the HTTP server; (5) close the timers.
  */
 #include "core/components.h"
 
@@ -230,9 +231,16 @@ static void close_phase(struct app *app)
         if (c->http != NULL) http_server_stop_accepting(c->http);
         if (c->listener != NULL) { begin(app); db_listener_close(c->listener, phase_done, app); c->listener = NULL; }
         break;
-    case 2:       /* complete pending work */
+    case 2:       /* abort outbound HTTP: every pending client call reaches its caller (as transient) */
+        if (c->http_client != NULL) {
+            begin(app);
+            http_client_close(c->http_client, phase_done, app);
+            c->http_client = NULL;
+        }
+        break;
+    case 3:       /* free the clients; close the pool (completes pending statements), the JWKS cache */
         if (c->ct != NULL) {
-            cloud_tasks_client_free(c->ct);   /* drops its operations without calling them back */
+            cloud_tasks_client_free(c->ct);
             cloud_tasks_queue_adapter_drop_calls(&c->ct_adapter);
             c->ct = NULL;
         }
@@ -240,16 +248,11 @@ static void close_phase(struct app *app)
         if (c->gauth != NULL) { google_auth_free(c->gauth); c->gauth = NULL; }
         if (c->jwks != NULL) { begin(app); jwks_cache_close(c->jwks, phase_done, app); c->jwks = NULL; }
         if (c->pool != NULL) { begin(app); db_pool_close(c->pool, phase_done, app); c->pool = NULL; }
-        if (c->http_client != NULL) {
-            begin(app);
-            http_client_close(c->http_client, phase_done, app);
-            c->http_client = NULL;
-        }
         break;
-    case 3:
+    case 4:       /* every exchange has its answer: close the HTTP server */
         if (c->http != NULL) { begin(app); http_server_close(c->http, phase_done, app); c->http = NULL; }
         break;
-    case 4:
+    case 5:
         uv_timers_close(&c->timers);
         break;
     default:
