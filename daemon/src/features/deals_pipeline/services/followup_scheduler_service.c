@@ -500,8 +500,12 @@ static void run_plan(struct scheduler_item *item)
     struct bookings_repo *repo = s->repo;
     item->plan = s->closed ? PLAN_NOTHING : followup_plan_for(s->cfg, &item->b);
     struct log_ctx ctx = item_ctx(item);
-    LOG_DEBUG(s->log, &ctx, "plan %s (type %s, status %s, task_status %s)", followup_plan_name(item->plan),
-              item->b.booking_type, item->b.status, item->b.task_status);
+    if (item->plan == PLAN_NOTHING)
+        LOG_DEBUG(s->log, &ctx, "booking does not need a task (type %s, status %s, task_status %s)",
+                  item->b.booking_type, item->b.status, item->b.task_status);
+    else
+        LOG_DEBUG(s->log, &ctx, "plan %s (type %s, status %s, task_status %s)", followup_plan_name(item->plan),
+                  item->b.booking_type, item->b.status, item->b.task_status);
     int rc = 0;
     switch (item->plan) {
     case PLAN_NOTHING:
