@@ -277,10 +277,10 @@ static int repo_reopen(void *impl, const char *schema, const char *tenant, const
 
 static void run_keys(struct deferred *d) { ((repo_keys_cb)d->cb)(d->arg, d->rc, NULL, 0); }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int lookback_s,
-                             int horizon_s, int limit, repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
 {
-    (void)schema, (void)types, (void)lookback_s, (void)horizon_s, (void)limit;
+    (void)schema, (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s, (void)limit;
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
@@ -291,7 +291,7 @@ static int repo_find_catchup(void *impl, const char *schema, const struct strlis
 static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types, int limit,
                                  repo_keys_cb cb, void *arg)
 {
-    return repo_find_catchup(impl, schema, types, 0, 0, limit, cb, arg);
+    return repo_find_catchup(impl, schema, types, 0, 0, 0, limit, cb, arg);
 }
 
 static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)

@@ -83,8 +83,10 @@ static const char *const templates[ST_COUNT] = {
         " WHERE task_status IN ('pending', 'failed')"
         " AND (task_status = 'pending' OR next_attempt_at <= now())"
         " AND booking_type = ANY($1::text[]) AND status <> 'cancelled'"
-        " AND scheduled_at >= now() - make_interval(secs => $2::int)"
-        " AND scheduled_at <= now() + make_interval(secs => $3::int)"
+        " AND scheduled_at >= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
+        "  - make_interval(secs => $2::int)"
+        " AND scheduled_at <= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
+        "  + make_interval(secs => $3::int)"
         " ORDER BY scheduled_at LIMIT $4::int FOR UPDATE SKIP LOCKED",
 
     /* $3 new task name, $4 key, $5 scheduled_at ms (re-checked), $6 old task name, $7 new generation. */
@@ -447,17 +449,18 @@ static char *text_array_literal(const struct strlist *l)
     return out;
 }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int lookback_s,
-                             int horizon_s, int limit, repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
 {
-    char lb[16], hz[16], lim[16];
+    char lb[16], hz[16], lim[16], now[32];
+    snprintf(now, sizeof(now), "%" PRId64, now_ms);
     snprintf(lb, sizeof(lb), "%d", lookback_s);
     snprintf(hz, sizeof(hz), "%d", horizon_s);
     snprintf(lim, sizeof(lim), "%d", limit);
     char *arr = text_array_literal(types);
     if (arr == NULL) return -1;
-    const char *p[] = {arr, lb, hz, lim};
-    int rc = submit(impl, schema, ST_FIND_CATCHUP, 4, p, (void *)cb, arg);
+    const char *p[] = {arr, lb, hz, lim, now};
+    int rc = submit(impl, schema, ST_FIND_CATCHUP, 5, p, (void *)cb, arg);
     free(arr);
     return rc;
 }

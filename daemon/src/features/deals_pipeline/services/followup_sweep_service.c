@@ -63,8 +63,9 @@ static int start_query(struct followup_sweep *sw, const char *schema)
         return sw->repo->find_stale_tasks(sw->repo->impl, schema, &c->followup_booking_types, SWEEP_BATCH, on_found,
                                           sw);
     int horizon = SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S + c->followup_lead_time_s;
-    return sw->repo->find_catchup(sw->repo->impl, schema, &c->followup_booking_types, c->followup_catchup_window_s,
-                                  horizon, SWEEP_BATCH, on_found, sw);
+    int64_t now = sw->clock->now_ms(sw->clock->impl);
+    return sw->repo->find_catchup(sw->repo->impl, schema, &c->followup_booking_types, now,
+                                  c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw);
 }
 
 static void sweep_next_schema(struct followup_sweep *sw)

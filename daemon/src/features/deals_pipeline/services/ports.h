@@ -114,9 +114,9 @@ struct bookings_repo {
     int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types, int limit,
                             repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read (catch-up): bookings of `types` still waiting
-     * for a task, scheduled within [now - lookback_s, now + horizon_s]. */
-    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int lookback_s, int horizon_s,
-                        int limit, repo_keys_cb cb, void *arg);
+     * for a task, scheduled within [now - lookback_s, now + horizon_s] (now_ms: the daemon's clock). */
+    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms, int lookback_s,
+                        int horizon_s, int limit, repo_keys_cb cb, void *arg);
     /* retryable: claimable again from now + retry_delay_s (local dispatcher backoff; 0 for Cloud Tasks). */
     int (*mark_execution_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                  const char *idempotency_key, const char *error, bool retryable, int retry_delay_s,
