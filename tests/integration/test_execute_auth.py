@@ -9,7 +9,7 @@ daemon must accept only RS256 tokens signed by a key from the configured JWKS wi
 Shared-secret mode: the `X-CloudTasks-Secret` header, exactly once, compared with the configured secret.
 
 The JWKS refetch tests need their own daemons: jwks_cache refetches on an unknown `kid` only when its last fetch
-started at least 30 s earlier (a fixed rate limit, not configurable), and a fresh daemon's startup fetch counts.
+started at least auth.jwks_refetch_interval_s earlier (set to 2 s here), and a fresh daemon's startup fetch counts.
 Their stacks are started in setUpModule so that this window runs out while the other classes execute.
 """
 import contextlib
@@ -35,9 +35,8 @@ SCHEMA = "tenant_a"
 AUTH_FAILED = "callback authentication failed"
 UNAUTHORIZED = (401, {"error": "unauthorized"})
 EXECUTED = (200, {"status": "executed"})
-# jwks_cache's rate limit for unknown-kid refetches (jwks_cache_opts.min_refresh_interval_s, default 30; the
-# daemon does not make it configurable).
-JWKS_REFETCH_MIN_INTERVAL_S = 30
+# The unknown-kid refetch rate limit, [auth] jwks_refetch_interval_s (default 30), shortened for these tests.
+JWKS_REFETCH_MIN_INTERVAL_S = 2
 
 _module = {}
 
@@ -45,7 +44,8 @@ _module = {}
 def setUpModule():
     with contextlib.ExitStack() as stacks:
         for key in ("unknown_kid", "rotation"):
-            stack = stacks.enter_context(Stack(schemas=(SCHEMA,)))
+            stack = stacks.enter_context(Stack(schemas=(SCHEMA,), extra_config=(
+                f"[auth]\njwks_refetch_interval_s = {JWKS_REFETCH_MIN_INTERVAL_S}\n")))
             _module[key] = (stack, time.monotonic())  # the startup JWKS fetch began before "ready"
         _module["exit"] = stacks.pop_all()
 

@@ -151,7 +151,8 @@ static int start_auth(struct app *app, struct app_components *c)
 {
     c->auth = (struct task_authenticator){.cfg = &app->cfg, .log = &app->log, .now_s = now_s, .clock = &c->timers};
     if (app->cfg.auth_mode != AUTH_OIDC) return 0;
-    struct jwks_cache_opts jopts = {.url = app->cfg.auth_jwks_url};
+    struct jwks_cache_opts jopts = {.url = app->cfg.auth_jwks_url,
+                                    .min_refresh_interval_s = app->cfg.auth_jwks_refetch_interval_s};
     c->jwks = jwks_cache_new(&app->loop, &app->log, &jopts, jwks_fetch_via_http_client, c->http_client);
     c->auth.jwks = c->jwks;
     return c->jwks != NULL && jwks_cache_start(c->jwks) == 0 ? 0 : -1;

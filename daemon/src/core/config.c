@@ -68,6 +68,7 @@ static const struct opt opts[] = {
     {"auth", "jwks_url", OT_URL, O(auth_jwks_url), "https://www.googleapis.com/oauth2/v3/certs", 0, 0, 0},
     {"auth", "issuers", OT_LIST, O(auth_issuers), "https://accounts.google.com,accounts.google.com", 0, 0, OF_RELOAD},
     {"auth", "clock_skew_s", OT_INT, O(auth_clock_skew_s), "60", 0, 600, OF_RELOAD},
+    {"auth", "jwks_refetch_interval_s", OT_INT, O(auth_jwks_refetch_interval_s), "30", 1, 3600, 0},
     {"auth", "shared_secret", OT_STR, O(auth_shared_secret), NULL, 0, 0, OF_SECRET | OF_RELOAD},
     {"voice_agent", "base_url", OT_URL, O(va_base_url), NULL, 0, 0, OF_RELOAD},
     {"voice_agent", "token", OT_STR, O(va_token), NULL, 0, 0, OF_SECRET | OF_RELOAD},

@@ -66,6 +66,7 @@ struct config {
     char *auth_jwks_url;
     struct strlist auth_issuers;
     int auth_clock_skew_s;
+    int auth_jwks_refetch_interval_s;
     char *auth_shared_secret;   /* secret */
     /* [voice_agent] */
     char *va_base_url;
