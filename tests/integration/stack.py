@@ -140,8 +140,8 @@ level = {self.log_level}
 {self.extra_config}
 """
 
-    def start(self, env=None, wait_ready=True):
-        port = free_port()
+    def start(self, env=None, wait_ready=True, port=None):
+        port = port or free_port()
         d = Daemon()
         d.port = port
         d.start(self.config(port), env=env)
