@@ -78,7 +78,9 @@ static int start_task_queue(struct app *app, struct app_components *c)
         local_queue_port(&c->local_queue, &c->queue);
         return 0;
     }
-    struct google_auth_opts gopts = {.credentials = app->cfg.ct_credentials, .metadata_url = app->cfg.ct_metadata_url};
+    /* The access-token assertion (iat/exp) and the token cache run on the daemon's clock, like everything else. */
+    struct google_auth_opts gopts = {.credentials = app->cfg.ct_credentials, .metadata_url = app->cfg.ct_metadata_url,
+                                     .now_ms = uv_timers_now_ms, .now_arg = &c->timers};
     c->gauth = google_auth_new(&app->loop, &app->log, c->http_client, &gopts);
     char err[256] = "";
     if (c->gauth == NULL || google_auth_load(c->gauth, err, sizeof(err)) != 0) {

@@ -30,6 +30,7 @@ enum stmt {
     ST_FIND_STALE_TASKS,
     ST_NEXT_DUE,
     ST_FIND_DUE,
+    ST_UNSCHEDULE,
     ST_COUNT
 };
 
@@ -95,6 +96,13 @@ static const char *const templates[ST_COUNT] = {
         "task_scheduled_at = timestamptz 'epoch' + $5::bigint * interval '1 millisecond', task_generation = $7::int "
         "WHERE id = $1 AND tenant_id = $2 AND task_status = 'scheduled' AND task_name = $6 "
         "AND task_generation = $7::int - 1 AND floor(extract(epoch FROM scheduled_at) * 1000)::bigint = $5::bigint",
+
+    /* $3 old task name, $4 scheduled_at ms (re-checked). The old key goes with the task: its callback is stale. */
+    [ST_UNSCHEDULE] =
+        "UPDATE %s.lead_bookings SET task_status = 'pending', task_name = NULL, idempotency_key = NULL, "
+        "task_scheduled_at = NULL, task_generation = task_generation + 1 "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status = 'scheduled' AND task_name = $3 "
+        "AND floor(extract(epoch FROM scheduled_at) * 1000)::bigint = $4::bigint",
 
     [ST_MARK_CANCELLED] =
         "UPDATE %s.lead_bookings SET task_status = 'cancelled', next_attempt_at = NULL "
@@ -475,6 +483,15 @@ static int repo_mark_rescheduled(void *impl, const char *schema, const char *ten
     return submit(impl, schema, ST_MARK_RESCHEDULED, 7, p, (void *)cb, arg);
 }
 
+static int repo_unschedule(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                           const char *old_task_name, int64_t scheduled_at_ms, repo_done_cb cb, void *arg)
+{
+    char sched[32];
+    snprintf(sched, sizeof(sched), "%" PRId64, scheduled_at_ms);
+    const char *p[] = {booking_id, tenant_id, old_task_name, sched};
+    return submit(impl, schema, ST_UNSCHEDULE, 4, p, (void *)cb, arg);
+}
+
 static int repo_mark_cancelled(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                repo_done_cb cb, void *arg)
 {
@@ -533,7 +550,8 @@ struct bookings_repository *bookings_repository_new(struct db_pool *pool, const 
     r->port = (struct bookings_repo){.impl = r, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
                                      .mark_schedule_failed = repo_mark_schedule_failed, .claim_execution = repo_claim,
                                      .mark_executed = repo_mark_executed, .find_catchup = repo_find_catchup,
-                                     .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
+                                     .mark_rescheduled = repo_mark_rescheduled, .unschedule = repo_unschedule,
+                                     .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
                                      .find_stale_tasks = repo_find_stale_tasks, .next_due = repo_next_due,
                                      .find_due = repo_find_due,
