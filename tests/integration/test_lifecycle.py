@@ -383,6 +383,27 @@ class DowntimeChangesTest(LifecycleCase):
             self.stop_daemon(d)
 
 
+    def test_uncancel_while_down__reopened_and_scheduled_under_a_new_task_on_start(self):
+        d = self.start_daemon()
+        booking, tenant, at, key, first_name = self.scheduled()
+        self.update(booking, "status = 'cancelled'")
+        self.wait_cancelled_and_cleared(booking)
+        self.stop_daemon(d)
+
+        self.update(booking, "status = 'scheduled'")      # un-cancelled while nobody listens
+        d = self.start_daemon(port=d.port)
+        try:
+            found = d.wait_for_log(msg_contains("re-opened sweep found"), timeout=WAIT_S)
+            self.assertEqual(found["msg"], "re-opened sweep found 1 booking(s)")
+            new_name = self.s.task_name_for(key, generation=1)
+            row = self.wait_row(booking, lambda r: r["task_status"] == "scheduled")
+            self.assertEqual((row["task_name"], row["idempotency_key"]), (new_name, key))
+            self.assertNotEqual(new_name, first_name)
+            self.assertEqual(self.s.live_tasks_for(booking), [new_name])
+        finally:
+            self.stop_daemon(d)
+
+
 # -- the 720 h horizon with an injected clock ----------------------------------------------------------------------
 class HorizonTest(LifecycleCase):
     """800 h ahead stays pending; once followupd's clock (and the fake Cloud Tasks' clock) is 100 h later,

@@ -118,6 +118,10 @@ struct bookings_repo {
      * rescheduled, no longer a follow-up) and cancelled bookings whose task still exists. */
     int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types, int limit,
                             repo_keys_cb cb, void *arg);
+    /* Cross-tenant maintenance read: bookings followupd cancelled whose status was set back (un-cancelled)
+     * while it was not listening, inside [now - lookback_s, now + horizon_s]. */
+    int (*find_reopened)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                         int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read (catch-up): bookings of `types` still waiting
      * for a task, scheduled within [now - lookback_s, now + horizon_s] (now_ms: the daemon's clock). */
     int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms, int lookback_s,
