@@ -111,11 +111,14 @@ static const char *const templates[ST_COUNT] = {
 
     /* compliance: cross-tenant TASK-SWEEP — tasks whose booking changed while followupd was not listening
        (cancelled, rescheduled, type changed) must be found for every tenant of the schema; ids only, each
-       booking is then re-read and written by tenant-scoped statements. */
+       booking is then re-read and written by tenant-scoped statements.  "Moved" compares milliseconds, like
+       the key and task_scheduled_at: a booking written with microseconds has not moved. */
     [ST_FIND_STALE_TASKS] =
         "SELECT tenant_id, id FROM %s.lead_bookings"
         " WHERE task_name IS NOT NULL AND task_status IN ('scheduled', 'cancelled')"
-        " AND (task_status = 'cancelled' OR status = 'cancelled' OR scheduled_at IS DISTINCT FROM task_scheduled_at"
+        " AND (task_status = 'cancelled' OR status = 'cancelled'"
+        "  OR floor(extract(epoch FROM scheduled_at) * 1000) IS DISTINCT FROM"
+        "   floor(extract(epoch FROM task_scheduled_at) * 1000)"
         "  OR NOT booking_type = ANY($1::text[]))"
         " ORDER BY scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED",
 
