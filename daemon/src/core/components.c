@@ -299,6 +299,7 @@ void components_free(struct app *app)
     struct app_components *c = app->comp;
     if (c == NULL) return;
     if (c->sched_ready) followup_scheduler_free(&c->sched);
+    followup_dispatcher_free(&c->dispatcher);
     bookings_repository_free(c->repo);
     for (int i = 0; c->channels != NULL && i < c->n_channels; i++) free(c->channels[i]);
     free(c->channels);

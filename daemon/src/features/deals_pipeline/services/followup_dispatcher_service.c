@@ -13,6 +13,7 @@
 struct armed_timer {
     struct followup_dispatcher *d;
     uint64_t gen;
+    struct armed_timer *prev, *next;   /* d->timers */
 };
 
 struct dispatched_run {
@@ -42,11 +43,27 @@ static int64_t now_ms(struct followup_dispatcher *d)
 
 /* ---------- the one timer ---------- */
 
+static void timer_link(struct followup_dispatcher *d, struct armed_timer *t)
+{
+    t->prev = NULL;
+    t->next = d->timers;
+    if (d->timers != NULL) d->timers->prev = t;
+    d->timers = t;
+}
+
+static void timer_unlink(struct followup_dispatcher *d, struct armed_timer *t)
+{
+    if (t->prev != NULL) t->prev->next = t->next;
+    else d->timers = t->next;
+    if (t->next != NULL) t->next->prev = t->prev;
+}
+
 static void on_timer(void *arg)
 {
     struct armed_timer *t = arg;
     struct followup_dispatcher *d = t->d;
     bool current = t->gen == d->timer_gen;
+    timer_unlink(d, t);
     free(t);
     if (!current || d->closed) return;   /* superseded by an earlier arm */
     d->armed_due_ms = 0;
@@ -64,7 +81,9 @@ static void arm(struct followup_dispatcher *d, int64_t due_ms)
     if (t == NULL) return;
     *t = (struct armed_timer){.d = d, .gen = ++d->timer_gen};
     uint64_t delay = due_ms > now ? (uint64_t)(due_ms - now) : 0;
+    timer_link(d, t);
     if (d->clock->after(d->clock->impl, delay, on_timer, t) != 0) {
+        timer_unlink(d, t);
         free(t);
         return;
     }
@@ -200,4 +219,13 @@ void followup_dispatcher_close(struct followup_dispatcher *d)
 {
     d->closed = true;
     d->timer_gen++;   /* a timer still pending will find itself superseded */
+}
+
+void followup_dispatcher_free(struct followup_dispatcher *d)
+{
+    while (d->timers != NULL) {
+        struct armed_timer *t = d->timers;
+        timer_unlink(d, t);
+        free(t);
+    }
 }
