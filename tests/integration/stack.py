@@ -320,3 +320,62 @@ level = {self.log_level}
         rows = self.db.query(f"SELECT task_generation FROM {quote_ident(schema)}.lead_bookings "
                              f"WHERE id = '{booking_id}'")
         return int(rows[0][0]) if rows else None
+
+    # -- local-backend helpers (added for test_local_backend.py; new methods only) ----------------------------
+    def insert_bookings(self, schema, n, at, tenant=None, booking_type="follow_up"):
+        """Insert n bookings due at `at` (epoch seconds) in ONE statement (one transaction, so the daemon sees
+        them in one NOTIFY burst). Returns their ids."""
+        tenant = tenant or str(uuid.uuid4())
+        rows = self.db.query(
+            f"INSERT INTO {quote_ident(schema)}.lead_bookings (tenant_id, lead_id, booking_type, scheduled_at) "
+            f"SELECT '{tenant}', gen_random_uuid(), '{booking_type}', to_timestamp({at:.3f}) "
+            f"FROM generate_series(1, {int(n)}) RETURNING id")
+        return [r[0] for r in rows]
+
+    def insert_booking_timed(self, schema, tenant=None, at=None, booking_type="follow_up"):
+        """Insert one booking; returns (booking_id, commit_ts): commit_ts is the database clock (epoch seconds)
+        read by the INSERT itself, i.e. at most the statement's own tail before its autocommit."""
+        tenant = tenant or str(uuid.uuid4())
+        at = time.time() if at is None else at
+        rows = self.db.query(
+            f"INSERT INTO {quote_ident(schema)}.lead_bookings (tenant_id, lead_id, booking_type, scheduled_at) "
+            f"VALUES ('{tenant}', gen_random_uuid(), '{booking_type}', to_timestamp({at:.3f})) "
+            "RETURNING id, extract(epoch FROM clock_timestamp())")
+        return rows[0][0], float(rows[0][1])
+
+    def columns(self, schema, booking_id, *cols):
+        """Selected columns of one row as text (None for NULL), e.g. columns(s, id, "next_attempt_at")."""
+        rows = self.db.query(f"SELECT {', '.join(c + '::text' for c in cols)} FROM {quote_ident(schema)}"
+                             f".lead_bookings WHERE id = '{booking_id}'")
+        return dict(zip(cols, rows[0])) if rows else None
+
+    @staticmethod
+    def followup_key(tenant, booking_id, at):
+        """The canonical idempotency key for a booking due at `at` (epoch seconds with at most 3 decimals)."""
+        return f"followup:{tenant}:{booking_id}:{iso(at)}"
+
+    def voice_attempts_for(self, booking_id):
+        """Every start-call request for this booking (accepted, refused, failed by injection), in arrival
+        order, as (time, idempotency key header, outcome) with outcome "accepted" / "duplicate" / the HTTP
+        status the fake answered."""
+        out = []
+        for c in self.va.calls_for_booking(booking_id):
+            out.append((c["time"], _header(c["headers"], "Idempotency-Key"),
+                        "duplicate" if c["duplicate"] else "accepted"))
+        for r in self.va.rejected + self.va.injected:
+            if booking_id in r.get("body", ""):
+                out.append((r["time"], _header(r["headers"], "Idempotency-Key"), r["status"]))
+        return sorted(out, key=lambda a: a[0])
+
+    def stays_false(self, pred, timeout):
+        """True when pred() -- a predicate over the fake voice agent's state -- never held during `timeout`
+        seconds: a bounded check that something does NOT happen (e.g. no second call). It is re-evaluated on
+        each request the voice agent records (its condition variable), not by a blind sleep."""
+        return not self.va.wait_until(pred, timeout)
+
+
+def _header(headers, name):
+    for k, v in headers.items():
+        if k.lower() == name.lower():
+            return v
+    return None

@@ -42,6 +42,15 @@ enum stmt {
 
 #define N_BOOKING_COLUMNS 13
 
+/* The local dispatcher's two reads (ST_NEXT_DUE, ST_FIND_DUE) must select exactly the same rows: a due time
+ * for a row the due-rows query skips re-arms the timer in the past again and again (a busy loop).  A live local
+ * task belongs to a booking that is not cancelled and has a key.  A scheduled or retrying task is current only
+ * while the booking's scheduled_at still matches task_scheduled_at (milliseconds, like the key): a booking moved
+ * while nobody listened is not due under its old key — the task sweep (or the NOTIFY) reschedules it first. */
+#define LOCAL_TASK_LIVE " task_name LIKE 'local/%%' AND status <> 'cancelled' AND idempotency_key IS NOT NULL"
+#define LOCAL_TASK_CURRENT                                                                                        \
+    " floor(extract(epoch FROM scheduled_at) * 1000) = floor(extract(epoch FROM task_scheduled_at) * 1000)"
+
 static const char *const templates[ST_COUNT] = {
     [ST_LOAD] = "SELECT " BOOKING_COLUMNS " FROM %s.lead_bookings WHERE id = $1 AND tenant_id = $2",
 
@@ -120,11 +129,14 @@ static const char *const templates[ST_COUNT] = {
 
     /* compliance: cross-tenant TASK-SWEEP — tasks whose booking changed while followupd was not listening
        (cancelled, rescheduled, type changed) must be found for every tenant of the schema; ids only, each
-       booking is then re-read and written by tenant-scoped statements. */
+       booking is then re-read and written by tenant-scoped statements.  "Moved" compares milliseconds, like
+       the key and task_scheduled_at: a booking written with microseconds has not moved. */
     [ST_FIND_STALE_TASKS] =
         "SELECT tenant_id, id FROM %s.lead_bookings"
         " WHERE task_name IS NOT NULL AND task_status IN ('scheduled', 'cancelled')"
-        " AND (task_status = 'cancelled' OR status = 'cancelled' OR scheduled_at IS DISTINCT FROM task_scheduled_at"
+        " AND (task_status = 'cancelled' OR status = 'cancelled'"
+        "  OR floor(extract(epoch FROM scheduled_at) * 1000) IS DISTINCT FROM"
+        "   floor(extract(epoch FROM task_scheduled_at) * 1000)"
         "  OR NOT booking_type = ANY($1::text[]))"
         " ORDER BY scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED",
 
@@ -146,20 +158,22 @@ static const char *const templates[ST_COUNT] = {
         "SELECT floor(extract(epoch FROM least("
         "(SELECT scheduled_at - make_interval(secs => $1::int) FROM %s.lead_bookings"
         "  WHERE task_name IS NOT NULL AND task_status IN ('scheduled', 'cancelled') AND task_status = 'scheduled'"
-        "  AND task_name LIKE 'local/%%' ORDER BY scheduled_at LIMIT 1),"
+        "  AND" LOCAL_TASK_LIVE " AND" LOCAL_TASK_CURRENT " ORDER BY scheduled_at LIMIT 1),"
         "(SELECT min(next_attempt_at) FROM %s.lead_bookings"
-        "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'failed' AND task_name LIKE 'local/%%'),"
+        "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'failed'"
+        "  AND" LOCAL_TASK_LIVE " AND" LOCAL_TASK_CURRENT "),"
         "(SELECT min(execution_started_at) + make_interval(secs => $2::int) FROM %s.lead_bookings"
         "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'in_progress'"
-        "  AND task_name LIKE 'local/%%'))) * 1000)::bigint",
+        "  AND" LOCAL_TASK_LIVE "))) * 1000)::bigint",
 
     /* compliance: cross-tenant LOCAL-DISPATCH — due local tasks of every tenant; each is then claimed and
        executed by the tenant-scoped claim statement. $1 lead s, $2 lease s, $3 limit. */
     [ST_FIND_DUE] =
         "SELECT tenant_id, id, idempotency_key FROM %s.lead_bookings"
-        " WHERE task_name LIKE 'local/%%' AND status <> 'cancelled' AND idempotency_key IS NOT NULL AND ("
-        " (task_status = 'scheduled' AND scheduled_at <= now() + make_interval(secs => $1::int))"
-        " OR (task_status = 'failed' AND next_attempt_at <= now())"
+        " WHERE" LOCAL_TASK_LIVE " AND ("
+        " (task_status = 'scheduled' AND scheduled_at <= now() + make_interval(secs => $1::int)"
+        "  AND" LOCAL_TASK_CURRENT ")"
+        " OR (task_status = 'failed' AND next_attempt_at <= now() AND" LOCAL_TASK_CURRENT ")"
         " OR (task_status = 'in_progress' AND execution_started_at <= now() - make_interval(secs => $2::int)))"
         " ORDER BY scheduled_at LIMIT $3::int FOR UPDATE SKIP LOCKED",
 

@@ -13,7 +13,7 @@
 struct armed_timer {
     struct followup_dispatcher *d;
     uint64_t gen;
-    struct armed_timer *next;   /* the dispatcher's list of timers not fired yet */
+    struct armed_timer *prev, *next;   /* d->timers */
 };
 
 struct dispatched_run {
@@ -43,14 +43,19 @@ static int64_t now_ms(struct followup_dispatcher *d)
 
 /* ---------- the one timer ---------- */
 
-static void unlink_timer(struct followup_dispatcher *d, struct armed_timer *t)
+static void timer_link(struct followup_dispatcher *d, struct armed_timer *t)
 {
-    for (struct armed_timer **pp = &d->timers; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            return;
-        }
-    }
+    t->prev = NULL;
+    t->next = d->timers;
+    if (d->timers != NULL) d->timers->prev = t;
+    d->timers = t;
+}
+
+static void timer_unlink(struct followup_dispatcher *d, struct armed_timer *t)
+{
+    if (t->prev != NULL) t->prev->next = t->next;
+    else d->timers = t->next;
+    if (t->next != NULL) t->next->prev = t->prev;
 }
 
 static void on_timer(void *arg)
@@ -58,7 +63,7 @@ static void on_timer(void *arg)
     struct armed_timer *t = arg;
     struct followup_dispatcher *d = t->d;
     bool current = t->gen == d->timer_gen;
-    unlink_timer(d, t);
+    timer_unlink(d, t);
     free(t);
     if (!current || d->closed) return;   /* superseded by an earlier arm */
     d->armed_due_ms = 0;
@@ -76,12 +81,12 @@ static void arm(struct followup_dispatcher *d, int64_t due_ms)
     if (t == NULL) return;
     *t = (struct armed_timer){.d = d, .gen = ++d->timer_gen};
     uint64_t delay = due_ms > now ? (uint64_t)(due_ms - now) : 0;
+    timer_link(d, t);
     if (d->clock->after(d->clock->impl, delay, on_timer, t) != 0) {
+        timer_unlink(d, t);
         free(t);
         return;
     }
-    t->next = d->timers;
-    d->timers = t;
     d->armed_due_ms = due_ms;
     LOG_DEBUG(d->log, NULL, "local dispatcher armed in %llu ms", (unsigned long long)delay);
 }
@@ -218,9 +223,9 @@ void followup_dispatcher_close(struct followup_dispatcher *d)
 
 void followup_dispatcher_free(struct followup_dispatcher *d)
 {
-    while (d->timers != NULL) {   /* timers closed without firing (shutdown) */
+    while (d->timers != NULL) {
         struct armed_timer *t = d->timers;
-        d->timers = t->next;
+        timer_unlink(d, t);
         free(t);
     }
 }
