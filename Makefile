@@ -114,7 +114,8 @@ test: deps
 # agent, followupd with conf/demo.conf, a timeline of bookings. DEMO_KEEP=1 keeps it running.
 demo: deps
 	$(MAKE) all
-	@if [ -n "$$PGHOST" ] && pg_isready -q; then $(PYTHON) tests/demo/demo.py; \
+	@export FOLLOWUPD_BUILD=$(abspath $(BUILD)); \
+	if [ -n "$$PGHOST" ] && pg_isready -q; then $(PYTHON) tests/demo/demo.py; \
 	else pg_virtualenv -v 15 $(PYTHON) tests/demo/demo.py; fi
 
 compliance:
