@@ -224,6 +224,17 @@ class LiveChangesTest(LifecycleCase):
         for generation in (0, 1):
             self.assertEqual(self.s.creates_of(self.s.task_name_for(far_key, generation)), {"calls": 0, "created": 0})
 
+    def test_moved_without_notification__old_task_fires__stale_no_call(self):
+        # A lost notification (simulated by disabling our trigger for one UPDATE): the row still names the old
+        # task and key, but scheduled_at moved. The old task must not call; the next sweep replaces it.
+        booking, _, at, _, name = self.scheduled()
+        self.sql(f"ALTER TABLE {self.table()} DISABLE TRIGGER followupd_notify_update; "
+                 f"UPDATE {self.table()} SET scheduled_at = to_timestamp({at + HOUR}) WHERE id = '{booking}'; "
+                 f"ALTER TABLE {self.table()} ENABLE TRIGGER followupd_notify_update;")
+        self.assertEqual(self.s.dispatch_json(name), [(200, {"status": "stale"})])
+        self.assert_no_voice_request(booking)
+        self.assertEqual(self.row(booking)["task_status"], "scheduled")
+
     def test_uncancel__scheduled_again_under_a_new_task_name(self):
         booking, _, _, key, name = self.scheduled()
         self.update(booking, "status = 'cancelled'")

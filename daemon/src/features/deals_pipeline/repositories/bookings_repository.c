@@ -67,23 +67,26 @@ static const char *const templates[ST_COUNT] = {
         "schedule_attempts = schedule_attempts + 1, next_attempt_at = NULL "
         "WHERE id = $1 AND tenant_id = $2 AND task_status = 'pending'",
 
-    /* $1 id, $2 tenant, $3 idempotency key, $4 lease seconds. */
+    /* $1 id, $2 tenant, $3 idempotency key, $4 lease seconds. A booking whose scheduled_at moved away from the
+       time its task was made for (changed while nobody listened; the sweep replaces the task) is stale. */
     [ST_CLAIM] =
         "WITH target AS ("
-        " SELECT id, tenant_id, status, task_status, idempotency_key, execution_started_at, next_attempt_at"
+        " SELECT id, tenant_id, status, task_status, idempotency_key, execution_started_at, next_attempt_at,"
+        " COALESCE(floor(extract(epoch FROM scheduled_at) * 1000)"
+        "  = floor(extract(epoch FROM task_scheduled_at) * 1000), false) AS in_step"
         " FROM %s.lead_bookings WHERE id = $1 AND tenant_id = $2 FOR UPDATE"
         "), claimed AS ("
         " UPDATE %s.lead_bookings b SET task_status = 'in_progress', execution_attempts = b.execution_attempts + 1,"
         " execution_started_at = now()"
         " FROM target t WHERE b.id = t.id AND b.tenant_id = $2"
-        " AND t.status <> 'cancelled' AND t.idempotency_key = $3"
+        " AND t.status <> 'cancelled' AND t.idempotency_key = $3 AND t.in_step"
         " AND (t.task_status IN ('pending', 'scheduled')"
         "  OR (t.task_status = 'failed' AND t.next_attempt_at IS NOT NULL)"
         "  OR (t.task_status = 'in_progress' AND t.execution_started_at < now() - make_interval(secs => $4::int)))"
         " RETURNING b.id, b.tenant_id, b.lead_id, b.assigned_user_id, b.booking_type, b.status, b.task_status,"
         " b.task_name, b.idempotency_key, floor(extract(epoch FROM b.scheduled_at) * 1000)::bigint,"
         " floor(extract(epoch FROM b.task_scheduled_at) * 1000)::bigint, b.execution_attempts, b.task_generation"
-        ") SELECT c.*, t.status, t.task_status, t.idempotency_key = $3, t.next_attempt_at IS NOT NULL"
+        ") SELECT c.*, t.status, t.task_status, t.idempotency_key = $3 AND t.in_step, t.next_attempt_at IS NOT NULL"
         " FROM target t LEFT JOIN claimed c ON true",
 
     /* compliance: cross-tenant CATCHUP-SWEEP — the catch-up after every (re)connect and the periodic backstop
