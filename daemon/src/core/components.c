@@ -16,6 +16,7 @@
 
 #include "core/adapters.h"
 #include "core/app.h"
+#include "core/app_metrics.h"
 #include "core/components_internal.h"
 #include "core/health.h"
 #include "features/deals_pipeline/controllers/notifications_controller.h"
@@ -44,6 +45,7 @@ static void on_notify(void *arg, const char *channel, const char *payload)
 {
     struct app *app = arg;
     app->comp->notifications++;
+    app_metrics_on_notify(app->comp->metrics, channel, payload);
     notifications_controller_handle(&app->cfg, &app->comp->sched, &app->log, channel, payload);
 }
 
@@ -185,6 +187,7 @@ int components_start(struct app *app)
         LOG_ERROR(&app->log, NULL, "startup failed");
         return -1;
     }
+    c->metrics = app_metrics_attach(app);   /* operations: optional, never fatal */
     return 0;
 }
 
@@ -195,6 +198,52 @@ static void phase_done(void *arg);
 static void begin(struct app *app)
 {
     app->comp->phase_pending++;
+}
+
+/* ---- shutdown drain (operations): between stopping intake and closing what
+ * in-flight work needs, wait until executions, callback requests and
+ * scheduler passes have finished, or shutdown.drain_timeout_ms passed.  Work
+ * still running then is cut off: a claimed booking stays in_progress and is
+ * claimable again once its lease expires; Cloud Tasks, which got no 2xx,
+ * retries it. */
+#define DRAIN_POLL_MS 20
+
+static bool drained(struct app_components *c)
+{
+    return c->exec.inflight == 0 && http_server_active_exchanges(c->http) == 0 &&
+           (!c->sched_ready || c->sched.inflight == 0);
+}
+
+static void drain_check(void *arg)
+{
+    struct app *app = arg;
+    struct app_components *c = app->comp;
+    if (drained(c)) {
+        LOG_DEBUG(&app->log, NULL, "drained: no execution or request in flight");
+        phase_done(app);
+        return;
+    }
+    if (uv_now(&app->loop) >= c->drain_deadline_ms) {
+        LOG_WARN(&app->log, NULL,
+                 "drain deadline reached with %u execution(s) and %zu request(s) in flight; they are cut off and "
+                 "retried after their lease",
+                 c->exec.inflight, http_server_active_exchanges(c->http));
+        phase_done(app);
+        return;
+    }
+    if (uv_timers_after(&c->timers, DRAIN_POLL_MS, drain_check, app) != 0) phase_done(app);
+}
+
+/* Counts as one pending close of the current phase until drained. */
+static void drain_start(struct app *app)
+{
+    struct app_components *c = app->comp;
+    begin(app);
+    c->drain_deadline_ms = uv_now(&app->loop) + (uint64_t)app->cfg.shutdown_drain_timeout_ms;
+    if (!drained(c))
+        LOG_INFO(&app->log, NULL, "draining: %u execution(s), %zu request(s) in flight (up to %d ms)",
+                 c->exec.inflight, http_server_active_exchanges(c->http), app->cfg.shutdown_drain_timeout_ms);
+    if (uv_timers_after(&c->timers, 0, drain_check, app) != 0) phase_done(app);
 }
 
 static void close_phase(struct app *app)
@@ -208,6 +257,7 @@ static void close_phase(struct app *app)
         if (c->sched_ready) followup_scheduler_close(&c->sched);
         if (c->http != NULL) http_server_stop_accepting(c->http);
         if (c->listener != NULL) { begin(app); db_listener_close(c->listener, phase_done, app); c->listener = NULL; }
+        drain_start(app);   /* phase 2 waits for in-flight work */
         break;
     case 2:       /* complete pending work */
         if (c->ct != NULL) { cloud_tasks_client_free(c->ct); c->ct = NULL; }
@@ -256,6 +306,12 @@ void components_reload(struct app *app)
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
     if (voice_agent_set_opts(c->va, &vopts) != 0)
         LOG_WARN(&app->log, NULL, "reload: voice-agent settings invalid; keeping the previous ones");
+    /* The services read booking types, lead time, catch-up window, attempts and
+     * auth policy from app->cfg on every use.  Catch up now, so bookings that
+     * only qualify under the new settings (e.g. a new booking type) get their
+     * task without waiting for the next periodic sweep (whose period, re-read
+     * when it re-arms, applies from the following run). */
+    if (c->sched_ready) followup_sweep_request(&c->sweep, "configuration reloaded");
 }
 
 void components_free(struct app *app)
@@ -263,6 +319,7 @@ void components_free(struct app *app)
     struct app_components *c = app->comp;
     if (c == NULL) return;
     if (c->sched_ready) followup_scheduler_free(&c->sched);
+    app_metrics_free(c->metrics);
     bookings_repository_free(c->repo);
     for (int i = 0; c->channels != NULL && i < c->n_channels; i++) free(c->channels[i]);
     free(c->channels);
