@@ -95,8 +95,15 @@ static int fail_at(const char *sql, size_t off, struct sql_statement *out)
     return -1;
 }
 
+#define UNTERMINATED SIZE_MAX
+
+static size_t or_unterminated(size_t end)
+{
+    return end == 0 ? UNTERMINATED : end;
+}
+
 /* Skips one quoted/commented construct at sql[i]; returns the index after it,
- * i itself when there is none, or 0 when it is unterminated. */
+ * i itself when there is none, or UNTERMINATED. */
 static size_t skip_construct(const char *sql, size_t len, size_t i)
 {
     char c = sql[i], next = i + 1 < len ? sql[i + 1] : '\0';
@@ -104,16 +111,16 @@ static size_t skip_construct(const char *sql, size_t len, size_t i)
         const char *nl = memchr(sql + i, '\n', len - i);
         return nl != NULL ? (size_t)(nl - sql) + 1 : len;
     }
-    if (c == '/' && next == '*') return skip_block_comment(sql, len, i);
+    if (c == '/' && next == '*') return or_unterminated(skip_block_comment(sql, len, i));
     if (c == '\'') {
         bool e_string = i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
                         (i < 2 || !word_char((unsigned char)sql[i - 2]));
-        return skip_quoted(sql, len, i, '\'', e_string);
+        return or_unterminated(skip_quoted(sql, len, i, '\'', e_string));
     }
-    if (c == '"') return skip_quoted(sql, len, i, '"', false);
+    if (c == '"') return or_unterminated(skip_quoted(sql, len, i, '"', false));
     if (c == '$' && (i == 0 || !word_char((unsigned char)sql[i - 1]))) {
         size_t tag = dollar_delimiter(sql, len, i);
-        if (tag > 0) return skip_dollar_quoted(sql, len, i, tag);
+        if (tag > 0) return or_unterminated(skip_dollar_quoted(sql, len, i, tag));
     }
     return i;
 }
@@ -138,7 +145,7 @@ int db_sql_next_statement(const char *sql, size_t len, size_t *pos, struct sql_s
             if (c == '\\') return fail_at(sql, i, out);          /* psql meta-command */
         }
         size_t after = skip_construct(sql, len, i);
-        if (after == 0) return fail_at(sql, i, out);
+        if (after == UNTERMINATED) return fail_at(sql, i, out);
         if (after != i) {
             i = after;
             continue;
