@@ -25,6 +25,8 @@
 
 #define LEASE_MARGIN_S 30
 
+static char *qualify_fingerprint(const struct config *cfg);   /* reload (operations), below */
+
 static void on_listener_ready(void *arg)
 {
     struct app *app = arg;
@@ -188,6 +190,7 @@ int components_start(struct app *app)
         return -1;
     }
     c->metrics = app_metrics_attach(app);   /* operations: optional, never fatal */
+    c->qualify_fp = qualify_fingerprint(&app->cfg);
     return 0;
 }
 
@@ -299,6 +302,27 @@ void components_stop(struct app *app)
     close_phase(app);
 }
 
+/* ---- reload (operations) ---- */
+
+static void sweep_after_reload(void *sweep)
+{
+    followup_sweep_request(sweep, "configuration reloaded");
+}
+
+/* The settings that decide which bookings qualify for a task, as one string. */
+static char *qualify_fingerprint(const struct config *cfg)
+{
+    size_t cap = 64;
+    for (int i = 0; i < cfg->followup_booking_types.n; i++) cap += strlen(cfg->followup_booking_types.items[i]) + 1;
+    char *fp = malloc(cap);
+    if (fp == NULL) return NULL;
+    size_t n = (size_t)snprintf(fp, cap, "%d/%d/%d/", cfg->followup_lead_time_s, cfg->followup_catchup_window_s,
+                                cfg->followup_max_attempts);
+    for (int i = 0; i < cfg->followup_booking_types.n && n < cap; i++)
+        n += (size_t)snprintf(fp + n, cap - n, "%s,", cfg->followup_booking_types.items[i]);
+    return fp;
+}
+
 void components_reload(struct app *app)
 {
     struct app_components *c = app->comp;
@@ -307,11 +331,18 @@ void components_reload(struct app *app)
     if (voice_agent_set_opts(c->va, &vopts) != 0)
         LOG_WARN(&app->log, NULL, "reload: voice-agent settings invalid; keeping the previous ones");
     /* The services read booking types, lead time, catch-up window, attempts and
-     * auth policy from app->cfg on every use.  Catch up now, so bookings that
-     * only qualify under the new settings (e.g. a new booking type) get their
-     * task without waiting for the next periodic sweep (whose period, re-read
-     * when it re-arms, applies from the following run). */
-    if (c->sched_ready) followup_sweep_request(&c->sweep, "configuration reloaded");
+     * auth policy from app->cfg on every use.  When what qualifies a booking
+     * changed, catch up once the reload is done (from the loop), so bookings
+     * that only qualify now (e.g. a new booking type) get their task without
+     * waiting for the next periodic sweep (whose period, re-read when it
+     * re-arms, applies from the following run).  Not while the listener is
+     * down: its reconnect runs the catch-up anyway. */
+    char *fp = qualify_fingerprint(&app->cfg);
+    bool changed = fp == NULL || c->qualify_fp == NULL || strcmp(fp, c->qualify_fp) != 0;
+    free(c->qualify_fp);
+    c->qualify_fp = fp;
+    if (changed && c->sched_ready && c->listener_ready)
+        (void)uv_timers_after(&c->timers, 0, sweep_after_reload, &c->sweep);
 }
 
 void components_free(struct app *app)
@@ -320,6 +351,7 @@ void components_free(struct app *app)
     if (c == NULL) return;
     if (c->sched_ready) followup_scheduler_free(&c->sched);
     app_metrics_free(c->metrics);
+    free(c->qualify_fp);
     bookings_repository_free(c->repo);
     for (int i = 0; c->channels != NULL && i < c->n_channels; i++) free(c->channels[i]);
     free(c->channels);

@@ -61,6 +61,7 @@ struct app_components {
     /* operations (core/app_metrics, shutdown drain) */
     struct app_metrics *metrics;
     uint64_t drain_deadline_ms;
+    char *qualify_fp;           /* booking-qualification settings at the last (re)load */
 };
 
 /* jwks_fetch_fn over the shared HTTP client (fetch_ctx = struct http_client *). */
