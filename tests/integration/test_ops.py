@@ -253,6 +253,7 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(status, 401)
             _, after = self.scrape(s, d)
             self.assertEqual(sample(after, "followupd_callbacks_total", code="401"), 1)
+            self.assertEqual(sample(after, "followupd_callback_auth_failures_total", check="authorization_header"), 1)
             self.assertEqual(sum(v for (n, _), v in after.items() if n == "followupd_callback_auth_failures_total"), 1)
 
             # A real callback: executed, counted, timed; one voice call.
