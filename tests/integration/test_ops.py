@@ -186,19 +186,25 @@ class DrainTest(unittest.TestCase):
             self.assertEqual(s.va.call_count, 1)
             self.assertFalse(d.find_logs(msg_contains("drain deadline reached")))
 
-    def test_sigterm__call_outlives_drain_timeout__cut_off_at_deadline_exit_0_row_reclaimable(self):
+    def test_sigterm__call_outlives_drain_timeout__aborted_recorded_retryable_answered_503_exit_0(self):
         with Stack(schemas=(SCHEMA,), extra_config="[shutdown]\ndrain_timeout_ms = 300\n") as s:
             d = s.daemon
             bid, body = self._scheduled_booking(s)
             s.va.delay_next(1, 8.0)
-            t, _ = self._execute_in_background(s, d, bid, body)
+            t, result = self._execute_in_background(s, d, bid, body)
             self.assertTrue(s.va.wait_for_requests(1, 10))
             code, elapsed = d.stop(signal.SIGTERM, timeout=6)
             self.assertEqual(code, 0)
-            self.assertLess(elapsed, 5.0)
-            self.assertTrue(d.find_logs(msg_contains("drain deadline reached with 1 execution(s)")))
-            self.assertEqual(s.row(SCHEMA, bid)["task_status"], "in_progress")   # lease expiry makes it claimable
+            self.assertLess(elapsed, 5.0)   # the voice agent would have taken 8 s
+            self.assertTrue(d.find_logs(msg_contains("drain deadline reached with 1 execution(s) in flight; "
+                                                     "aborting")))
             t.join(timeout=15)
+            # Cloud Tasks gets a retryable answer; the row is a retryable failure, claimable by the retry.
+            self.assertEqual(result.get("answer"), (503, {"status": "failed", "retryable": True}))
+            rows = s.db.query(f"SELECT task_status, next_attempt_at IS NOT NULL, last_execution_error "
+                              f"FROM {SCHEMA}.lead_bookings WHERE id = '{bid}'")
+            self.assertEqual(rows[0][:2], ("failed", "t"))
+            self.assertIn("aborted: shutting down", rows[0][2])
 
 
 class MetricsTest(unittest.TestCase):

@@ -205,11 +205,14 @@ static void begin(struct app *app)
 
 /* ---- shutdown drain (operations): between stopping intake and closing what
  * in-flight work needs, wait until executions, callback requests and
- * scheduler passes have finished, or shutdown.drain_timeout_ms passed.  Work
- * still running then is cut off: a claimed booking stays in_progress and is
- * claimable again once its lease expires; Cloud Tasks, which got no 2xx,
- * retries it. */
+ * scheduler passes have finished, or shutdown.drain_timeout_ms passed.  At the
+ * deadline, voice-agent calls still running are aborted: the execution service
+ * records them as retryable failures (the pool is still open) and answers
+ * their callbacks 503, so Cloud Tasks retries them (same idempotency key).
+ * After a short grace for those writes, anything left is cut off: a booking
+ * still in_progress is claimable again once its lease expires. */
 #define DRAIN_POLL_MS 20
+#define DRAIN_ABORT_GRACE_MS 2000
 
 static bool drained(struct app_components *c)
 {
@@ -227,12 +230,20 @@ static void drain_check(void *arg)
         return;
     }
     if (uv_now(&app->loop) >= c->drain_deadline_ms) {
-        LOG_WARN(&app->log, NULL,
-                 "drain deadline reached with %u execution(s) and %zu request(s) in flight; they are cut off and "
-                 "retried after their lease",
-                 c->exec.inflight, http_server_active_exchanges(c->http));
-        phase_done(app);
-        return;
+        if (!c->drain_aborted && c->va != NULL && c->exec.inflight > 0) {
+            c->drain_aborted = true;
+            LOG_WARN(&app->log, NULL,
+                     "drain deadline reached with %u execution(s) in flight; aborting their voice-agent calls "
+                     "(recorded as retryable failures)", c->exec.inflight);
+            c->drain_deadline_ms = uv_now(&app->loop) + DRAIN_ABORT_GRACE_MS;
+            voice_agent_client_abort(c->va, "shutting down");
+        } else {
+            LOG_WARN(&app->log, NULL,
+                     "drain deadline reached with %u execution(s) and %zu request(s) in flight; cutting them off "
+                     "(claimable again after their lease)", c->exec.inflight, http_server_active_exchanges(c->http));
+            phase_done(app);
+            return;
+        }
     }
     if (uv_timers_after(&c->timers, DRAIN_POLL_MS, drain_check, app) != 0) phase_done(app);
 }

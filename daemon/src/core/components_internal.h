@@ -61,6 +61,7 @@ struct app_components {
     /* operations (core/app_metrics, shutdown drain) */
     struct app_metrics *metrics;
     uint64_t drain_deadline_ms;
+    bool drain_aborted;         /* voice calls aborted at the drain deadline */
     char *qualify_fp;           /* booking-qualification settings at the last (re)load */
 };
 
