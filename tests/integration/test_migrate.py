@@ -34,7 +34,7 @@ class MigrateCommandTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="followupd-migrate-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.db = TempDB(prefix="migrate").__enter__()
+        self.db = TempDB(prefix="ops_migrate").__enter__()
         self.addCleanup(self.db.__exit__, None, None, None)
 
     def migrate(self, schemas=SCHEMAS, *args, cwd=ROOT):
@@ -62,7 +62,7 @@ class MigrateCommandTest(unittest.TestCase):
             self.assertEqual([r["schema"] for r in records if r.get("msg") == "schema done"], list(SCHEMAS))
             self.assertEqual(records[-1]["msg"], "all schemas done")
         # The same result as the documented psql procedure, in a database of its own.
-        with TempDB(prefix="migrate_ref") as ref:
+        with TempDB(prefix="ops_migrate_ref") as ref:
             for schema in SCHEMAS:
                 ref.apply_lad_table(schema)
                 ref.apply_migrations(schema)

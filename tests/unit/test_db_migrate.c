@@ -39,10 +39,11 @@ static void db_sql_next_statement__quotes_and_comments__semicolons_inside_ignore
     const char *sql = "-- leading; comment\n"
                       "SELECT 'a;b', \"we;ird\", E'it\\'s;', 'x''y;' /* c; /* nested; */ still; */ FROM t;\n"
                       "SELECT 2 -- trailing; comment\n;";
-    expect_split(sql,
-                 (const char *const[]){"SELECT 'a;b', \"we;ird\", E'it\\'s;', 'x''y;' /* c; /* nested; */ still; */ FROM t",
-                                       "SELECT 2 -- trailing; comment\n"},
-                 (const int[]){2, 3}, 2);
+    expect_split(
+        sql,
+        (const char *const[]){"SELECT 'a;b', \"we;ird\", E'it\\'s;', 'x''y;' /* c; /* nested; */ still; */ FROM t",
+                              "SELECT 2 -- trailing; comment\n"},
+        (const int[]){2, 3}, 2);
 }
 
 static void db_sql_next_statement__dollar_quotes__bodies_kept_whole(void **state)
@@ -78,7 +79,8 @@ static void expect_failure(const char *sql, int line)
     size_t pos = 0;
     struct sql_statement st;
     int rc;
-    while ((rc = db_sql_next_statement(sql, strlen(sql), &pos, &st)) == 1) continue;
+    while ((rc = db_sql_next_statement(sql, strlen(sql), &pos, &st)) == 1)
+        continue;
     assert_int_equal(rc, -1);
     assert_int_equal(st.line, line);
 }

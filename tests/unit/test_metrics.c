@@ -34,32 +34,31 @@ static void metrics_render__counter_gauge_histogram__exact_text(void **state)
     metrics_counter_add(ok, 2);
     metrics_counter_add(metrics_series(c, (const char *const[]){"401"}), 1);
     metrics_counter_add(ok, 1);
-    metrics_counter_add(ok, -5);   /* ignored: counters never go down */
+    metrics_counter_add(ok, -5); /* ignored: counters never go down */
     struct metric_family *g = metrics_family_new(r, METRIC_GAUGE, "app_pool_in_use", "In use.", NULL, NULL, 0);
     metrics_gauge_set(metrics_series(g, NULL), 3);
     static const double b[] = {0.1, 1, 2.5};
     struct metric_family *h = metrics_family_new(r, METRIC_HISTOGRAM, "app_duration_seconds", "Durations.", NULL, b, 3);
     struct metric_series *hs = metrics_series(h, NULL);
     metrics_histogram_observe(hs, 0.05);
-    metrics_histogram_observe(hs, 0.1);    /* le is inclusive */
+    metrics_histogram_observe(hs, 0.1); /* le is inclusive */
     metrics_histogram_observe(hs, 2);
-    metrics_histogram_observe(hs, 7.25);   /* only +Inf */
-    expect_render(r,
-                  "# HELP app_requests_total Requests, by code.\n"
-                  "# TYPE app_requests_total counter\n"
-                  "app_requests_total{code=\"200\"} 3\n"
-                  "app_requests_total{code=\"401\"} 1\n"
-                  "# HELP app_pool_in_use In use.\n"
-                  "# TYPE app_pool_in_use gauge\n"
-                  "app_pool_in_use 3\n"
-                  "# HELP app_duration_seconds Durations.\n"
-                  "# TYPE app_duration_seconds histogram\n"
-                  "app_duration_seconds_bucket{le=\"0.1\"} 2\n"
-                  "app_duration_seconds_bucket{le=\"1\"} 2\n"
-                  "app_duration_seconds_bucket{le=\"2.5\"} 3\n"
-                  "app_duration_seconds_bucket{le=\"+Inf\"} 4\n"
-                  "app_duration_seconds_sum 9.4\n"
-                  "app_duration_seconds_count 4\n");
+    metrics_histogram_observe(hs, 7.25); /* only +Inf */
+    expect_render(r, "# HELP app_requests_total Requests, by code.\n"
+                     "# TYPE app_requests_total counter\n"
+                     "app_requests_total{code=\"200\"} 3\n"
+                     "app_requests_total{code=\"401\"} 1\n"
+                     "# HELP app_pool_in_use In use.\n"
+                     "# TYPE app_pool_in_use gauge\n"
+                     "app_pool_in_use 3\n"
+                     "# HELP app_duration_seconds Durations.\n"
+                     "# TYPE app_duration_seconds histogram\n"
+                     "app_duration_seconds_bucket{le=\"0.1\"} 2\n"
+                     "app_duration_seconds_bucket{le=\"1\"} 2\n"
+                     "app_duration_seconds_bucket{le=\"2.5\"} 3\n"
+                     "app_duration_seconds_bucket{le=\"+Inf\"} 4\n"
+                     "app_duration_seconds_sum 9.4\n"
+                     "app_duration_seconds_count 4\n");
     assert_true(metrics_value(ok) == 3);
     assert_true(metrics_value(hs) == 4);
     metrics_registry_free(r);
@@ -70,16 +69,15 @@ static void metrics_render__labelled_histogram__labels_before_le(void **state)
     (void)state;
     struct metrics_registry *r = metrics_registry_new();
     static const double b[] = {1};
-    struct metric_family *h = metrics_family_new(r, METRIC_HISTOGRAM, "x_seconds", "X.",
-                                                 (const char *const[]){"route", NULL}, b, 1);
+    struct metric_family *h =
+        metrics_family_new(r, METRIC_HISTOGRAM, "x_seconds", "X.", (const char *const[]){"route", NULL}, b, 1);
     metrics_histogram_observe(metrics_series(h, (const char *const[]){"a"}), 0.5);
-    expect_render(r,
-                  "# HELP x_seconds X.\n"
-                  "# TYPE x_seconds histogram\n"
-                  "x_seconds_bucket{route=\"a\",le=\"1\"} 1\n"
-                  "x_seconds_bucket{route=\"a\",le=\"+Inf\"} 1\n"
-                  "x_seconds_sum{route=\"a\"} 0.5\n"
-                  "x_seconds_count{route=\"a\"} 1\n");
+    expect_render(r, "# HELP x_seconds X.\n"
+                     "# TYPE x_seconds histogram\n"
+                     "x_seconds_bucket{route=\"a\",le=\"1\"} 1\n"
+                     "x_seconds_bucket{route=\"a\",le=\"+Inf\"} 1\n"
+                     "x_seconds_sum{route=\"a\"} 0.5\n"
+                     "x_seconds_count{route=\"a\"} 1\n");
     metrics_registry_free(r);
 }
 
@@ -87,15 +85,14 @@ static void metrics_render__escaping__help_and_label_values(void **state)
 {
     (void)state;
     struct metrics_registry *r = metrics_registry_new();
-    struct metric_family *f = metrics_family_new(r, METRIC_GAUGE, "esc", "a \\ b\nc \"q\"",
-                                                 (const char *const[]){"v", NULL}, NULL, 0);
+    struct metric_family *f =
+        metrics_family_new(r, METRIC_GAUGE, "esc", "a \\ b\nc \"q\"", (const char *const[]){"v", NULL}, NULL, 0);
     metrics_gauge_set(metrics_series(f, (const char *const[]){"back\\slash \"quote\"\nnew"}), 1);
-    metrics_gauge_set(metrics_series(f, (const char *const[]){NULL}), 2);   /* NULL reads as "" */
-    expect_render(r,
-                  "# HELP esc a \\\\ b\\nc \"q\"\n"
-                  "# TYPE esc gauge\n"
-                  "esc{v=\"back\\\\slash \\\"quote\\\"\\nnew\"} 1\n"
-                  "esc{v=\"\"} 2\n");
+    metrics_gauge_set(metrics_series(f, (const char *const[]){NULL}), 2); /* NULL reads as "" */
+    expect_render(r, "# HELP esc a \\\\ b\\nc \"q\"\n"
+                     "# TYPE esc gauge\n"
+                     "esc{v=\"back\\\\slash \\\"quote\\\"\\nnew\"} 1\n"
+                     "esc{v=\"\"} 2\n");
     metrics_registry_free(r);
 }
 
@@ -120,16 +117,16 @@ static void metrics_family_new__rule_violations__rejected(void **state)
     assert_null(metrics_family_new(r, METRIC_GAUGE, "g", "", (const char *const[]){"__reserved", NULL}, NULL, 0));
     assert_null(metrics_family_new(r, METRIC_GAUGE, "g", "", (const char *const[]){"a:b", NULL}, NULL, 0));
     assert_null(metrics_family_new(r, METRIC_GAUGE, "g", "", (const char *const[]){"a", "a", NULL}, NULL, 0));
-    assert_null(metrics_family_new(r, METRIC_GAUGE, "g", "", (const char *const[]){"a", "b", "c", "d", "e", NULL},
-                                   NULL, 0));
-    assert_null(metrics_family_new(r, METRIC_GAUGE, "g", "", NULL, good, 2));          /* buckets on a gauge */
+    assert_null(
+        metrics_family_new(r, METRIC_GAUGE, "g", "", (const char *const[]){"a", "b", "c", "d", "e", NULL}, NULL, 0));
+    assert_null(metrics_family_new(r, METRIC_GAUGE, "g", "", NULL, good, 2)); /* buckets on a gauge */
     assert_null(metrics_family_new(r, METRIC_HISTOGRAM, "h", "", NULL, NULL, 0));
     assert_null(metrics_family_new(r, METRIC_HISTOGRAM, "h", "", NULL, unsorted, 2));
     assert_null(metrics_family_new(r, METRIC_HISTOGRAM, "h", "", NULL, dup, 2));
     assert_null(metrics_family_new(r, METRIC_HISTOGRAM, "h", "", NULL, inf, 2));
     assert_null(metrics_family_new(r, METRIC_HISTOGRAM, "h", "", (const char *const[]){"le", NULL}, good, 2));
     assert_non_null(metrics_family_new(r, METRIC_GAUGE, "ns:name_ok", "", NULL, NULL, 0));
-    assert_null(metrics_family_new(r, METRIC_GAUGE, "ns:name_ok", "", NULL, NULL, 0));   /* duplicate */
+    assert_null(metrics_family_new(r, METRIC_GAUGE, "ns:name_ok", "", NULL, NULL, 0)); /* duplicate */
     assert_non_null(metrics_family_new(r, METRIC_HISTOGRAM, "h", "", NULL, good, 2));
     metrics_registry_free(r);
 }
@@ -138,8 +135,8 @@ static void metrics_series__same_labels__same_series_and_bounded(void **state)
 {
     (void)state;
     struct metrics_registry *r = metrics_registry_new();
-    struct metric_family *f = metrics_family_new(r, METRIC_COUNTER, "c_total", "", (const char *const[]){"k", NULL},
-                                                 NULL, 0);
+    struct metric_family *f =
+        metrics_family_new(r, METRIC_COUNTER, "c_total", "", (const char *const[]){"k", NULL}, NULL, 0);
     struct metric_series *a = metrics_series(f, (const char *const[]){"x"});
     assert_ptr_equal(metrics_series(f, (const char *const[]){"x"}), a);
     char v[16];
@@ -148,7 +145,7 @@ static void metrics_series__same_labels__same_series_and_bounded(void **state)
         assert_non_null(metrics_series(f, (const char *const[]){v}));
     }
     assert_null(metrics_series(f, (const char *const[]){"one-too-many"}));
-    metrics_counter_add(NULL, 1);   /* a failed lookup is harmless */
+    metrics_counter_add(NULL, 1); /* a failed lookup is harmless */
     assert_null(metrics_series(NULL, NULL));
     metrics_registry_free(r);
 }
@@ -164,9 +161,9 @@ static void metrics_counter_set__mirrors_external_count__histogram_ignores_scala
     struct metric_series *h = metrics_series(metrics_family_new(r, METRIC_HISTOGRAM, "h", "", NULL, b, 1), NULL);
     metrics_counter_add(h, 5);
     metrics_gauge_set(h, 5);
-    metrics_histogram_observe(h, NAN);   /* ignored */
+    metrics_histogram_observe(h, NAN); /* ignored */
     assert_true(metrics_value(h) == 0);
-    metrics_histogram_observe(c, 1);     /* observe on a counter is ignored */
+    metrics_histogram_observe(c, 1); /* observe on a counter is ignored */
     assert_true(metrics_value(c) == 17);
     metrics_registry_free(r);
 }

@@ -22,7 +22,7 @@ struct receiver {
     int fd;
     char dir[64];
     char path[128];
-    char name[128];    /* what goes into NOTIFY_SOCKET */
+    char name[128]; /* what goes into NOTIFY_SOCKET */
 };
 
 static void receiver_open_path(struct receiver *r)
@@ -151,7 +151,7 @@ static void sd_watchdog_interval_us__pid_and_value_rules(void **state)
     assert_int_equal(sd_watchdog_interval_us("30000000", "42", 42, &us), 1);
     assert_int_equal(us, 30000000);
     us = 7;
-    assert_int_equal(sd_watchdog_interval_us("200000", "43", 42, &us), 0);   /* meant for another process */
+    assert_int_equal(sd_watchdog_interval_us("200000", "43", 42, &us), 0); /* meant for another process */
     assert_int_equal(us, 7);
     assert_int_equal(sd_watchdog_interval_us("0", NULL, 42, &us), 0);
     assert_int_equal(sd_watchdog_interval_us("-5", NULL, 42, &us), -1);

@@ -21,7 +21,7 @@
 #include "core/metrics.h"
 #include "features/deals_pipeline/controllers/notifications_controller.h"
 
-#define STAMP_SLOTS 1024u   /* power of two */
+#define STAMP_SLOTS 1024u /* power of two */
 
 struct notify_stamp {
     char booking_id[UUID_STR_LEN];
@@ -51,8 +51,8 @@ static struct metric_series *one(struct metrics_registry *r, enum metric_type t,
     return metrics_series(metrics_family_new(r, t, name, help, NULL, NULL, 0), NULL);
 }
 
-static struct metric_series *histogram(struct metrics_registry *r, const char *name, const char *help,
-                                       const double *b, size_t n)
+static struct metric_series *histogram(struct metrics_registry *r, const char *name, const char *help, const double *b,
+                                       size_t n)
 {
     return metrics_series(metrics_family_new(r, METRIC_HISTOGRAM, name, help, NULL, b, n), NULL);
 }
@@ -73,19 +73,20 @@ static int register_all(struct app_metrics *m)
 {
     struct metrics_registry *r = m->reg;
     const struct config *cfg = &m->app->cfg;
-    metrics_gauge_set(with(labelled(r, METRIC_GAUGE, "followupd_build_info",
-                                    "Build information; the value is always 1.", "version"),
-                           FOLLOWUPD_VERSION),
-                      1);
+    metrics_gauge_set(
+        with(labelled(r, METRIC_GAUGE, "followupd_build_info", "Build information; the value is always 1.", "version"),
+             FOLLOWUPD_VERSION),
+        1);
     m->ready = one(r, METRIC_GAUGE, "followupd_ready", "1 when ready (as /readyz and READY=1), else 0.");
     m->notifications = labelled(r, METRIC_COUNTER, "followupd_notifications_received_total",
                                 "Booking notifications received from PostgreSQL, by schema.", "schema");
-    for (int i = 0; i < cfg->db_schemas.n; i++) (void)with(m->notifications, cfg->db_schemas.items[i]);
+    for (int i = 0; i < cfg->db_schemas.n; i++)
+        (void)with(m->notifications, cfg->db_schemas.items[i]);
     m->tasks_created = one(r, METRIC_COUNTER, "followupd_tasks_created_total", "Follow-up tasks created.");
     m->tasks_existed = one(r, METRIC_COUNTER, "followupd_tasks_already_existed_total",
                            "Task creations answered ALREADY_EXISTS (counted as created).");
-    m->task_failures = labelled(r, METRIC_COUNTER, "followupd_task_failures_total",
-                                "Task scheduling failures, by reason.", "reason");
+    m->task_failures =
+        labelled(r, METRIC_COUNTER, "followupd_task_failures_total", "Task scheduling failures, by reason.", "reason");
     m->fail_transient = with(m->task_failures, "transient");
     m->fail_permanent = with(m->task_failures, "permanent");
     m->fail_gave_up = with(m->task_failures, "gave_up");
@@ -106,15 +107,16 @@ static int register_all(struct app_metrics *m)
     m->voice_calls = labelled(r, METRIC_COUNTER, "followupd_voice_calls_total",
                               "Voice-agent start-call requests, by outcome.", "outcome");
     static const char *const outcomes[] = {"ok", "transient", "permanent", "not_started"};
-    for (size_t i = 0; i < N_OF(outcomes); i++) (void)with(m->voice_calls, outcomes[i]);
+    for (size_t i = 0; i < N_OF(outcomes); i++)
+        (void)with(m->voice_calls, outcomes[i]);
     m->voice_duration = histogram(r, "followupd_voice_call_duration_seconds", "Duration of voice-agent requests.",
                                   duration_buckets, N_OF(duration_buckets));
-    m->pool_in_use = one(r, METRIC_GAUGE, "followupd_db_pool_in_use_connections",
-                         "Pool connections running a statement.");
-    m->pool_waiting = one(r, METRIC_GAUGE, "followupd_db_pool_waiting_queries",
-                          "Statements queued for a pool connection.");
-    m->backlog = one(r, METRIC_GAUGE, "followupd_scheduler_backlog_bookings",
-                     "Bookings queued or in flight in the scheduler.");
+    m->pool_in_use =
+        one(r, METRIC_GAUGE, "followupd_db_pool_in_use_connections", "Pool connections running a statement.");
+    m->pool_waiting =
+        one(r, METRIC_GAUGE, "followupd_db_pool_waiting_queries", "Statements queued for a pool connection.");
+    m->backlog =
+        one(r, METRIC_GAUGE, "followupd_scheduler_backlog_bookings", "Bookings queued or in flight in the scheduler.");
     m->exec_inflight = one(r, METRIC_GAUGE, "followupd_executions_in_flight", "Executions between claim and outcome.");
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
@@ -154,8 +156,9 @@ static void on_response(void *arg, const struct http_route *route, int status, u
 
 static uint32_t slot_of(const char *booking_id)
 {
-    uint32_t h = 2166136261u;   /* FNV-1a */
-    for (const char *p = booking_id; *p != '\0'; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = booking_id; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
     return h & (STAMP_SLOTS - 1);
 }
 
@@ -202,8 +205,8 @@ struct voice_probe {
 static void voice_done(void *arg, const struct voice_reply *r)
 {
     struct voice_probe *p = arg;
-    static const char *const names[] = {[VOICE_OK] = "ok", [VOICE_TRANSIENT] = "transient",
-                                        [VOICE_PERMANENT] = "permanent"};
+    static const char *const names[] = {
+        [VOICE_OK] = "ok", [VOICE_TRANSIENT] = "transient", [VOICE_PERMANENT] = "permanent"};
     const char *outcome = (unsigned)r->outcome < N_OF(names) ? names[r->outcome] : "transient";
     metrics_counter_add(with(p->m->voice_calls, outcome), 1);
     metrics_histogram_observe(p->m->voice_duration, (double)(uv_hrtime() - p->t0) / 1e9);
@@ -222,7 +225,7 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
         metrics_counter_add(with(m->voice_calls, "not_started"), 1);
         return -1;
     }
-    return 0;
+    return 0; /* p is owned by the pending call (voice_done frees it) */ // cppcheck-suppress memleak
 }
 
 struct create_probe {
@@ -246,14 +249,14 @@ static int queue_create(void *impl, const struct task_request *req, tq_cb cb, vo
     struct app_metrics *m = impl;
     struct create_probe *p = malloc(sizeof(*p));
     if (p == NULL) return -1;
-    *p = (struct create_probe){.m = m, .cb = cb, .arg = arg,
-                               .body_json = req->body_json != NULL ? strdup(req->body_json) : NULL};
+    *p = (struct create_probe){
+        .m = m, .cb = cb, .arg = arg, .body_json = req->body_json != NULL ? strdup(req->body_json) : NULL};
     if (m->inner_queue.create(m->inner_queue.impl, req, create_done, p) != 0) {
         free(p->body_json);
         free(p);
         return -1;
     }
-    return 0;
+    return 0; /* p is owned by the pending creation (create_done frees it) */ // cppcheck-suppress memleak
 }
 
 static int queue_remove(void *impl, const char *task_name, tq_cb cb, void *arg)

@@ -12,8 +12,8 @@
 struct metric_series {
     const struct metric_family *family;
     char *labels[METRICS_MAX_LABELS];
-    double value;                       /* counter/gauge; histogram: sum */
-    uint64_t count;                     /* histogram observations */
+    double value;                         /* counter/gauge; histogram: sum */
+    uint64_t count;                       /* histogram observations */
     uint64_t bucket[METRICS_MAX_BUCKETS]; /* per-bucket (non-cumulative) counts */
 };
 
@@ -73,16 +73,19 @@ struct metrics_registry *metrics_registry_new(void)
 
 static void series_free(struct metric_series *s)
 {
-    for (size_t i = 0; i < METRICS_MAX_LABELS; i++) free(s->labels[i]);
+    for (size_t i = 0; i < METRICS_MAX_LABELS; i++)
+        free(s->labels[i]);
     free(s);
 }
 
 static void family_free(struct metric_family *f)
 {
     if (f == NULL) return;
-    for (size_t i = 0; i < f->n_series; i++) series_free(f->series[i]);
+    for (size_t i = 0; i < f->n_series; i++)
+        series_free(f->series[i]);
     free(f->series);
-    for (size_t i = 0; i < f->n_labels; i++) free(f->label_names[i]);
+    for (size_t i = 0; i < f->n_labels; i++)
+        free(f->label_names[i]);
     free(f->name);
     free(f->help);
     free(f);
@@ -91,7 +94,8 @@ static void family_free(struct metric_family *f)
 void metrics_registry_free(struct metrics_registry *r)
 {
     if (r == NULL) return;
-    for (size_t i = 0; i < r->n; i++) family_free(r->families[i]);
+    for (size_t i = 0; i < r->n; i++)
+        family_free(r->families[i]);
     free(r->families);
     free(r);
 }
@@ -127,7 +131,7 @@ struct metric_family *metrics_family_new(struct metrics_registry *r, enum metric
     if (r == NULL || !family_rules_ok(r, type, name, label_names, buckets, n_buckets)) return NULL;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
-        struct metric_family **nf = realloc(r->families, cap * sizeof(*nf));
+        struct metric_family **nf = realloc(r->families, cap * sizeof(struct metric_family *));
         if (nf == NULL) return NULL;
         r->families = nf;
         r->cap = cap;
@@ -167,7 +171,7 @@ struct metric_series *metrics_series(struct metric_family *f, const char *const 
     if (f->n_series >= METRICS_MAX_SERIES) return NULL;
     if (f->n_series == f->cap_series) {
         size_t cap = f->cap_series ? f->cap_series * 2 : 8;
-        struct metric_series **ns = realloc(f->series, cap * sizeof(*ns));
+        struct metric_series **ns = realloc(f->series, cap * sizeof(struct metric_series *));
         if (ns == NULL) return NULL;
         f->series = ns;
         f->cap_series = cap;
@@ -238,7 +242,8 @@ static void put(struct out *o, const char *s, size_t n)
     if (o->oom) return;
     if (o->len + n + 1 > o->cap) {
         size_t cap = o->cap ? o->cap : 1024;
-        while (cap < o->len + n + 1) cap *= 2;
+        while (cap < o->len + n + 1)
+            cap *= 2;
         char *d = realloc(o->data, cap);
         if (d == NULL) {
             o->oom = true;
@@ -261,10 +266,14 @@ static void puts_(struct out *o, const char *s)
 static void put_escaped(struct out *o, const char *s, bool quote)
 {
     for (const char *p = s; *p != '\0'; p++) {
-        if (*p == '\\') puts_(o, "\\\\");
-        else if (*p == '\n') puts_(o, "\\n");
-        else if (quote && *p == '"') puts_(o, "\\\"");
-        else put(o, p, 1);
+        if (*p == '\\')
+            puts_(o, "\\\\");
+        else if (*p == '\n')
+            puts_(o, "\\n");
+        else if (quote && *p == '"')
+            puts_(o, "\\\"");
+        else
+            put(o, p, 1);
     }
 }
 
@@ -304,8 +313,8 @@ static void put_labels(struct out *o, const struct metric_family *f, const struc
     puts_(o, "}");
 }
 
-static void put_sample(struct out *o, const struct metric_family *f, const char *suffix,
-                       const struct metric_series *s, const char *le, double v)
+static void put_sample(struct out *o, const struct metric_family *f, const char *suffix, const struct metric_series *s,
+                       const char *le, double v)
 {
     char num[64];
     puts_(o, f->name);
@@ -334,9 +343,12 @@ static void render_histogram(struct out *o, const struct metric_family *f, const
 static const char *type_name(enum metric_type t)
 {
     switch (t) {
-    case METRIC_COUNTER: return "counter";
-    case METRIC_GAUGE: return "gauge";
-    case METRIC_HISTOGRAM: return "histogram";
+    case METRIC_COUNTER:
+        return "counter";
+    case METRIC_GAUGE:
+        return "gauge";
+    case METRIC_HISTOGRAM:
+        return "histogram";
     }
     return "untyped";
 }
@@ -344,7 +356,7 @@ static const char *type_name(enum metric_type t)
 char *metrics_render(const struct metrics_registry *r, size_t *len)
 {
     struct out o = {0};
-    put(&o, "", 0);   /* an empty registry still renders "" */
+    put(&o, "", 0); /* an empty registry still renders "" */
     for (size_t i = 0; r != NULL && i < r->n; i++) {
         const struct metric_family *f = r->families[i];
         puts_(&o, "# HELP ");
@@ -357,8 +369,10 @@ char *metrics_render(const struct metrics_registry *r, size_t *len)
         puts_(&o, type_name(f->type));
         puts_(&o, "\n");
         for (size_t j = 0; j < f->n_series; j++) {
-            if (f->type == METRIC_HISTOGRAM) render_histogram(&o, f, f->series[j]);
-            else put_sample(&o, f, "", f->series[j], NULL, f->series[j]->value);
+            if (f->type == METRIC_HISTOGRAM)
+                render_histogram(&o, f, f->series[j]);
+            else
+                put_sample(&o, f, "", f->series[j], NULL, f->series[j]->value);
         }
     }
     if (o.oom) {

@@ -51,11 +51,11 @@ struct metric_family *metrics_family_new(struct metrics_registry *r, enum metric
 struct metric_series *metrics_series(struct metric_family *f, const char *const *label_values);
 
 /* Updates; a NULL series is ignored (so a failed lookup never crashes). */
-void metrics_counter_add(struct metric_series *s, double v);   /* v >= 0, else ignored */
-void metrics_counter_set(struct metric_series *s, double v);   /* mirror a count kept elsewhere */
+void metrics_counter_add(struct metric_series *s, double v); /* v >= 0, else ignored */
+void metrics_counter_set(struct metric_series *s, double v); /* mirror a count kept elsewhere */
 void metrics_gauge_set(struct metric_series *s, double v);
 void metrics_histogram_observe(struct metric_series *s, double v);
-double metrics_value(const struct metric_series *s);          /* counter/gauge value, histogram count */
+double metrics_value(const struct metric_series *s); /* counter/gauge value, histogram count */
 
 /* The exposition text, malloc'd and NUL-terminated (*len without the NUL); NULL on OOM. */
 char *metrics_render(const struct metrics_registry *r, size_t *len);

@@ -21,7 +21,7 @@
 #define MAX_SQL_FILE_BYTES (4u << 20)
 
 struct sql_file {
-    char *name;       /* "001_task_columns.sql" */
+    char *name; /* "001_task_columns.sql" */
     char *text;
     size_t len;
 };
@@ -68,7 +68,7 @@ int migrate_resolve_sql_dir(const char *given, const char *exe_path, char *out, 
         append(tried, tried_cap, out);
         return -1;
     }
-    if (exe_path != NULL) {   /* <prefix>/bin/followupd -> <prefix>/share/followupd/sql */
+    if (exe_path != NULL) { /* <prefix>/bin/followupd -> <prefix>/share/followupd/sql */
         char bin_dir[PATH_MAX];
         snprintf(bin_dir, sizeof(bin_dir), "%s", exe_path);
         char *slash = strrchr(bin_dir, '/');
@@ -146,11 +146,19 @@ static int load_files(const char *dir, bool reverse, struct file_set *fs, char *
     for (struct dirent *e = readdir(d); e != NULL && rc == 0; e = readdir(d)) {
         if (!is_sql_name(e->d_name)) continue;
         struct sql_file *grown = realloc(fs->files, sizeof(*grown) * (size_t)(fs->n + 1));
-        if (grown == NULL) { rc = -1; snprintf(err, errlen, "out of memory"); break; }
+        if (grown == NULL) {
+            rc = -1;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
         fs->files = grown;
         struct sql_file *f = &fs->files[fs->n];
         memset(f, 0, sizeof(*f));
-        if ((f->name = strdup(e->d_name)) == NULL) { rc = -1; snprintf(err, errlen, "out of memory"); break; }
+        if ((f->name = strdup(e->d_name)) == NULL) {
+            rc = -1;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
         fs->n++;
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
@@ -203,14 +211,13 @@ static int migrate_schema(struct logger *lg, struct db_migrate_session *s, const
             return -1;
         }
         LOG_KV(lg, LOG_LEVEL_INFO, &ctx,
-               ((const char *[]){"file", fs->files[i].name, "direction", direction, "statements", count,
-                                 "duration_ms", ms, NULL}),
+               ((const char *[]){"file", fs->files[i].name, "direction", direction, "statements", count, "duration_ms",
+                                 ms, NULL}),
                "applied");
     }
     char files[16];
     snprintf(files, sizeof(files), "%d", fs->n);
-    LOG_KV(lg, LOG_LEVEL_INFO, &ctx, ((const char *[]){"files", files, "direction", direction, NULL}),
-           "schema done");
+    LOG_KV(lg, LOG_LEVEL_INFO, &ctx, ((const char *[]){"files", files, "direction", direction, NULL}), "schema done");
     return 0;
 }
 
@@ -271,7 +278,7 @@ int migrate_run(const struct migrate_opts *opts)
     struct config cfg;
     int rc = load_config(&lg, opts->config_path, &cfg);
     if (rc == 0) {
-        lg.level = cfg.log_level < LOG_LEVEL_INFO ? cfg.log_level : LOG_LEVEL_INFO;   /* always report progress */
+        lg.level = cfg.log_level < LOG_LEVEL_INFO ? cfg.log_level : LOG_LEVEL_INFO; /* always report progress */
         config_register_secrets(&cfg, &lg);
         rc = run(&lg, opts, &cfg);
     } else {

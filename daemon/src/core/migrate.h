@@ -22,11 +22,11 @@
 
 struct migrate_opts {
     const char *config_path;
-    const char *sql_dir;      /* NULL: installed share dir, else ./sql */
+    const char *sql_dir; /* NULL: installed share dir, else ./sql */
     bool rollback;
 };
 
-int migrate_run(const struct migrate_opts *opts);   /* exit code */
+int migrate_run(const struct migrate_opts *opts); /* exit code */
 
 /* The SQL directory to use (into out); 0, or -1 when none of the candidates
  * exists (tried lists them). exe_path: the running binary (NULL = unknown). */

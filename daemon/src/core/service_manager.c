@@ -26,7 +26,7 @@ void service_manager_init(struct service_manager *sm)
 static void send_message(struct service_manager *sm, const char *msg)
 {
     if (sd_notifier_send(&sm->sd, msg) == 0 || sm->send_error_logged) return;
-    sm->send_error_logged = true;   /* once: a gone manager must not flood the log */
+    sm->send_error_logged = true; /* once: a gone manager must not flood the log */
     LOG_KV(&sm->app->log, LOG_LEVEL_WARN, NULL, ((const char *[]){"error", strerror(errno), NULL}),
            "cannot notify the service manager");
 }
@@ -152,10 +152,13 @@ void service_manager_reloaded(struct service_manager *sm, bool applied)
     char status[sizeof(sm->last_status)];
     status_text(sm, health_not_ready_reason(sm->app), status, sizeof(status));
     char msg[sizeof(status) + 96];
-    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s%s", applied ? "" : "reload failed, kept the running "
-                                                                       "configuration; ", status);
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s%s",
+             applied ? ""
+                     : "reload failed, kept the running "
+                       "configuration; ",
+             status);
     send_message(sm, msg);
-    sm->last_status[0] = '\0';   /* the next refresh restores the plain summary */
+    sm->last_status[0] = '\0'; /* the next refresh restores the plain summary */
 }
 
 void service_manager_stopping(struct service_manager *sm)

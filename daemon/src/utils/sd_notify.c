@@ -16,7 +16,7 @@ static int parse_address(struct sd_notifier *n, const char *notify_socket)
 {
     size_t len = strlen(notify_socket);
     bool abstract = notify_socket[0] == '@';
-    if (!abstract && notify_socket[0] != '/') return -1;   /* only absolute paths and abstract names */
+    if (!abstract && notify_socket[0] != '/') return -1; /* only absolute paths and abstract names */
     if (len < 2 || len > sizeof(n->addr.sun_path) - (abstract ? 0 : 1)) return -1;
     memset(&n->addr, 0, sizeof(n->addr));
     n->addr.sun_family = AF_UNIX;

@@ -25,7 +25,7 @@
 #include <sys/un.h>
 
 struct sd_notifier {
-    int fd;                      /* -1 when disabled */
+    int fd; /* -1 when disabled */
     struct sockaddr_un addr;
     socklen_t addr_len;
 };

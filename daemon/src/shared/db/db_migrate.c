@@ -35,7 +35,8 @@ static bool tag_char(unsigned char c, bool first)
 static size_t dollar_delimiter(const char *sql, size_t len, size_t i)
 {
     size_t j = i + 1;
-    while (j < len && tag_char((unsigned char)sql[j], j == i + 1)) j++;
+    while (j < len && tag_char((unsigned char)sql[j], j == i + 1))
+        j++;
     return j < len && sql[j] == '$' ? j - i + 1 : 0;
 }
 
@@ -56,7 +57,7 @@ static size_t skip_quoted(const char *sql, size_t len, size_t i, char quote, boo
             continue;
         }
         if (sql[j] != quote) continue;
-        if (j + 1 < len && sql[j + 1] == quote) {   /* doubled quote */
+        if (j + 1 < len && sql[j + 1] == quote) { /* doubled quote */
             j++;
             continue;
         }
@@ -113,8 +114,8 @@ static size_t skip_construct(const char *sql, size_t len, size_t i)
     }
     if (c == '/' && next == '*') return or_unterminated(skip_block_comment(sql, len, i));
     if (c == '\'') {
-        bool e_string = i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
-                        (i < 2 || !word_char((unsigned char)sql[i - 2]));
+        bool e_string =
+            i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') && (i < 2 || !word_char((unsigned char)sql[i - 2]));
         return or_unterminated(skip_quoted(sql, len, i, '\'', e_string));
     }
     if (c == '"') return or_unterminated(skip_quoted(sql, len, i, '"', false));
@@ -136,13 +137,13 @@ int db_sql_next_statement(const char *sql, size_t len, size_t *pos, struct sql_s
     int depth = 0;
     while (i < len) {
         unsigned char c = (unsigned char)sql[i];
-        if (start == SIZE_MAX && (isspace(c) || c == ';')) {   /* blanks and empty statements */
+        if (start == SIZE_MAX && (isspace(c) || c == ';')) { /* blanks and empty statements */
             i++;
             continue;
         }
         if (start == SIZE_MAX && !is_comment_start(sql, len, i)) {
             start = i;
-            if (c == '\\') return fail_at(sql, i, out);          /* psql meta-command */
+            if (c == '\\') return fail_at(sql, i, out); /* psql meta-command */
         }
         size_t after = skip_construct(sql, len, i);
         if (after == UNTERMINATED) return fail_at(sql, i, out);
@@ -155,10 +156,13 @@ int db_sql_next_statement(const char *sql, size_t len, size_t *pos, struct sql_s
             *pos = i + 1;
             return 1;
         }
-        if (c == '(') depth++;
-        else if (c == ')' && depth > 0) depth--;
+        if (c == '(')
+            depth++;
+        else if (c == ')' && depth > 0)
+            depth--;
         if (word_char(c)) {
-            while (i < len && word_char((unsigned char)sql[i])) i++;   /* a$b, E'..' prefixes, numbers */
+            while (i < len && word_char((unsigned char)sql[i]))
+                i++; /* a$b, E'..' prefixes, numbers */
             continue;
         }
         i++;
@@ -243,8 +247,8 @@ int db_migrate_use_schema(struct db_migrate_session *s, const char *schema, char
     return rc;
 }
 
-int db_migrate_run_script(struct db_migrate_session *s, const char *script, size_t len, int *statements_run,
-                          char *err, size_t errlen)
+int db_migrate_run_script(struct db_migrate_session *s, const char *script, size_t len, int *statements_run, char *err,
+                          size_t errlen)
 {
     *statements_run = 0;
     size_t pos = 0;
@@ -262,8 +266,7 @@ int db_migrate_run_script(struct db_migrate_session *s, const char *script, size
         (*statements_run)++;
     }
     if (found < 0) {
-        snprintf(err, errlen, "line %d: unterminated quote, dollar quote or comment, or a psql meta-command",
-                 st.line);
+        snprintf(err, errlen, "line %d: unterminated quote, dollar quote or comment, or a psql meta-command", st.line);
         return -1;
     }
     if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {

@@ -10,9 +10,10 @@
  * db_sql_next_statement() splits a script the way psql's lexer does: ';' ends
  * a statement only outside quotes ('...', E'...' with backslash escapes,
  * "..."), dollar quotes ($$...$$, $tag$...$tag$), comments (-- and nested
- * C-style block comments) and parentheses; a piece holding only whitespace and comments is not
- * a statement.  psql meta-commands (lines starting with a backslash) and
- * psql variables are not supported (the migrations use neither).
+ * C-style block comments) and parentheses; a piece holding only whitespace
+ * and comments is not a statement.  psql meta-commands (lines starting with
+ * a backslash), psql variables and BEGIN ATOMIC function bodies are not
+ * supported (the migrations use none of them).
  *
  * The schema is quoted with PQescapeIdentifier and set with
  * `SET search_path TO <schema>`; it is never part of the scripts.  Server
@@ -28,8 +29,8 @@ struct logger;
 struct db_migrate_session;
 
 struct sql_statement {
-    size_t offset, len;   /* the statement's text in the script (without the ';') */
-    int line;             /* 1-based line where it starts */
+    size_t offset, len; /* the statement's text in the script (without the ';') */
+    int line;           /* 1-based line where it starts */
 };
 
 /* Next statement at or after *pos in sql[0..len). 1: *out set and *pos moved
@@ -44,8 +45,8 @@ int db_migrate_use_schema(struct db_migrate_session *s, const char *schema, char
 /* Run every statement of `script`. 0, or -1 with err filled ("line N: message")
  * and *statements_run counting the statements that succeeded. Fails too when
  * the script leaves a transaction open. */
-int db_migrate_run_script(struct db_migrate_session *s, const char *script, size_t len, int *statements_run,
-                          char *err, size_t errlen);
+int db_migrate_run_script(struct db_migrate_session *s, const char *script, size_t len, int *statements_run, char *err,
+                          size_t errlen);
 void db_migrate_close(struct db_migrate_session *s);
 
 #endif
