@@ -72,7 +72,7 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 # Third-party llhttp sources from Debian's node-llhttp: their own flags, no -Werror.
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -g -w -fPIC -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
+	$(CC) -std=c11 -O2 -g -w -fPIC -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
 
 $(LLHTTP_LIB): $(LLHTTP_OBJS)
 	@rm -f $@
@@ -109,6 +109,13 @@ test: deps
 	@rm -f $(BUILD)/summary.txt
 	@pg_virtualenv -v 15 $(PYTHON) tests/run_all.py --build $(BUILD) --summary-file $(BUILD)/summary.txt; rc=$$?; \
 	  echo; if [ -s $(BUILD)/summary.txt ]; then cat $(BUILD)/summary.txt; else echo "0 passed, 1 failed"; rc=1; fi; exit $$rc
+
+# The main job in one command: throwaway PostgreSQL (or the one PG* points at), demo voice
+# agent, followupd with conf/demo.conf, a timeline of bookings. DEMO_KEEP=1 keeps it running.
+demo: deps
+	$(MAKE) all
+	@if [ -n "$$PGHOST" ] && pg_isready -q; then $(PYTHON) tests/demo/demo.py; \
+	else pg_virtualenv -v 15 $(PYTHON) tests/demo/demo.py; fi
 
 compliance:
 	$(PYTHON) tests/compliance/scan.py .

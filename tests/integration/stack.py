@@ -208,3 +208,51 @@ level = {self.log_level}
             if task.get("body_json", {}).get("bookingId") == booking_id:
                 return name, task
         return None
+
+    # -- execute-callback helpers (added for test_execute*.py; new methods only) -----------------------------
+    EXECUTE_PATH = "/api/deals-pipeline/bookings/{}/execute-followup"
+
+    def scheduled_booking(self, schema="tenant_a", timeout=10.0, **insert_kwargs):
+        """Insert a follow-up booking and wait until the daemon has created its Cloud Task and marked the row
+        scheduled. Returns (booking_id, row, task_name, task_body) where task_body is the JSON the task carries
+        (what Cloud Tasks would POST back)."""
+        booking_id = self.insert_booking(schema, **insert_kwargs)
+        row = self.wait_row(schema, booking_id, lambda r: r["task_status"] == "scheduled", timeout)
+        name, task = wait_for(lambda: self.task_for(booking_id), timeout, f"task for {booking_id}")
+        return booking_id, row, name, task["body_json"]
+
+    def raw_request(self, d, method, path, headers=(), body=b"", timeout=10.0):
+        """One request sent with http.client exactly as given: `headers` is a list of (name, value) pairs, so
+        a header may appear twice; Host and Content-Length are added. Returns (status, [(name, value)], body)
+        with the body parsed as JSON when it is JSON, else the raw bytes."""
+        import http.client
+        if isinstance(body, str):
+            body = body.encode()
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout)
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            resp = conn.getresponse()
+            raw = resp.read()
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = raw
+            return resp.status, resp.getheaders(), parsed
+        finally:
+            conn.close()
+
+    def voice_requests_for(self, booking_id):
+        """Every start-call request the fake voice agent saw for this booking: accepted (incl. duplicates),
+        refused by validation, or answered by an injected failure."""
+        accepted = self.va.calls_for_booking(booking_id)
+        others = [r for r in self.va.rejected + self.va.injected if booking_id in r.get("body", "")]
+        return accepted + others
+
+    def stop_daemons(self, timeout=10.0):
+        """SIGTERM every running daemon of this stack and wait for it; returns their exit codes. Fails (via
+        Daemon.stop) when one does not exit in time or wrote a non-JSON line (e.g. a sanitizer report)."""
+        return [d.stop(timeout=timeout)[0] for d in self.daemons if d.running]

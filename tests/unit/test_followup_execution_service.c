@@ -232,6 +232,31 @@ static void execute__overlong_fields__refused(void **state)
     assert_int_equal(f->w.voice_calls, 0);
 }
 
+static void execute__transient_on_last_attempt__final(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.max_attempts = 2;
+    f->w.voice_script[0] = VOICE_TRANSIENT;
+    f->w.voice_script[1] = VOICE_TRANSIENT;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_RETRYABLE);
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_FINAL);
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_FINAL);   /* never called a third time */
+    assert_int_equal(f->w.voice_calls, 2);
+}
+
+static void execute__retry_delay__doubles_from_base(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.retry_base_s = 5;
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    for (int i = 0; i < 3; i++) f->w.voice_script[i] = VOICE_TRANSIENT;
+    int expected[] = {5, 10, 20};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_RETRYABLE);
+        assert_int_equal(r->retry_delay_s, expected[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +274,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(execute__repository_down__unavailable_and_no_call, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__outcome_not_recorded__unavailable_then_lease_protects, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__overlong_fields__refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__transient_on_last_attempt__final, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__retry_delay__doubles_from_base, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

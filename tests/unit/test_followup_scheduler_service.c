@@ -95,13 +95,13 @@ static void keys__same_input__deterministic_and_well_formed(void **state)
     assert_int_equal(followup_idempotency_key(TENANT, BOOKING, 1795881600000LL, k2, sizeof(k2)), 0);
     assert_string_equal(k1, "followup:" TENANT ":" BOOKING ":2026-11-28T16:00:00.000Z");
     assert_int_equal(strlen(k1), 107);
-    assert_int_equal(followup_task_id(k1, t1), 0);
-    assert_int_equal(followup_task_id(k2, t2), 0);
+    assert_int_equal(followup_task_id(k1, 0, t1), 0);
+    assert_int_equal(followup_task_id(k2, 0, t2), 0);
     assert_string_equal(t1, t2);
     assert_int_equal(strlen(t1), 64);
     assert_int_equal(strspn(t1, "0123456789abcdef"), 64);
     assert_int_equal(followup_idempotency_key(TENANT, BOOKING, 1795881600001LL, k2, sizeof(k2)), 0);
-    assert_int_equal(followup_task_id(k2, t2), 0);
+    assert_int_equal(followup_task_id(k2, 0, t2), 0);
     assert_string_not_equal(t1, t2);
 }
 
@@ -116,7 +116,7 @@ static void pass__future_booking__creates_task_and_marks_scheduled(void **state)
     assert_int_equal(f->w.last_create.schedule_time_ms, r->b.scheduled_at_ms);
     char key[IDEMPOTENCY_KEY_LEN], tid[TASK_ID_LEN];
     followup_idempotency_key(TENANT, BOOKING, r->b.scheduled_at_ms, key, sizeof(key));
-    followup_task_id(key, tid);
+    followup_task_id(key, 0, tid);
     assert_string_equal(f->w.last_create.task_id, tid);
     assert_string_equal(r->b.task_status, "scheduled");
     assert_string_equal(r->b.idempotency_key, key);
@@ -214,13 +214,14 @@ static void pass__permanent_error__marks_failed(void **state)
     assert_non_null(strstr(r->last_error, "rejected"));
 }
 
-static void pass__not_a_follow_up__no_task(void **state)
+static void pass__not_a_follow_up__no_task_and_row_untouched(void **state)
 {
     struct fixture *f = *state;
-    add(f, BOOKING, "meeting", 3600000);
+    struct fake_row *r = add(f, BOOKING, "meeting", 3600000);
     assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
     fakes_drain(&f->w);
     assert_int_equal(f->w.creates, 0);
+    assert_string_equal(r->b.task_status, "pending");
 }
 
 static void pass__cancelled_or_already_scheduled__no_task(void **state)
@@ -230,8 +231,10 @@ static void pass__cancelled_or_already_scheduled__no_task(void **state)
     strcpy(r->b.status, "cancelled");
     assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
     fakes_drain(&f->w);
-    strcpy(r->b.status, "scheduled");
+    assert_string_equal(r->b.task_status, "cancelled");
     strcpy(r->b.task_status, "scheduled");
+    strcpy(r->b.status, "scheduled");
+    r->b.task_scheduled_at_ms = r->b.scheduled_at_ms;
     assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
     fakes_drain(&f->w);
     assert_int_equal(f->w.creates, 0);
@@ -300,6 +303,168 @@ static void enqueue__invalid_ids__rejected(void **state)
     assert_int_equal(f->w.loads, 0);
 }
 
+static struct fake_row *scheduled_row(struct fixture *f)
+{
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "scheduled");
+    return r;
+}
+
+static void plan__each_row_state__expected(void **state)
+{
+    struct fixture *f = *state;
+    struct booking b = {.booking_type = "follow_up", .status = "scheduled", .task_status = "pending",
+                        .scheduled_at_ms = 1000};
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_SCHEDULE);
+    strcpy(b.booking_type, "meeting");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_NOTHING);   /* never ours: left untouched */
+    strcpy(b.booking_type, "follow_up");
+    strcpy(b.status, "cancelled");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_CANCEL);
+    strcpy(b.status, "scheduled");
+    strcpy(b.task_status, "scheduled");
+    b.task_scheduled_at_ms = 1000;
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_NOTHING);
+    b.task_scheduled_at_ms = 2000;
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_RESCHEDULE);
+    strcpy(b.status, "cancelled");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_CANCEL);
+    strcpy(b.task_status, "cancelled");
+    strcpy(b.task_name, "projects/p/locations/l/queues/q/tasks/x");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_DROP_TASK);
+    b.task_name[0] = '\0';
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_NOTHING);
+    strcpy(b.status, "scheduled");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_REOPEN);
+    strcpy(b.task_status, "executed");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_NOTHING);
+    strcpy(b.task_status, "in_progress");
+    strcpy(b.status, "cancelled");
+    assert_int_equal(followup_plan_for(&f->cfg, &b), PLAN_NOTHING);
+}
+
+static void cancel__scheduled_booking__row_cancelled_task_deleted_name_cleared(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    strcpy(r->b.status, "cancelled");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "cancelled");
+    assert_int_equal(f->w.removes, 1);
+    assert_string_equal(r->b.task_name, "");
+}
+
+static void cancel__task_already_gone__still_cleared(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    f->w.remove_result = TQ_NOT_FOUND;
+    strcpy(r->b.status, "cancelled");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "cancelled");
+    assert_string_equal(r->b.task_name, "");
+}
+
+static void cancel__delete_fails__name_kept_for_the_sweep(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    f->w.remove_result = TQ_TRANSIENT;
+    strcpy(r->b.status, "cancelled");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "cancelled");
+    assert_string_not_equal(r->b.task_name, "");
+    f->w.remove_result = TQ_OK;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);   /* sweep finds it again */
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_name, "");
+}
+
+static void uncancel__after_task_deleted__scheduled_again_with_new_task_id(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    char first_id[128];
+    strcpy(first_id, f->w.last_create_id);
+    strcpy(r->b.status, "cancelled");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    strcpy(r->b.status, "scheduled");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "scheduled");
+    assert_int_equal(f->w.creates, 2);
+    assert_string_not_equal(f->w.last_create_id, first_id);   /* Cloud Tasks reserves deleted names */
+    assert_int_equal(r->b.task_generation, 1);
+}
+
+static void reschedule__scheduled_at_moved__new_task_then_row_then_old_deleted(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    char old_name[TASK_NAME_LEN], old_key[IDEMPOTENCY_KEY_LEN];
+    strcpy(old_name, r->b.task_name);
+    strcpy(old_key, r->b.idempotency_key);
+    r->b.scheduled_at_ms += 7200000;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 2);
+    assert_int_equal(f->w.removes, 1);
+    assert_string_equal(f->w.last_removed, old_name);
+    assert_string_not_equal(r->b.task_name, old_name);
+    assert_string_not_equal(r->b.idempotency_key, old_key);
+    assert_int_equal(r->b.task_scheduled_at_ms, r->b.scheduled_at_ms);
+    assert_int_equal(f->w.last_create.schedule_time_ms, r->b.scheduled_at_ms);
+    assert_string_equal(r->b.task_status, "scheduled");
+}
+
+static void reschedule__back_to_earlier_time__never_reuses_a_task_id(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    char first_id[128];
+    strcpy(first_id, f->w.last_create_id);
+    int64_t first = r->b.scheduled_at_ms;
+    r->b.scheduled_at_ms = first + 60000;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    r->b.scheduled_at_ms = first;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 3);
+    assert_string_not_equal(f->w.last_create_id, first_id);
+}
+
+static void type_change__no_longer_follow_up__cancelled(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    strcpy(r->b.booking_type, "meeting");
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "cancelled");
+    assert_int_equal(f->w.removes, 1);
+}
+
+static void executed_booking__cancel_or_reschedule__untouched(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = scheduled_row(f);
+    strcpy(r->b.task_status, "executed");
+    strcpy(r->b.status, "cancelled");
+    r->b.scheduled_at_ms += 1000;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_string_equal(r->b.task_status, "executed");
+    assert_int_equal(f->w.removes, 0);
+    assert_int_equal(f->w.creates, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 int main(void)
 {
@@ -314,13 +479,22 @@ int main(void)
         T(pass__transient_then_ok__retried_with_backoff),
         T(pass__transient_forever__gives_up_and_stays_pending),
         T(pass__permanent_error__marks_failed),
-        T(pass__not_a_follow_up__no_task),
+        T(pass__not_a_follow_up__no_task_and_row_untouched),
         T(pass__cancelled_or_already_scheduled__no_task),
         T(pass__beyond_horizon__stays_pending),
         T(enqueue__same_booking_thrice__one_pass),
         T(enqueue__burst__bounded_inflight_and_nothing_lost),
         T(enqueue__queue_full__dropped_and_counted),
         T(enqueue__invalid_ids__rejected),
+        T(plan__each_row_state__expected),
+        T(cancel__scheduled_booking__row_cancelled_task_deleted_name_cleared),
+        T(cancel__task_already_gone__still_cleared),
+        T(cancel__delete_fails__name_kept_for_the_sweep),
+        T(uncancel__after_task_deleted__scheduled_again_with_new_task_id),
+        T(reschedule__scheduled_at_moved__new_task_then_row_then_old_deleted),
+        T(reschedule__back_to_earlier_time__never_reuses_a_task_id),
+        T(type_change__no_longer_follow_up__cancelled),
+        T(executed_booking__cancel_or_reschedule__untouched),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,8 +36,8 @@ static const struct http_route routes[] = {
 };
 static const size_t n_routes = sizeof(routes) / sizeof(routes[0]);
 
-static int match(const char *method, const char *path, const struct http_route **out,
-                 struct http_params *params, char *allow, size_t allow_len)
+static int match(const char *method, const char *path, const struct http_route **out, struct http_params *params,
+                 char *allow, size_t allow_len)
 {
     return http_router_match(routes, n_routes, method, path, out, params, allow, allow_len);
 }
@@ -57,8 +57,7 @@ static void match__param_segment__captured_by_name(void **state)
     (void)state;
     const struct http_route *r = NULL;
     struct http_params p;
-    assert_int_equal(match("POST", "/api/deals-pipeline/bookings/7f3a-11/execute-followup", &r, &p, NULL, 0),
-                     200);
+    assert_int_equal(match("POST", "/api/deals-pipeline/bookings/7f3a-11/execute-followup", &r, &p, NULL, 0), 200);
     assert_ptr_equal(r, &routes[1]);
     assert_int_equal(r->auth, HTTP_AUTH_TASK);
     assert_string_equal(http_params_get(&p, "id"), "7f3a-11");
@@ -157,8 +156,7 @@ static void match__wrong_method__405_with_allow(void **state)
     char allow[64];
     assert_int_equal(match("PATCH", "/api/items/42", NULL, NULL, allow, sizeof(allow)), 405);
     assert_string_equal(allow, "GET, DELETE, PUT"); /* PUT listed once though two rows match */
-    assert_int_equal(match("GET", "/api/deals-pipeline/bookings/1/execute-followup", NULL, NULL, allow,
-                           sizeof(allow)),
+    assert_int_equal(match("GET", "/api/deals-pipeline/bookings/1/execute-followup", NULL, NULL, allow, sizeof(allow)),
                      405);
     assert_string_equal(allow, "POST");
 }

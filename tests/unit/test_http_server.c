@@ -91,7 +91,8 @@ static void h_echo(struct http_exchange *ex, void *ctx)
     size_t len = 0;
     const char *body = http_exchange_body(ex, &len);
     unsigned long sum = 0;
-    for (size_t i = 0; i < len; i++) sum += (unsigned char)body[i];
+    for (size_t i = 0; i < len; i++)
+        sum += (unsigned char)body[i];
     json_t *o = json_pack("{s:I,s:I}", "len", (json_int_t)len, "sum", (json_int_t)sum);
     if (len <= 512) json_object_set_new(o, "body", json_stringn(body, len));
     respond_json(ex, 200, o);
@@ -102,9 +103,9 @@ static void h_headers(struct http_exchange *ex, void *ctx)
     (void)ctx;
     respond_json(ex, 200,
                  json_pack("{s:s?,s:I,s:s,s:s,s:s,s:s}", "x", http_exchange_header(ex, "x-test"), "count",
-                           (json_int_t)http_exchange_header_count(ex, "X-Test"), "rid",
-                           http_exchange_request_id(ex), "query", http_exchange_query(ex), "path",
-                           http_exchange_path(ex), "method", http_exchange_method(ex)));
+                           (json_int_t)http_exchange_header_count(ex, "X-Test"), "rid", http_exchange_request_id(ex),
+                           "query", http_exchange_query(ex), "path", http_exchange_path(ex), "method",
+                           http_exchange_method(ex)));
 }
 
 static void h_task(struct http_exchange *ex, void *ctx)
@@ -169,14 +170,10 @@ static void test_authenticate(void *auth_ctx, struct http_exchange *ex, http_aut
 }
 
 static const struct http_route routes[] = {
-    {"GET", "/hello", h_hello, HTTP_AUTH_NONE},
-    {"GET", "/items/:id", h_item, HTTP_AUTH_NONE},
-    {"DELETE", "/items/:id", h_delete, HTTP_AUTH_NONE},
-    {"POST", "/echo", h_echo, HTTP_AUTH_NONE},
-    {"GET", "/headers", h_headers, HTTP_AUTH_NONE},
-    {"POST", "/task/:id", h_task, HTTP_AUTH_TASK},
-    {"GET", "/async", h_async, HTTP_AUTH_NONE},
-    {"GET", "/hold", h_hold, HTTP_AUTH_NONE},
+    {"GET", "/hello", h_hello, HTTP_AUTH_NONE},         {"GET", "/items/:id", h_item, HTTP_AUTH_NONE},
+    {"DELETE", "/items/:id", h_delete, HTTP_AUTH_NONE}, {"POST", "/echo", h_echo, HTTP_AUTH_NONE},
+    {"GET", "/headers", h_headers, HTTP_AUTH_NONE},     {"POST", "/task/:id", h_task, HTTP_AUTH_TASK},
+    {"GET", "/async", h_async, HTTP_AUTH_NONE},         {"GET", "/hold", h_hold, HTTP_AUTH_NONE},
     {"GET", "/extra", h_extra, HTTP_AUTH_NONE},
 };
 
@@ -571,7 +568,8 @@ static void server__max_connections__excess_refused_then_served_after_others_lea
     assert_int_equal(httpd_client_send_str(&c[1], "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     read_ok(&c[1], &r, 200);
     httpd_client_close(&later);
-    for (int i = 1; i < 4; i++) httpd_client_close(&c[i]);
+    for (int i = 1; i < 4; i++)
+        httpd_client_close(&c[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -638,7 +636,8 @@ static void server__too_many_header_lines__431(void **state)
     struct fx *fx = fx_start(state, &lim);
     char req[8192];
     size_t len = (size_t)snprintf(req, sizeof(req), "GET /hello HTTP/1.1\r\nHost: t\r\n");
-    for (int i = 0; i < 120; i++) len += (size_t)snprintf(req + len, sizeof(req) - len, "X-%d: v\r\n", i);
+    for (int i = 0; i < 120; i++)
+        len += (size_t)snprintf(req + len, sizeof(req) - len, "X-%d: v\r\n", i);
     len += (size_t)snprintf(req + len, sizeof(req) - len, "\r\n");
     expect_rejected(fx, req, len, 431, "request_header_fields_too_large");
 }
@@ -864,11 +863,9 @@ static void server__transfer_coding_other_than_chunked__rejected(void **state)
     struct fx *fx = fx_start(state, NULL);
     EXPECT_REJECTED(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
                     "not_implemented");
-    EXPECT_REJECTED(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 501,
-                    "not_implemented");
+    EXPECT_REJECTED(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 501, "not_implemented");
     struct httpd_response r;
-    roundtrip(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n", &r,
-              200);
+    roundtrip(fx, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n", &r, 200);
     assert_non_null(strstr(r.body, "\"body\":\"z\""));
 }
 
@@ -961,13 +958,15 @@ static void server__access_log__one_line_per_request_with_fields(void **state)
     roundtrip(fx, "GET /nope HTTP/1.1\r\nHost: t\r\nX-Request-Id: rid-2\r\n\r\n", &r, 404);
     char *log = httpd_harness_log(&fx->h);
     size_t lines = 0;
-    for (const char *p = log; (p = strstr(p, "\"msg\":\"http request\"")) != NULL; p++) lines++;
+    for (const char *p = log; (p = strstr(p, "\"msg\":\"http request\"")) != NULL; p++)
+        lines++;
     assert_int_equal(lines, 2);
     const char *l1 = strstr(log, "\"request_id\":\"rid-1\"");
     assert_non_null(l1);
     const char *eol = strchr(l1, '\n');
     const char *start = l1;
-    while (start > log && start[-1] != '\n') start--;
+    while (start > log && start[-1] != '\n')
+        start--;
     char line[1024];
     size_t n = (size_t)((eol != NULL ? eol : l1 + strlen(l1)) - start);
     assert_true(n < sizeof(line));
@@ -1043,8 +1042,8 @@ static void count_done(void *arg)
 static void listen__bad_addresses__error_and_clean_close(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"nonsense", "127.0.0.1", "127.0.0.1:99999", "127.0.0.1:", "[::1",
-                                      "::1:80", "localhost:80", "127.0.0.1:8x", ""};
+    static const char *const bad[] = {
+        "nonsense", "127.0.0.1", "127.0.0.1:99999", "127.0.0.1:", "[::1", "::1:80", "localhost:80", "127.0.0.1:8x", ""};
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -18,6 +18,8 @@ struct tq_call {
     tq_cb cb;
     void *arg;
     char task_name[TASK_NAME_LEN];
+    struct cloud_tasks_queue_adapter *owner;   /* Cloud Tasks calls only: listed there while in flight */
+    struct tq_call *prev, *next;
 };
 
 static enum tq_result tq_from_ct(enum ct_result r)
@@ -32,9 +34,27 @@ static enum tq_result tq_from_ct(enum ct_result r)
     return TQ_TRANSIENT;
 }
 
+static void call_link(struct cloud_tasks_queue_adapter *a, struct tq_call *call)
+{
+    call->owner = a;
+    call->prev = NULL;
+    call->next = a->calls;
+    if (a->calls != NULL) a->calls->prev = call;
+    a->calls = call;
+}
+
+static void call_unlink(struct tq_call *call)
+{
+    if (call->prev != NULL) call->prev->next = call->next;
+    else call->owner->calls = call->next;
+    if (call->next != NULL) call->next->prev = call->prev;
+    call->prev = call->next = NULL;
+}
+
 static void on_ct_reply(void *arg, const struct ct_reply *r)
 {
     struct tq_call *call = arg;
+    call_unlink(call);
     struct tq_reply reply = {.result = tq_from_ct(r->result), .task_name = r->task_name, .error = r->error};
     call->cb(call->arg, &reply);
     free(call);
@@ -56,7 +76,9 @@ static int ct_create(void *impl, const struct task_request *req, tq_cb cb, void 
     if (call == NULL) return -1;
     call->cb = cb;
     call->arg = arg;
+    call_link(a, call);
     if (cloud_tasks_create(a->client, &spec, on_ct_reply, call) != 0) {
+        call_unlink(call);
         free(call);
         return -1;
     }
@@ -70,7 +92,9 @@ static int ct_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
     if (call == NULL) return -1;
     call->cb = cb;
     call->arg = arg;
+    call_link(a, call);
     if (cloud_tasks_delete(a->client, task_name, on_ct_reply, call) != 0) {
+        call_unlink(call);
         free(call);
         return -1;
     }
@@ -80,6 +104,15 @@ static int ct_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
 void cloud_tasks_queue_port(struct cloud_tasks_queue_adapter *a, struct task_queue *out)
 {
     *out = (struct task_queue){.impl = a, .create = ct_create, .remove = ct_remove};
+}
+
+void cloud_tasks_queue_adapter_drop_calls(struct cloud_tasks_queue_adapter *a)
+{
+    while (a->calls != NULL) {
+        struct tq_call *call = a->calls;
+        call_unlink(call);
+        free(call);
+    }
 }
 
 /* ---- local queue ---- */

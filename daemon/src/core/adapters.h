@@ -16,9 +16,12 @@ struct cloud_tasks_client;
 struct voice_agent_client;
 struct uv_timers;
 
+struct tq_call;
+
 struct cloud_tasks_queue_adapter {
     struct cloud_tasks_client *client;
     const struct config *cfg;
+    struct tq_call *calls;        /* contexts of the creates/deletes in flight */
 };
 
 struct voice_agent_adapter {
@@ -32,6 +35,9 @@ struct local_queue_adapter {
 };
 
 void cloud_tasks_queue_port(struct cloud_tasks_queue_adapter *a, struct task_queue *out);
+/* Call after cloud_tasks_client_free(), which drops its outstanding operations without calling them back:
+ * frees their contexts (their callers are never answered; they are shutting down too). */
+void cloud_tasks_queue_adapter_drop_calls(struct cloud_tasks_queue_adapter *a);
 void local_queue_port(struct local_queue_adapter *a, struct task_queue *out);
 void voice_agent_port_init(struct voice_agent_adapter *a, struct voice_agent_port *out);
 

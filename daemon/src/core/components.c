@@ -3,10 +3,13 @@
  * database pool and listener → repository → task queue (Cloud Tasks or local)
  * → voice agent → services → task authenticator (JWKS) → HTTP server.
  * Shutdown runs in phases so no callback outlives what it touches: (1) stop
- * intake (listener, sweeps, scheduler, no new connections); (2) close the
- * pool, the JWKS cache and the HTTP client, which completes every pending
- * statement and request (answering their HTTP exchanges); (3) close the HTTP
- * server; (4) close the timers.
+ * intake (listener, sweeps, scheduler, no new connections), then drain:
+ * wait for in-flight executions and requests up to shutdown.drain_timeout_ms
+ * (see "shutdown drain" below); (2) close the
+ * HTTP client, which hands every pending Cloud Tasks / voice-agent call back
+ * to its caller as a transient failure; (3) free the clients, close the JWKS
+ * cache and the pool, which completes every pending statement (answering
+ * their HTTP exchanges); (4) close the HTTP server; (5) close the timers.
  */
 #include "core/components.h"
 
@@ -34,6 +37,7 @@ static void on_listener_ready(void *arg)
     LOG_INFO(&app->log, NULL, "listening for booking notifications on %d schema(s); catching up",
              app->cfg.db_schemas.n);
     followup_sweep_request(&app->comp->sweep, "listener (re)connected");
+    if (app->comp->local) followup_dispatcher_poke(&app->comp->dispatcher);
 }
 
 static void on_listener_lost(void *arg)
@@ -105,6 +109,22 @@ static struct voice_agent_opts voice_opts(const struct config *cfg)
                                      .timeout_ms = cfg->va_timeout_ms};
 }
 
+/* Settings the execution service copies (re-applied on reload). */
+static void apply_live_settings(struct app *app, struct app_components *c)
+{
+    c->exec.max_attempts = app->cfg.followup_max_attempts;
+    c->exec.retry_base_s = app->cfg.queue_backend == QUEUE_LOCAL ? app->cfg.followup_retry_base_s : 0;
+}
+
+/* The scheduler drained a burst: a sweep batch may be owed, and (local backend)
+ * the earliest due task may have changed. */
+static void on_scheduler_idle(void *arg)
+{
+    struct app_components *c = arg;
+    followup_sweep_on_scheduler_idle(&c->sweep);
+    if (c->local) followup_dispatcher_poke(&c->dispatcher);
+}
+
 static int start_services(struct app *app, struct app_components *c)
 {
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
@@ -115,12 +135,15 @@ static int start_services(struct app *app, struct app_components *c)
     struct bookings_repo *repo = bookings_repository_port(c->repo);
     int lease_s = (app->cfg.va_timeout_ms + 999) / 1000 + LEASE_MARGIN_S;
     followup_execution_service_init(&c->exec, repo, &c->voice, &app->log, lease_s);
+    apply_live_settings(app, c);
     if (followup_scheduler_init(&c->sched, &app->cfg, repo, &c->queue, &c->clock, &app->log, 100000) != 0)
         return -1;
     c->sched_ready = true;
     followup_sweep_init(&c->sweep, &app->cfg, repo, &c->sched, &c->clock, &app->log);
-    c->sched.on_idle = followup_sweep_on_scheduler_idle;
-    c->sched.on_idle_arg = &c->sweep;
+    c->local = app->cfg.queue_backend == QUEUE_LOCAL;
+    followup_dispatcher_init(&c->dispatcher, &app->cfg, repo, &c->exec, &c->clock, &app->log);
+    c->sched.on_idle = on_scheduler_idle;
+    c->sched.on_idle_arg = c;
     c->dp = (struct deals_pipeline_ctx){.cfg = &app->cfg, .exec = &c->exec, .log = &app->log, .host = app};
     return followup_sweep_start_periodic(&c->sweep);
 }
@@ -134,7 +157,8 @@ static int start_auth(struct app *app, struct app_components *c)
 {
     c->auth = (struct task_authenticator){.cfg = &app->cfg, .log = &app->log, .now_s = now_s, .clock = &c->timers};
     if (app->cfg.auth_mode != AUTH_OIDC) return 0;
-    struct jwks_cache_opts jopts = {.url = app->cfg.auth_jwks_url};
+    struct jwks_cache_opts jopts = {.url = app->cfg.auth_jwks_url,
+                                    .min_refresh_interval_s = app->cfg.auth_jwks_refetch_interval_s};
     c->jwks = jwks_cache_new(&app->loop, &app->log, &jopts, jwks_fetch_via_http_client, c->http_client);
     c->auth.jwks = c->jwks;
     return c->jwks != NULL && jwks_cache_start(c->jwks) == 0 ? 0 : -1;
@@ -182,6 +206,12 @@ int components_start(struct app *app)
         return -1;
     }
     uv_timers_init(&c->timers, &app->loop);
+    /* Test hook: run the daemon's clock ahead (e.g. to reach the 720 h horizon without waiting). */
+    const char *offset = getenv("FOLLOWUPD_TEST_CLOCK_OFFSET_MS");
+    if (offset != NULL && offset[0] != '\0') {
+        c->timers.offset_ms = strtoll(offset, NULL, 10);
+        LOG_WARN(&app->log, NULL, "test clock offset in effect: %lld ms", (long long)c->timers.offset_ms);
+    }
     c->clock = (struct clock_port){.impl = &c->timers, .now_ms = uv_timers_now_ms, .after = uv_timers_after};
     c->http_client = http_client_new(&app->loop, &app->log, app->cfg.followup_max_inflight + 16);
     if (c->http_client == NULL || start_database(app, c) != 0 || start_task_queue(app, c) != 0 ||
@@ -268,27 +298,34 @@ static void close_phase(struct app *app)
     switch (c->phase) {
     case 1:       /* stop intake */
         followup_sweep_close(&c->sweep);
+        followup_dispatcher_close(&c->dispatcher);
         if (c->sched_ready) followup_scheduler_close(&c->sched);
         if (c->http != NULL) http_server_stop_accepting(c->http);
         if (c->listener != NULL) { begin(app); db_listener_close(c->listener, phase_done, app); c->listener = NULL; }
         drain_start(app);   /* phase 2 waits for in-flight work */
         break;
-    case 2:       /* complete pending work */
-        if (c->ct != NULL) { cloud_tasks_client_free(c->ct); c->ct = NULL; }
-        if (c->va != NULL) { voice_agent_client_free(c->va); c->va = NULL; }
-        if (c->gauth != NULL) { google_auth_free(c->gauth); c->gauth = NULL; }
-        if (c->jwks != NULL) { begin(app); jwks_cache_close(c->jwks, phase_done, app); c->jwks = NULL; }
-        if (c->pool != NULL) { begin(app); db_pool_close(c->pool, phase_done, app); c->pool = NULL; }
+    case 2:       /* abort outbound HTTP: every pending client call reaches its caller (as transient) */
         if (c->http_client != NULL) {
             begin(app);
             http_client_close(c->http_client, phase_done, app);
             c->http_client = NULL;
         }
         break;
-    case 3:
+    case 3:       /* free the clients; close the pool (completes pending statements), the JWKS cache */
+        if (c->ct != NULL) {
+            cloud_tasks_client_free(c->ct);
+            cloud_tasks_queue_adapter_drop_calls(&c->ct_adapter);
+            c->ct = NULL;
+        }
+        if (c->va != NULL) { voice_agent_client_free(c->va); c->va = NULL; }
+        if (c->gauth != NULL) { google_auth_free(c->gauth); c->gauth = NULL; }
+        if (c->jwks != NULL) { begin(app); jwks_cache_close(c->jwks, phase_done, app); c->jwks = NULL; }
+        if (c->pool != NULL) { begin(app); db_pool_close(c->pool, phase_done, app); c->pool = NULL; }
+        break;
+    case 4:       /* every exchange has its answer: close the HTTP server */
         if (c->http != NULL) { begin(app); http_server_close(c->http, phase_done, app); c->http = NULL; }
         break;
-    case 4:
+    case 5:
         uv_timers_close(&c->timers);
         break;
     default:
@@ -338,6 +375,7 @@ void components_reload(struct app *app)
 {
     struct app_components *c = app->comp;
     if (c == NULL || c->va == NULL) return;
+    apply_live_settings(app, c);
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
     if (voice_agent_set_opts(c->va, &vopts) != 0)
         LOG_WARN(&app->log, NULL, "reload: voice-agent settings invalid; keeping the previous ones");

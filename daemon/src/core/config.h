@@ -48,6 +48,7 @@ struct config {
     int followup_catchup_window_s;
     int followup_max_inflight;
     int followup_max_attempts;
+    int followup_retry_base_s;
     /* [queue] */
     enum queue_backend queue_backend;
     /* [cloudtasks] */
@@ -65,6 +66,7 @@ struct config {
     char *auth_jwks_url;
     struct strlist auth_issuers;
     int auth_clock_skew_s;
+    int auth_jwks_refetch_interval_s;
     char *auth_shared_secret;   /* secret */
     /* [voice_agent] */
     char *va_base_url;

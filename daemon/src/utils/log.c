@@ -222,3 +222,11 @@ void log_write(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
     log_vwrite(lg, lvl, ctx, fields, fmt, ap);
     va_end(ap);
 }
+
+void log_writec(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(lg, lvl, ctx, NULL, fmt, ap);
+    va_end(ap);
+}

@@ -55,6 +55,9 @@ static inline bool log_enabled(const struct logger *lg, enum log_level lvl)
 void log_write(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
                const char *const *fields, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* log_write without extra fields. */
+void log_writec(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
                 const char *const *fields, const char *fmt, va_list ap)
     __attribute__((format(printf, 5, 0)));
@@ -64,19 +67,21 @@ void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx
 char *log_format_line(const struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
                       const char *const *fields, const char *msg);
 
-#define LOG_AT(lg, lvl, ctx, ...)                                                  \
+/* Macros take the context (and fields) inside __VA_ARGS__ so compound
+ * literals with commas, e.g. &(struct log_ctx){.a = x, .b = y}, work. */
+#define LOG_AT(lg, lvl, ...)                                                       \
     do {                                                                           \
-        if (log_enabled((lg), (lvl))) log_write((lg), (lvl), (ctx), NULL, __VA_ARGS__); \
+        if (log_enabled((lg), (lvl))) log_writec((lg), (lvl), __VA_ARGS__);        \
     } while (0)
-#define LOG_DEBUG(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_DEBUG, ctx, __VA_ARGS__)
-#define LOG_INFO(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_INFO, ctx, __VA_ARGS__)
-#define LOG_WARN(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_WARN, ctx, __VA_ARGS__)
-#define LOG_ERROR(lg, ctx, ...) LOG_AT(lg, LOG_LEVEL_ERROR, ctx, __VA_ARGS__)
+#define LOG_DEBUG(lg, ...) LOG_AT(lg, LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define LOG_INFO(lg, ...) LOG_AT(lg, LOG_LEVEL_INFO, __VA_ARGS__)
+#define LOG_WARN(lg, ...) LOG_AT(lg, LOG_LEVEL_WARN, __VA_ARGS__)
+#define LOG_ERROR(lg, ...) LOG_AT(lg, LOG_LEVEL_ERROR, __VA_ARGS__)
 
 /* Same with extra fields: LOG_KV(lg, LOG_LEVEL_WARN, ctx, ((const char*[]){"k","v",NULL}), "fmt") */
-#define LOG_KV(lg, lvl, ctx, fields, ...)                                          \
+#define LOG_KV(lg, lvl, ...)                                                       \
     do {                                                                           \
-        if (log_enabled((lg), (lvl))) log_write((lg), (lvl), (ctx), (fields), __VA_ARGS__); \
+        if (log_enabled((lg), (lvl))) log_write((lg), (lvl), __VA_ARGS__);         \
     } while (0)
 
 #endif

@@ -118,7 +118,8 @@ const char *httpd_response_header(const struct httpd_response *r, const char *na
         if (eol == NULL) eol = line + strlen(line);
         if ((size_t)(eol - line) > nlen && line[nlen] == ':' && strncasecmp(line, name, nlen) == 0) {
             const char *v = line + nlen + 1;
-            while (*v == ' ' || *v == '\t') v++;
+            while (*v == ' ' || *v == '\t')
+                v++;
             size_t vlen = (size_t)(eol - v);
             if (vlen >= outlen) vlen = outlen - 1;
             memcpy(out, v, vlen);
@@ -145,8 +146,10 @@ int httpd_client_read_response(struct httpd_client *c, struct httpd_response *r,
     consume(c, head_len + 2);
     char cl[32];
     size_t body_len = 0;
-    if (httpd_response_header(r, "Content-Length", cl, sizeof(cl)) != NULL) body_len = strtoul(cl, NULL, 10);
-    else if (r->status >= 200 && r->status != 204 && r->status != 304) return -1; /* we always expect CL */
+    if (httpd_response_header(r, "Content-Length", cl, sizeof(cl)) != NULL)
+        body_len = strtoul(cl, NULL, 10);
+    else if (r->status >= 200 && r->status != 204 && r->status != 304)
+        return -1; /* we always expect CL */
     if (body_len >= sizeof(r->body)) return -1;
     while (c->len < body_len)
         if (fill(c, deadline) != 1) return -1;

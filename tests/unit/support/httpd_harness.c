@@ -108,7 +108,8 @@ int httpd_harness_call(struct httpd_harness *h, httpd_call_fn fn, void *arg)
     uv_async_send(&h->wake);
     deadline_in(&ts, CALL_DEADLINE_MS);
     pthread_mutex_lock(&h->mu);
-    while (!h->call_done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+    while (!h->call_done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
     int ok = h->call_done;
     h->call_pending = 0;
     pthread_mutex_unlock(&h->mu);
@@ -128,7 +129,8 @@ int httpd_harness_wait(struct httpd_harness *h, httpd_pred_fn pred, void *arg, u
     uv_async_send(&h->wake);
     deadline_in(&ts, timeout_ms);
     pthread_mutex_lock(&h->mu);
-    while (!h->pred_true && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+    while (!h->pred_true && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
     int ok = h->pred_true;
     h->pred_pending = 0;
     pthread_mutex_unlock(&h->mu);

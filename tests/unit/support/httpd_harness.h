@@ -30,7 +30,7 @@ struct httpd_harness {
     int log_fd;
     struct http_server *srv;
     int port;
-    int server_done;     /* http_server_close's callback ran */
+    int server_done; /* http_server_close's callback ran */
     int running;
     pthread_t thread;
     uv_async_t wake;

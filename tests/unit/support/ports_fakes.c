@@ -189,7 +189,7 @@ static int repo_mark_executed(void *impl, const char *schema, const char *tenant
 }
 
 static int repo_mark_failed(void *impl, const char *schema, const char *tenant, const char *booking, const char *key,
-                            const char *error, bool retryable, repo_done_cb cb, void *arg)
+                            const char *error, bool retryable, int retry_delay_s, repo_done_cb cb, void *arg)
 {
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_done, (void *)cb, arg);
@@ -198,7 +198,78 @@ static int repo_mark_failed(void *impl, const char *schema, const char *tenant, 
     if (d->rc == REPO_OK) {
         strcpy(r->b.task_status, "failed");
         r->retryable = retryable;
+        r->retry_delay_s = retry_delay_s;
         strncpy(r->last_error, error, sizeof(r->last_error) - 1);
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_mark_rescheduled(void *impl, const char *schema, const char *tenant, const char *booking,
+                                 const struct reschedule_mark *m, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = REPO_CONFLICT;
+    if (w->repo_down) d->rc = REPO_ERROR;
+    else if (r && strcmp(r->b.task_status, "scheduled") == 0 && strcmp(r->b.task_name, m->old_task_name) == 0 &&
+             r->b.task_generation == m->generation - 1 && r->b.scheduled_at_ms == m->scheduled_at_ms) {
+        snprintf(r->b.task_name, sizeof(r->b.task_name), "%s", m->task_name);
+        snprintf(r->b.idempotency_key, sizeof(r->b.idempotency_key), "%s", m->idempotency_key);
+        r->b.task_scheduled_at_ms = m->scheduled_at_ms;
+        r->b.task_generation = m->generation;
+        d->rc = REPO_OK;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_mark_cancelled(void *impl, const char *schema, const char *tenant, const char *booking,
+                               repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = REPO_CONFLICT;
+    if (w->repo_down) d->rc = REPO_ERROR;
+    else if (r && (strcmp(r->b.task_status, "pending") == 0 || strcmp(r->b.task_status, "scheduled") == 0 ||
+                   strcmp(r->b.task_status, "failed") == 0)) {
+        strcpy(r->b.task_status, "cancelled");
+        d->rc = REPO_OK;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_clear_task_name(void *impl, const char *schema, const char *tenant, const char *booking,
+                                const char *task_name, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = REPO_CONFLICT;
+    if (r && strcmp(r->b.task_status, "cancelled") == 0 && strcmp(r->b.task_name, task_name) == 0) {
+        r->b.task_name[0] = '\0';
+        d->rc = REPO_OK;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_reopen(void *impl, const char *schema, const char *tenant, const char *booking, repo_done_cb cb,
+                       void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = REPO_CONFLICT;
+    if (r && strcmp(r->b.task_status, "cancelled") == 0 && r->b.task_name[0] == '\0') {
+        strcpy(r->b.task_status, "pending");
+        r->b.idempotency_key[0] = '\0';
+        r->b.task_scheduled_at_ms = 0;
+        r->b.task_generation++;
+        d->rc = REPO_OK;
     }
     defer(d);
     return 0;
@@ -206,15 +277,21 @@ static int repo_mark_failed(void *impl, const char *schema, const char *tenant, 
 
 static void run_keys(struct deferred *d) { ((repo_keys_cb)d->cb)(d->arg, d->rc, NULL, 0); }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int lookback_s,
-                             int horizon_s, int limit, repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
 {
-    (void)schema, (void)types, (void)lookback_s, (void)horizon_s, (void)limit;
+    (void)schema, (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s, (void)limit;
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
     defer(d);
     return 0;
+}
+
+static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types, int limit,
+                                 repo_keys_cb cb, void *arg)
+{
+    return repo_find_catchup(impl, schema, types, 0, 0, 0, limit, cb, arg);
 }
 
 static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
@@ -264,7 +341,9 @@ static int tq_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_tq, (void *)cb, arg);
     snprintf(d->task_name, sizeof(d->task_name), "%s", task_name);
-    d->tq.result = TQ_OK;
+    snprintf(w->last_removed, sizeof(w->last_removed), "%s", task_name);
+    d->tq.result = w->remove_result;
+    d->tq.error = w->remove_result == TQ_OK ? NULL : "scripted failure";
     w->removes++;
     defer(d);
     return 0;
@@ -317,7 +396,10 @@ void fakes_init(struct fake_world *w)
     w->repo = (struct bookings_repo){.impl = w, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
                                      .mark_schedule_failed = repo_mark_schedule_failed,
                                      .claim_execution = repo_claim, .mark_executed = repo_mark_executed,
-                                     .mark_execution_failed = repo_mark_failed, .find_catchup = repo_find_catchup};
+                                     .mark_execution_failed = repo_mark_failed, .find_catchup = repo_find_catchup,
+                                     .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
+                                     .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
+                                     .find_stale_tasks = repo_find_stale_tasks};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};

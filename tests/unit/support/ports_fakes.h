@@ -21,6 +21,7 @@ struct fake_row {
     struct booking b;
     int64_t lease_started_ms;
     bool retryable;             /* for task_status failed */
+    int retry_delay_s;
     char last_error[256];
 };
 
@@ -42,6 +43,8 @@ struct fake_world {
     char last_create_id[128];
     enum tq_result create_script[FAKE_MAX_CALLS];
     int removes;
+    enum tq_result remove_result;
+    char last_removed[TASK_NAME_LEN];
     int loads;                  /* repo->load calls started */
     /* timers (clock.after) */
     struct { bool armed; int64_t due_ms; void (*cb)(void *); void *arg; } timers[FAKE_MAX_CALLS];

@@ -39,8 +39,7 @@ static int hex_value(char c)
 
 /* Percent-decode seg into params->buf.  Returns 0, or -1 when the value is
  * malformed, contains NUL, is "." / "..", or does not fit. */
-static int capture_param(struct http_params *params, const char *name, size_t name_len,
-                         const struct segment *seg)
+static int capture_param(struct http_params *params, const char *name, size_t name_len, const struct segment *seg)
 {
     if (params->n >= HTTP_ROUTER_MAX_PARAMS) return -1;
     size_t off = params->used;
@@ -110,8 +109,7 @@ static void allow_add(char *allow, size_t allow_len, const char *method)
 }
 
 int http_router_match(const struct http_route *routes, size_t n, const char *method, const char *path,
-                      const struct http_route **out, struct http_params *params, char *allow,
-                      size_t allow_len)
+                      const struct http_route **out, struct http_params *params, char *allow, size_t allow_len)
 {
     struct http_params scratch;
     int path_matched = 0;
@@ -165,7 +163,8 @@ int http_router_validate(const struct http_route *routes, size_t n, char *err, s
     for (size_t i = 0; i < n; i++) {
         const struct http_route *r = &routes[i];
         int method_ok = r->method != NULL && r->method[0] != '\0';
-        for (const char *m = r->method; method_ok && *m != '\0'; m++) method_ok = is_token_char(*m);
+        for (const char *m = r->method; method_ok && *m != '\0'; m++)
+            method_ok = is_token_char(*m);
         if (!method_ok || validate_pattern(r->pattern) != 0 || r->handler == NULL) {
             if (err != NULL && errlen > 0)
                 snprintf(err, errlen, "invalid route #%zu (%s %s)", i, r->method ? r->method : "?",

@@ -35,9 +35,9 @@ struct http_route {
 #define HTTP_ROUTER_PARAM_BYTES 1024 /* decoded values, NUL-terminated, all params together */
 
 struct http_param {
-    const char *name;  /* points into the route pattern (not NUL-terminated there) */
+    const char *name; /* points into the route pattern (not NUL-terminated there) */
     size_t name_len;
-    size_t value_off;  /* decoded, NUL-terminated value at buf + value_off */
+    size_t value_off; /* decoded, NUL-terminated value at buf + value_off */
 };
 
 /* Self-contained (offsets, not pointers, into buf): may be copied by value. */
@@ -51,8 +51,7 @@ struct http_params {
 /* Returns 200 (out and params filled), 404 or 405 (allow filled when allow_len > 0;
  * methods that do not fit are left out).  path is without query string. */
 int http_router_match(const struct http_route *routes, size_t n, const char *method, const char *path,
-                      const struct http_route **out, struct http_params *params, char *allow,
-                      size_t allow_len);
+                      const struct http_route **out, struct http_params *params, char *allow, size_t allow_len);
 
 /* Value of the parameter `name`, or NULL. */
 const char *http_params_get(const struct http_params *params, const char *name);

@@ -41,10 +41,10 @@
 
 #include "utils/log.h"
 
-#define CONN_INBUF_SIZE 16384u  /* raw bytes buffered per connection */
-#define HTTP_MAX_HEADERS 100u   /* header lines per request; more -> 431 */
-#define CHUNK_EXT_MAX 4096u     /* chunk-extension bytes per request; more -> 400 */
-#define LINGER_MAX_MS 2000u     /* read-and-discard after a closing response */
+#define CONN_INBUF_SIZE 16384u /* raw bytes buffered per connection */
+#define HTTP_MAX_HEADERS 100u  /* header lines per request; more -> 431 */
+#define CHUNK_EXT_MAX 4096u    /* chunk-extension bytes per request; more -> 400 */
+#define LINGER_MAX_MS 2000u    /* read-and-discard after a closing response */
 #define LISTEN_BACKLOG 511
 #define LOG_PATH_MAX 256u
 #define REQUEST_ID_MAX 64u
@@ -59,10 +59,10 @@ enum ex_phase { PH_PARSING, PH_AUTH, PH_HANDLER };
 
 /* Raw scan of one request's header section (request line + header lines). */
 struct hdr_scan {
-    int active;             /* still inside the header section */
-    size_t bytes;           /* bytes of this request's header section seen so far */
-    size_t line_len;        /* non-CR bytes on the current line */
-    unsigned line_no;       /* 0 = request line */
+    int active;       /* still inside the header section */
+    size_t bytes;     /* bytes of this request's header section seen so far */
+    size_t line_len;  /* non-CR bytes on the current line */
+    unsigned line_no; /* 0 = request line */
     unsigned request_line_spaces;
 };
 
@@ -72,21 +72,21 @@ struct header_entry {
 };
 
 struct http_exchange {
-    struct http_server *srv;   /* NULL once the server closed */
-    struct http_conn *conn;    /* NULL once the connection is gone */
+    struct http_server *srv;           /* NULL once the server closed */
+    struct http_conn *conn;            /* NULL once the connection is gone */
     struct http_exchange *prev, *next; /* server's list of live exchanges */
     enum ex_phase phase;
-    int live;                  /* dispatched and counted in srv->active */
+    int live; /* dispatched and counted in srv->active */
     const struct http_route *route;
     struct http_params params;
-    const char *method;        /* llhttp's static name */
-    char *arena;               /* URL, header names and values, NUL-terminated */
+    const char *method; /* llhttp's static name */
+    char *arena;        /* URL, header names and values, NUL-terminated */
     size_t arena_len, arena_cap;
     size_t url_off, path_off, query_off;
     int url_done, target_ok, headers_done;
     struct header_entry hdrs[HTTP_MAX_HEADERS];
     size_t n_hdrs;
-    int in_field;              /* a header name is being received */
+    int in_field; /* a header name is being received */
     size_t cur_name_off, cur_value_off;
     size_t trailer_bytes, chunk_ext_bytes;
     char *body;
@@ -109,12 +109,12 @@ struct http_conn {
     enum timer_kind timer_kind;
     int reading;
     int close_after;
-    int write_counts_active;   /* the pending write belongs to a live exchange */
-    int fail_status;           /* chosen by a parser callback that stopped parsing */
+    int write_counts_active; /* the pending write belongs to a live exchange */
+    int fail_status;         /* chosen by a parser callback that stopped parsing */
     llhttp_t parser;
     struct hdr_scan scan;
-    struct http_exchange *ex;  /* request being parsed or pending */
-    char *out;                 /* response being written */
+    struct http_exchange *ex; /* request being parsed or pending */
+    char *out;                /* response being written */
     size_t in_off, in_len;
     char inbuf[CONN_INBUF_SIZE];
 };
@@ -132,7 +132,7 @@ struct http_server {
     struct http_limits limits;
     llhttp_settings_t settings;
     uv_tcp_t listener;
-    uv_timer_t spare;          /* closed by http_server_close so `done` is always deferred */
+    uv_timer_t spare; /* closed by http_server_close so `done` is always deferred */
     int listener_open, spare_open, listening, draining, closing, saturated;
     struct http_conn *conns;
     size_t n_conns, n_rejects, active;
@@ -162,7 +162,8 @@ static void sb_append(struct sbuf *b, const char *s, size_t n)
     if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *p = realloc(b->data, cap);
         if (p == NULL) {
             b->oom = 1;
@@ -204,51 +205,90 @@ static int is_field_value_char(unsigned char c)
 static const char *status_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Status";
     }
 }
 
 static const char *status_error_body(int status)
 {
     switch (status) {
-    case 400: return "{\"error\":\"bad_request\"}";
-    case 401: return "{\"error\":\"unauthorized\"}";
-    case 404: return "{\"error\":\"not_found\"}";
-    case 405: return "{\"error\":\"method_not_allowed\"}";
-    case 408: return "{\"error\":\"request_timeout\"}";
-    case 413: return "{\"error\":\"payload_too_large\"}";
-    case 417: return "{\"error\":\"expectation_failed\"}";
-    case 501: return "{\"error\":\"not_implemented\"}";
-    case 431: return "{\"error\":\"request_header_fields_too_large\"}";
-    case 503: return "{\"error\":\"service_unavailable\"}";
-    case 505: return "{\"error\":\"http_version_not_supported\"}";
-    default: return "{\"error\":\"internal_error\"}";
+    case 400:
+        return "{\"error\":\"bad_request\"}";
+    case 401:
+        return "{\"error\":\"unauthorized\"}";
+    case 404:
+        return "{\"error\":\"not_found\"}";
+    case 405:
+        return "{\"error\":\"method_not_allowed\"}";
+    case 408:
+        return "{\"error\":\"request_timeout\"}";
+    case 413:
+        return "{\"error\":\"payload_too_large\"}";
+    case 417:
+        return "{\"error\":\"expectation_failed\"}";
+    case 501:
+        return "{\"error\":\"not_implemented\"}";
+    case 431:
+        return "{\"error\":\"request_header_fields_too_large\"}";
+    case 503:
+        return "{\"error\":\"service_unavailable\"}";
+    case 505:
+        return "{\"error\":\"http_version_not_supported\"}";
+    default:
+        return "{\"error\":\"internal_error\"}";
     }
 }
 
@@ -258,7 +298,8 @@ static void generate_request_id(struct http_server *srv, char out[17])
     unsigned char rnd[8];
     if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
         uint64_t v = uv_hrtime() ^ (++srv->id_fallback * 0x9E3779B97F4A7C15ull);
-        for (size_t i = 0; i < sizeof(rnd); i++) rnd[i] = (unsigned char)(v >> (8 * i));
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            rnd[i] = (unsigned char)(v >> (8 * i));
     }
     for (size_t i = 0; i < sizeof(rnd); i++) {
         out[2 * i] = hex[rnd[i] >> 4];
@@ -273,8 +314,8 @@ static int request_id_is_sane(const char *v)
     if (n == 0 || n > REQUEST_ID_MAX) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)v[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == '-';
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                 c == '-';
         if (!ok) return 0;
     }
     return 1;
@@ -305,8 +346,10 @@ static void exchange_unlink(struct http_exchange *ex)
 {
     struct http_server *srv = ex->srv;
     if (!ex->live || srv == NULL) return;
-    if (ex->prev != NULL) ex->prev->next = ex->next;
-    else srv->live = ex->next;
+    if (ex->prev != NULL)
+        ex->prev->next = ex->next;
+    else
+        srv->live = ex->next;
     if (ex->next != NULL) ex->next->prev = ex->prev;
     ex->prev = ex->next = NULL;
 }
@@ -339,7 +382,8 @@ static int arena_reserve(struct http_exchange *ex, size_t n)
     if (need <= ex->arena_cap) return 0;
     if (need > hard_cap) return -1;
     size_t cap = ex->arena_cap ? ex->arena_cap : ARENA_MIN;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     if (cap > hard_cap) cap = hard_cap;
     char *p = realloc(ex->arena, cap);
     if (p == NULL) return -1;
@@ -412,8 +456,8 @@ static void exchange_choose_request_id(struct http_exchange *ex)
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 
-static void log_access(struct http_server *srv, const struct http_exchange *ex, int status,
-                       const char *request_id, int client_gone)
+static void log_access(struct http_server *srv, const struct http_exchange *ex, int status, const char *request_id,
+                       int client_gone)
 {
     if (srv == NULL || !log_enabled(srv->lg, LOG_LEVEL_INFO)) return;
     char status_s[16], dur_s[32], path[LOG_PATH_MAX + 1];
@@ -422,8 +466,9 @@ static void log_access(struct http_server *srv, const struct http_exchange *ex, 
     snprintf(status_s, sizeof(status_s), "%d", status);
     uint64_t start = ex != NULL ? ex->start_ns : uv_hrtime();
     snprintf(dur_s, sizeof(dur_s), "%llu", (unsigned long long)((uv_hrtime() - start) / 1000000u));
-    const char *fields[] = {"method", method, "path", path, "status", status_s, "duration_ms", dur_s,
-                            client_gone ? "client_gone" : NULL, "true", NULL};
+    const char *fields[] = {
+        "method", method, "path", path, "status", status_s, "duration_ms", dur_s, client_gone ? "client_gone" : NULL,
+        "true",   NULL};
     log_write(srv->lg, LOG_LEVEL_INFO, &(struct log_ctx){.request_id = request_id}, fields, "http request");
 }
 
@@ -432,8 +477,8 @@ static void log_access(struct http_server *srv, const struct http_exchange *ex, 
 
 static int extra_header_allowed(struct logger *lg, const struct http_header_kv *h)
 {
-    static const char *const reserved[] = {"Content-Type", "Content-Length", "Connection",
-                                           "Transfer-Encoding", "X-Request-Id", NULL};
+    static const char *const reserved[] = {"Content-Type",      "Content-Length", "Connection",
+                                           "Transfer-Encoding", "X-Request-Id",   NULL};
     if (h->name == NULL || h->value == NULL || h->name[0] == '\0') goto reject;
     for (const char *p = h->name; *p != '\0'; p++)
         if (!is_tchar((unsigned char)*p)) goto reject;
@@ -549,8 +594,10 @@ static void conn_handle_closed_cb(uv_handle_t *h)
     struct http_conn *conn = h->data;
     if (--conn->handles_open > 0) return;
     struct http_server *srv = conn->srv;
-    if (conn->prev != NULL) conn->prev->next = conn->next;
-    else srv->conns = conn->next;
+    if (conn->prev != NULL)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
     if (conn->next != NULL) conn->next->prev = conn->prev;
     srv->n_conns--;
     if (srv->n_conns < srv->limits.max_connections) srv->saturated = 0;
@@ -566,8 +613,10 @@ static void conn_close(struct http_conn *conn)
     struct http_exchange *ex = conn->ex;
     conn->ex = NULL;
     if (ex != NULL) {
-        if (ex->live) ex->conn = NULL; /* the handler still owns it: cancelled */
-        else exchange_free(ex);
+        if (ex->live)
+            ex->conn = NULL; /* the handler still owns it: cancelled */
+        else
+            exchange_free(ex);
     }
     conn_read_stop(conn);
     conn_stop_timer(conn);
@@ -881,8 +930,10 @@ static int on_headers_complete(llhttp_t *p)
     int rc = handle_expect(p, ex, has_body);
     if (rc != 0) return rc;
     if (length > 0 && body_reserve(ex, (size_t)length) != 0) return cb_fail(p, 500);
-    if (has_body) conn_arm_timer(conn, TK_BODY, lim->body_timeout_ms);
-    else conn_stop_timer(conn);
+    if (has_body)
+        conn_arm_timer(conn, TK_BODY, lim->body_timeout_ms);
+    else
+        conn_stop_timer(conn);
     return 0;
 }
 
@@ -894,7 +945,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     if (len > max - ex->body_len) return cb_fail(p, 413);
     if (ex->body_len + len > ex->body_cap) {
         size_t cap = ex->body_cap ? ex->body_cap * 2 : 1024;
-        while (cap < ex->body_len + len) cap *= 2;
+        while (cap < ex->body_len + len)
+            cap *= 2;
         if (cap > max) cap = max;
         if (body_reserve(ex, cap) != 0) return cb_fail(p, 500);
     }
@@ -959,8 +1011,8 @@ static void conn_dispatch(struct http_conn *conn)
     conn_stop_timer(conn);
     conn_backpressure(conn);
     exchange_go_live(ex);
-    int rc = http_router_match(srv->opts.routes, srv->opts.n_routes, ex->method, ex->arena + ex->path_off,
-                               &ex->route, &ex->params, allow, sizeof(allow));
+    int rc = http_router_match(srv->opts.routes, srv->opts.n_routes, ex->method, ex->arena + ex->path_off, &ex->route,
+                               &ex->params, allow, sizeof(allow));
     if (rc == 404) {
         http_exchange_respond(ex, 404, status_error_body(404), NULL, 0);
         return;
@@ -1000,10 +1052,10 @@ static void conn_parse(struct http_conn *conn)
             conn_dispatch(conn);
             return;
         }
-        LOG_KV(conn->srv->lg, LOG_LEVEL_DEBUG, NULL,
-               ((const char *[]){"error", llhttp_errno_name(err), "reason", llhttp_get_error_reason(&conn->parser),
-                                 NULL}),
-               "rejecting malformed request");
+        LOG_KV(
+            conn->srv->lg, LOG_LEVEL_DEBUG, NULL,
+            ((const char *[]){"error", llhttp_errno_name(err), "reason", llhttp_get_error_reason(&conn->parser), NULL}),
+            "rejecting malformed request");
         conn_fail(conn, conn->fail_status != 0 ? conn->fail_status : 400);
         return;
     }
@@ -1095,8 +1147,7 @@ static void reject_connection(struct http_server *srv)
     uv_close((uv_handle_t *)&r->tcp, rejected_closed_cb);
     if (!srv->saturated) {
         srv->saturated = 1;
-        LOG_WARN(srv->lg, NULL, "connection limit (%u) reached: refusing new connections",
-                 srv->limits.max_connections);
+        LOG_WARN(srv->lg, NULL, "connection limit (%u) reached: refusing new connections", srv->limits.max_connections);
     }
 }
 
@@ -1143,13 +1194,14 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     struct http_server *srv = listener->data;
     if (status < 0) {
-        LOG_KV(srv->lg, LOG_LEVEL_WARN, NULL, ((const char *[]){"error", uv_strerror(status), NULL}),
-               "accept failed");
+        LOG_KV(srv->lg, LOG_LEVEL_WARN, NULL, ((const char *[]){"error", uv_strerror(status), NULL}), "accept failed");
         return;
     }
     if (srv->draining || srv->closing) return;
-    if (srv->n_conns >= srv->limits.max_connections) reject_connection(srv);
-    else accept_connection(srv);
+    if (srv->n_conns >= srv->limits.max_connections)
+        reject_connection(srv);
+    else
+        accept_connection(srv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1348,7 +1400,8 @@ void http_server_close(struct http_server *srv, void (*done)(void *), void *arg)
     }
     srv->live = NULL;
     srv->active = 0;
-    for (struct http_conn *c = srv->conns; c != NULL; c = c->next) conn_close(c);
+    for (struct http_conn *c = srv->conns; c != NULL; c = c->next)
+        conn_close(c);
     close_listener(srv);
     uv_close((uv_handle_t *)&srv->spare, spare_closed_cb);
 }

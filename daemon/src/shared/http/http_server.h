@@ -48,12 +48,12 @@ struct http_server;
 
 /* A field left 0 takes the default shown. */
 struct http_limits {
-    size_t max_header_bytes;   /* 16384: request line + headers (incl. CRLFs) -> 431 + close */
-    size_t max_body_bytes;     /* 65536: decoded body -> 413 + close */
+    size_t max_header_bytes;    /* 16384: request line + headers (incl. CRLFs) -> 431 + close */
+    size_t max_body_bytes;      /* 65536: decoded body -> 413 + close */
     unsigned header_timeout_ms; /* 10000: whole header section -> 408 + close */
-    unsigned body_timeout_ms;  /* 10000: whole body -> 408 + close */
-    unsigned idle_timeout_ms;  /* 60000: keep-alive idle -> silent close; also bounds a stalled response write */
-    unsigned max_connections;  /* 1024: excess connections get a canned 503 and are closed at once */
+    unsigned body_timeout_ms;   /* 10000: whole body -> 408 + close */
+    unsigned idle_timeout_ms;   /* 60000: keep-alive idle -> silent close; also bounds a stalled response write */
+    unsigned max_connections;   /* 1024: excess connections get a canned 503 and are closed at once */
 };
 
 /* Extra response header (named to stay clear of the HTTP client's struct http_header). */
@@ -73,7 +73,7 @@ struct http_server_opts {
     struct http_limits limits;
     const struct http_route *routes; /* must outlive the server */
     size_t n_routes;
-    void *app_ctx; /* passed to handlers */
+    void *app_ctx;                   /* passed to handlers */
     http_authenticator authenticate; /* required when a route uses HTTP_AUTH_TASK */
     void *auth_ctx;
 };
@@ -103,13 +103,14 @@ void http_server_close(struct http_server *srv, void (*done)(void *), void *arg)
 
 /* Exchange accessors (valid until the response is sent). */
 const char *http_exchange_method(const struct http_exchange *ex);
-const char *http_exchange_path(const struct http_exchange *ex); /* without query string */
-const char *http_exchange_query(const struct http_exchange *ex); /* after '?', "" if none */
+const char *http_exchange_path(const struct http_exchange *ex);                    /* without query string */
+const char *http_exchange_query(const struct http_exchange *ex);                   /* after '?', "" if none */
 const char *http_exchange_param(const struct http_exchange *ex, const char *name); /* route param */
-const char *http_exchange_header(const struct http_exchange *ex, const char *name); /* case-insensitive; first; NULL if absent */
+const char *http_exchange_header(const struct http_exchange *ex,
+                                 const char *name); /* case-insensitive; first; NULL if absent */
 size_t http_exchange_header_count(const struct http_exchange *ex, const char *name);
 const char *http_exchange_body(const struct http_exchange *ex, size_t *len); /* NUL-terminated, "" if none */
-const char *http_exchange_request_id(const struct http_exchange *ex); /* sane X-Request-Id, else 16 random hex */
+const char *http_exchange_request_id(const struct http_exchange *ex);        /* sane X-Request-Id, else 16 random hex */
 
 /* Respond exactly once (now or later from the loop).  json_body may be NULL (empty
  * body).  Adds Content-Type: application/json, Content-Length, X-Request-Id and

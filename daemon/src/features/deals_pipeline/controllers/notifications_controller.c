@@ -35,6 +35,9 @@ int notification_parse(const char *payload, size_t len, struct booking_ref *out)
         copy_string(o, "bookingId", out->booking_id, sizeof(out->booking_id)) != 0 ||
         copy_string(o, "op", out->op, sizeof(out->op)) != 0)
         rc = -1;
+    if (rc == 0 && json_object_get(o, "taskName") != NULL &&
+        copy_string(o, "taskName", out->task_name, sizeof(out->task_name)) != 0)
+        rc = -1;
     json_decref(o);
     if (rc != 0) return -1;
     if (!followup_is_uuid(out->tenant_id) || !followup_is_uuid(out->booking_id)) return -1;
@@ -62,7 +65,11 @@ enum notify_verdict notifications_controller_handle(const struct config *cfg, st
         return NOTIFY_WRONG_CHANNEL;
     }
     LOG_DEBUG(log, &ctx, "booking %s notified", ref.op);
-    if (strcmp(ref.op, "DELETE") == 0) return NOTIFY_QUEUED;   /* the row is gone: nothing to schedule */
+    if (strcmp(ref.op, "DELETE") == 0) {   /* the row is gone: only its task (if any) is left to delete */
+        if (ref.task_name[0] != '\0') followup_scheduler_remove_task(sched, ref.schema, ref.tenant_id, ref.booking_id,
+                                                                     ref.task_name);
+        return NOTIFY_QUEUED;
+    }
     if (followup_scheduler_enqueue(sched, ref.schema, ref.tenant_id, ref.booking_id) != 0) {
         LOG_WARN(log, &ctx, "scheduler queue full: booking left pending for the catch-up sweep");
         return NOTIFY_DROPPED;

@@ -1,7 +1,7 @@
 /*
  * deals_pipeline/controllers/notifications_controller — the boundary for
  * PostgreSQL notifications: parses the trigger's camelCase JSON payload
- * ({"schema","tenantId","bookingId","op"}), checks it against the allowlist
+ * ({"schema","tenantId","bookingId","op"[,"taskName"]}), checks it against the allowlist
  * and the channel it arrived on, and hands a booking reference to the
  * scheduler.  Malformed payloads and unknown schemas are logged and dropped.
  */
@@ -21,6 +21,7 @@ struct booking_ref {
     char tenant_id[UUID_STR_LEN];
     char booking_id[UUID_STR_LEN];
     char op[8];
+    char task_name[TASK_NAME_LEN];   /* DELETE of a row that had a task; "" otherwise */
 };
 
 /* Pure parse + validation (fuzzed): 0 ok, -1 malformed. */

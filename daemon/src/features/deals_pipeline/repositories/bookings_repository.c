@@ -23,15 +23,22 @@ enum stmt {
     ST_MARK_EXECUTED,
     ST_MARK_EXEC_FAILED,
     ST_FIND_CATCHUP,
+    ST_MARK_RESCHEDULED,
+    ST_MARK_CANCELLED,
+    ST_CLEAR_TASK_NAME,
+    ST_REOPEN,
+    ST_FIND_STALE_TASKS,
+    ST_NEXT_DUE,
+    ST_FIND_DUE,
     ST_COUNT
 };
 
 #define BOOKING_COLUMNS                                                                                               \
     "id, tenant_id, lead_id, assigned_user_id, booking_type, status, task_status, task_name, idempotency_key, "       \
     "floor(extract(epoch FROM scheduled_at) * 1000)::bigint, "                                                       \
-    "floor(extract(epoch FROM task_scheduled_at) * 1000)::bigint, execution_attempts"
+    "floor(extract(epoch FROM task_scheduled_at) * 1000)::bigint, execution_attempts, task_generation"
 
-#define N_BOOKING_COLUMNS 12
+#define N_BOOKING_COLUMNS 13
 
 static const char *const templates[ST_COUNT] = {
     [ST_LOAD] = "SELECT " BOOKING_COLUMNS " FROM %s.lead_bookings WHERE id = $1 AND tenant_id = $2",
@@ -64,7 +71,7 @@ static const char *const templates[ST_COUNT] = {
         "  OR (t.task_status = 'in_progress' AND t.execution_started_at < now() - make_interval(secs => $4::int)))"
         " RETURNING b.id, b.tenant_id, b.lead_id, b.assigned_user_id, b.booking_type, b.status, b.task_status,"
         " b.task_name, b.idempotency_key, floor(extract(epoch FROM b.scheduled_at) * 1000)::bigint,"
-        " floor(extract(epoch FROM b.task_scheduled_at) * 1000)::bigint, b.execution_attempts"
+        " floor(extract(epoch FROM b.task_scheduled_at) * 1000)::bigint, b.execution_attempts, b.task_generation"
         ") SELECT c.*, t.status, t.task_status, t.idempotency_key = $3, t.next_attempt_at IS NOT NULL"
         " FROM target t LEFT JOIN claimed c ON true",
 
@@ -76,19 +83,74 @@ static const char *const templates[ST_COUNT] = {
         " WHERE task_status IN ('pending', 'failed')"
         " AND (task_status = 'pending' OR next_attempt_at <= now())"
         " AND booking_type = ANY($1::text[]) AND status <> 'cancelled'"
-        " AND scheduled_at >= now() - make_interval(secs => $2::int)"
-        " AND scheduled_at <= now() + make_interval(secs => $3::int)"
+        " AND scheduled_at >= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
+        "  - make_interval(secs => $2::int)"
+        " AND scheduled_at <= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
+        "  + make_interval(secs => $3::int)"
         " ORDER BY scheduled_at LIMIT $4::int FOR UPDATE SKIP LOCKED",
+
+    /* $3 new task name, $4 key, $5 scheduled_at ms (re-checked), $6 old task name, $7 new generation. */
+    [ST_MARK_RESCHEDULED] =
+        "UPDATE %s.lead_bookings SET task_name = $3, idempotency_key = $4, "
+        "task_scheduled_at = timestamptz 'epoch' + $5::bigint * interval '1 millisecond', task_generation = $7::int "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status = 'scheduled' AND task_name = $6 "
+        "AND task_generation = $7::int - 1 AND floor(extract(epoch FROM scheduled_at) * 1000)::bigint = $5::bigint",
+
+    [ST_MARK_CANCELLED] =
+        "UPDATE %s.lead_bookings SET task_status = 'cancelled', next_attempt_at = NULL "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status IN ('pending', 'scheduled', 'failed')",
+
+    [ST_CLEAR_TASK_NAME] =
+        "UPDATE %s.lead_bookings SET task_name = NULL "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status = 'cancelled' AND task_name = $3",
+
+    [ST_REOPEN] =
+        "UPDATE %s.lead_bookings SET task_status = 'pending', idempotency_key = NULL, task_scheduled_at = NULL, "
+        "task_generation = task_generation + 1, last_execution_error = NULL, next_attempt_at = NULL "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status = 'cancelled' AND task_name IS NULL",
+
+    /* compliance: cross-tenant TASK-SWEEP — tasks whose booking changed while followupd was not listening
+       (cancelled, rescheduled, type changed) must be found for every tenant of the schema; ids only, each
+       booking is then re-read and written by tenant-scoped statements. */
+    [ST_FIND_STALE_TASKS] =
+        "SELECT tenant_id, id FROM %s.lead_bookings"
+        " WHERE task_name IS NOT NULL AND task_status IN ('scheduled', 'cancelled')"
+        " AND (task_status = 'cancelled' OR status = 'cancelled' OR scheduled_at IS DISTINCT FROM task_scheduled_at"
+        "  OR NOT booking_type = ANY($1::text[]))"
+        " ORDER BY scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED",
+
+    /* compliance: cross-tenant LOCAL-DISPATCH — the local dispatcher keeps one timer for the earliest due
+       follow-up of every tenant (no per-booking timers); returns a timestamp only. $1 lead s, $2 lease s. */
+    [ST_NEXT_DUE] =
+        "SELECT floor(extract(epoch FROM least("
+        "(SELECT scheduled_at - make_interval(secs => $1::int) FROM %s.lead_bookings"
+        "  WHERE task_name IS NOT NULL AND task_status IN ('scheduled', 'cancelled') AND task_status = 'scheduled'"
+        "  AND task_name LIKE 'local/%%' ORDER BY scheduled_at LIMIT 1),"
+        "(SELECT min(next_attempt_at) FROM %s.lead_bookings"
+        "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'failed' AND task_name LIKE 'local/%%'),"
+        "(SELECT min(execution_started_at) + make_interval(secs => $2::int) FROM %s.lead_bookings"
+        "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'in_progress'"
+        "  AND task_name LIKE 'local/%%'))) * 1000)::bigint",
+
+    /* compliance: cross-tenant LOCAL-DISPATCH — due local tasks of every tenant; each is then claimed and
+       executed by the tenant-scoped claim statement. $1 lead s, $2 lease s, $3 limit. */
+    [ST_FIND_DUE] =
+        "SELECT tenant_id, id, idempotency_key FROM %s.lead_bookings"
+        " WHERE task_name LIKE 'local/%%' AND status <> 'cancelled' AND idempotency_key IS NOT NULL AND ("
+        " (task_status = 'scheduled' AND scheduled_at <= now() + make_interval(secs => $1::int))"
+        " OR (task_status = 'failed' AND next_attempt_at <= now())"
+        " OR (task_status = 'in_progress' AND execution_started_at <= now() - make_interval(secs => $2::int)))"
+        " ORDER BY scheduled_at LIMIT $3::int FOR UPDATE SKIP LOCKED",
 
     [ST_MARK_EXECUTED] =
         "UPDATE %s.lead_bookings SET task_status = 'executed', executed_at = now(), last_execution_error = NULL, "
         "next_attempt_at = NULL "
         "WHERE id = $1 AND tenant_id = $2 AND idempotency_key = $3 AND task_status <> 'executed'",
 
-    /* $5: retryable → next_attempt_at = now() (claimable again), else NULL (final). */
+    /* $5: retryable → next_attempt_at = now() + $6 s (claimable again), else NULL (final). */
     [ST_MARK_EXEC_FAILED] =
         "UPDATE %s.lead_bookings SET task_status = 'failed', last_execution_error = left($4, 500), "
-        "next_attempt_at = CASE WHEN $5::boolean THEN now() ELSE NULL END "
+        "next_attempt_at = CASE WHEN $5::boolean THEN now() + make_interval(secs => $6::int) ELSE NULL END "
         "WHERE id = $1 AND tenant_id = $2 AND idempotency_key = $3 AND task_status = 'in_progress'",
 };
 
@@ -114,13 +176,26 @@ struct repo_op {
     char schema[SCHEMA_NAME_LEN];
 };
 
+/* Replace every %s of the template by the quoted schema ("%%" → "%"). */
 static char *render(const char *tmpl, const char *quoted)
 {
-    size_t n = strlen(tmpl) + 2 * strlen(quoted) + 1;
-    char *out = malloc(n);
+    size_t qlen = strlen(quoted), n = strlen(tmpl) + 1;
+    for (const char *p = strstr(tmpl, "%s"); p != NULL; p = strstr(p + 2, "%s")) n += qlen;
+    char *out = malloc(n), *o = out;
     if (out == NULL) return NULL;
-    if (strstr(strstr(tmpl, "%s") + 2, "%s") != NULL) snprintf(out, n, tmpl, quoted, quoted);
-    else snprintf(out, n, tmpl, quoted);
+    for (const char *p = tmpl; *p;) {
+        if (p[0] == '%' && p[1] == 's') {
+            memcpy(o, quoted, qlen);
+            o += qlen;
+            p += 2;
+        } else if (p[0] == '%' && p[1] == '%') {
+            *o++ = '%';
+            p += 2;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
     return out;
 }
 
@@ -173,7 +248,7 @@ static int64_t int_col(PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
-/* Columns first..first+11 in BOOKING_COLUMNS order. */
+/* Columns first..first+12 in BOOKING_COLUMNS order. */
 static void parse_booking(PGresult *res, int row, int first, struct booking *b)
 {
     memset(b, 0, sizeof(*b));
@@ -189,6 +264,7 @@ static void parse_booking(PGresult *res, int row, int first, struct booking *b)
     b->scheduled_at_ms = int_col(res, row, first + 9);
     b->task_scheduled_at_ms = int_col(res, row, first + 10);
     b->execution_attempts = (int)int_col(res, row, first + 11);
+    b->task_generation = (int)int_col(res, row, first + 12);
 }
 
 static void log_db_error(struct repo_op *op, const char *err)
@@ -228,6 +304,13 @@ static void on_result(void *arg, PGresult *res, const char *err)
         if (rc == REPO_OK) parse_booking(res, 0, 0, &b);
         ((repo_booking_cb)op->cb)(op->arg, rc, rc == REPO_OK ? &b : NULL);
         break;
+    case ST_NEXT_DUE: {
+        int64_t due = rc == REPO_OK && PQntuples(res) == 1 ? int_col(res, 0, 0) : 0;
+        ((repo_time_cb)op->cb)(op->arg, rc, due);
+        break;
+    }
+    case ST_FIND_DUE:
+    case ST_FIND_STALE_TASKS:
     case ST_FIND_CATCHUP: {
         int n = rc == REPO_OK ? PQntuples(res) : 0;
         struct booking_key *keys = n > 0 ? calloc((size_t)n, sizeof(*keys)) : NULL;
@@ -235,6 +318,7 @@ static void on_result(void *arg, PGresult *res, const char *err)
         for (int i = 0; keys != NULL && i < n; i++) {
             copy_col(res, i, 0, keys[i].tenant_id, sizeof(keys[i].tenant_id));
             copy_col(res, i, 1, keys[i].booking_id, sizeof(keys[i].booking_id));
+            if (PQnfields(res) > 2) copy_col(res, i, 2, keys[i].idempotency_key, sizeof(keys[i].idempotency_key));
         }
         ((repo_keys_cb)op->cb)(op->arg, rc, keys, rc == REPO_OK ? n : 0);
         free(keys);
@@ -314,10 +398,33 @@ static int repo_mark_executed(void *impl, const char *schema, const char *tenant
 }
 
 static int repo_mark_exec_failed(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                                 const char *key, const char *error, bool retryable, repo_done_cb cb, void *arg)
+                                 const char *key, const char *error, bool retryable, int retry_delay_s,
+                                 repo_done_cb cb, void *arg)
 {
-    const char *p[] = {booking_id, tenant_id, key, error, retryable ? "true" : "false"};
-    return submit(impl, schema, ST_MARK_EXEC_FAILED, 5, p, (void *)cb, arg);
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", retry_delay_s);
+    const char *p[] = {booking_id, tenant_id, key, error, retryable ? "true" : "false", delay};
+    return submit(impl, schema, ST_MARK_EXEC_FAILED, 6, p, (void *)cb, arg);
+}
+
+static int repo_next_due(void *impl, const char *schema, int lead_s, int lease_s, repo_time_cb cb, void *arg)
+{
+    char lead[16], lease[16];
+    snprintf(lead, sizeof(lead), "%d", lead_s);
+    snprintf(lease, sizeof(lease), "%d", lease_s);
+    const char *p[] = {lead, lease};
+    return submit(impl, schema, ST_NEXT_DUE, 2, p, (void *)cb, arg);
+}
+
+static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb,
+                         void *arg)
+{
+    char lead[16], lease[16], lim[16];
+    snprintf(lead, sizeof(lead), "%d", lead_s);
+    snprintf(lease, sizeof(lease), "%d", lease_s);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    const char *p[] = {lead, lease, lim};
+    return submit(impl, schema, ST_FIND_DUE, 3, p, (void *)cb, arg);
 }
 
 /* PostgreSQL array literal {"a","b"} with \ and " escaped. */
@@ -342,17 +449,62 @@ static char *text_array_literal(const struct strlist *l)
     return out;
 }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int lookback_s,
-                             int horizon_s, int limit, repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
 {
-    char lb[16], hz[16], lim[16];
+    char lb[16], hz[16], lim[16], now[32];
+    snprintf(now, sizeof(now), "%" PRId64, now_ms);
     snprintf(lb, sizeof(lb), "%d", lookback_s);
     snprintf(hz, sizeof(hz), "%d", horizon_s);
     snprintf(lim, sizeof(lim), "%d", limit);
     char *arr = text_array_literal(types);
     if (arr == NULL) return -1;
-    const char *p[] = {arr, lb, hz, lim};
-    int rc = submit(impl, schema, ST_FIND_CATCHUP, 4, p, (void *)cb, arg);
+    const char *p[] = {arr, lb, hz, lim, now};
+    int rc = submit(impl, schema, ST_FIND_CATCHUP, 5, p, (void *)cb, arg);
+    free(arr);
+    return rc;
+}
+
+static int repo_mark_rescheduled(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                                 const struct reschedule_mark *m, repo_done_cb cb, void *arg)
+{
+    char sched[32], gen[16];
+    snprintf(sched, sizeof(sched), "%" PRId64, m->scheduled_at_ms);
+    snprintf(gen, sizeof(gen), "%d", m->generation);
+    const char *p[] = {booking_id, tenant_id, m->task_name, m->idempotency_key, sched, m->old_task_name, gen};
+    return submit(impl, schema, ST_MARK_RESCHEDULED, 7, p, (void *)cb, arg);
+}
+
+static int repo_mark_cancelled(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                               repo_done_cb cb, void *arg)
+{
+    const char *p[] = {booking_id, tenant_id};
+    return submit(impl, schema, ST_MARK_CANCELLED, 2, p, (void *)cb, arg);
+}
+
+static int repo_clear_task_name(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                                const char *task_name, repo_done_cb cb, void *arg)
+{
+    const char *p[] = {booking_id, tenant_id, task_name};
+    return submit(impl, schema, ST_CLEAR_TASK_NAME, 3, p, (void *)cb, arg);
+}
+
+static int repo_reopen(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                       repo_done_cb cb, void *arg)
+{
+    const char *p[] = {booking_id, tenant_id};
+    return submit(impl, schema, ST_REOPEN, 2, p, (void *)cb, arg);
+}
+
+static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types, int limit,
+                                 repo_keys_cb cb, void *arg)
+{
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    char *arr = text_array_literal(types);
+    if (arr == NULL) return -1;
+    const char *p[] = {arr, lim};
+    int rc = submit(impl, schema, ST_FIND_STALE_TASKS, 2, p, (void *)cb, arg);
     free(arr);
     return rc;
 }
@@ -381,6 +533,10 @@ struct bookings_repository *bookings_repository_new(struct db_pool *pool, const 
     r->port = (struct bookings_repo){.impl = r, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
                                      .mark_schedule_failed = repo_mark_schedule_failed, .claim_execution = repo_claim,
                                      .mark_executed = repo_mark_executed, .find_catchup = repo_find_catchup,
+                                     .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
+                                     .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
+                                     .find_stale_tasks = repo_find_stale_tasks, .next_due = repo_next_due,
+                                     .find_due = repo_find_due,
                                      .mark_execution_failed = repo_mark_exec_failed};
     return r;
 }

@@ -94,12 +94,27 @@ static void on_outcome_recorded(void *arg, enum repo_rc rc)
     finish_after_call(ex, ex->final_status);
 }
 
+/* Delay before the next attempt: base * 2^(attempt-1), at most an hour. */
+static int retry_delay_s(const struct followup_execution_service *svc, int attempt)
+{
+    long long d = svc->retry_base_s;
+    for (int i = 1; i < attempt && d < 3600; i++) d *= 2;
+    return d > 3600 ? 3600 : (int)d;
+}
+
 static void record_failure(struct execution *ex, const char *error, bool retryable)
 {
     struct followup_execution_service *svc = ex->svc;
+    int attempt = ex->booking.execution_attempts;
+    if (retryable && svc->max_attempts > 0 && attempt >= svc->max_attempts) {
+        struct log_ctx ctx = exec_ctx(ex);
+        LOG_WARN(svc->log, &ctx, "attempt %d of %d failed: giving up", attempt, svc->max_attempts);
+        retryable = false;
+    }
     ex->final_status = retryable ? EXEC_FAILED_RETRYABLE : EXEC_FAILED_FINAL;
     if (svc->repo->mark_execution_failed(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id,
-                                         ex->idempotency_key, error, retryable, on_outcome_recorded, ex) != 0)
+                                         ex->idempotency_key, error, retryable, retry_delay_s(svc, attempt),
+                                         on_outcome_recorded, ex) != 0)
         finish_after_call(ex, EXEC_UNAVAILABLE);
 }
 
@@ -118,8 +133,11 @@ static void on_call_done(void *arg, const struct voice_reply *r)
         return;
     }
     char error[256];
-    snprintf(error, sizeof(error), "voice agent: %s (HTTP %ld)", r->error != NULL ? r->error : "error",
-             r->http_status);
+    const char *detail = r->error != NULL ? r->error : "error";
+    if (r->http_status > 0 && strstr(detail, "HTTP") == NULL)
+        snprintf(error, sizeof(error), "voice agent: HTTP %ld: %s", r->http_status, detail);
+    else
+        snprintf(error, sizeof(error), "voice agent: %s", detail);
     bool retryable = r->outcome == VOICE_TRANSIENT;
     LOG_KV(svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error, NULL}), "voice-agent call failed (%s)",
            retryable ? "retryable" : "permanent");

@@ -10,7 +10,8 @@
  *   2. the voice-agent call, outside any transaction, with the booking's
  *      idempotency key as Idempotency-Key (a re-call after a crash reuses it);
  *   3. record the outcome: executed, or failed with a short error (retryable
- *      for transient failures, final for permanent rejections).
+ *      for transient failures until followup.max_attempts, final for
+ *      permanent rejections).
  * Duplicate and concurrent deliveries serialize on the row lock in phase 1, so
  * exactly one of them makes the call.  No SQL here: the repository does it.
  */
@@ -47,6 +48,8 @@ struct followup_execution_service {
     struct voice_agent_port *voice;
     struct logger *log;
     int lease_s;                 /* in_progress older than this is considered abandoned */
+    int max_attempts;            /* a transient failure on this attempt is final (0 = unlimited) */
+    int retry_base_s;            /* retry delay base (doubles per attempt; 0: the caller's queue owns retries) */
     unsigned inflight;           /* executions between claim and outcome */
 };
 

@@ -9,6 +9,8 @@
 #include <string.h>
 #include "utils/timefmt.h"
 
+#define IDEMPOTENCY_INPUT_MAX 300
+
 int followup_iso_time(int64_t epoch_ms, char out[ISO_TIME_LEN])
 {
     return timefmt_iso_ms(epoch_ms, out, ISO_TIME_LEN);
@@ -23,12 +25,15 @@ int followup_idempotency_key(const char *tenant_id, const char *booking_id, int6
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
-int followup_task_id(const char *idempotency_key, char out[TASK_ID_LEN])
+int followup_task_id(const char *idempotency_key, int generation, char out[TASK_ID_LEN])
 {
+    char input[IDEMPOTENCY_INPUT_MAX];
+    int n = generation == 0 ? snprintf(input, sizeof(input), "%s", idempotency_key)
+                            : snprintf(input, sizeof(input), "%s#%d", idempotency_key, generation);
+    if (n < 0 || (size_t)n >= sizeof(input)) return -1;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (EVP_Digest(idempotency_key, strlen(idempotency_key), md, &len, EVP_sha256(), NULL) != 1 || len != 32)
-        return -1;
+    if (EVP_Digest(input, (size_t)n, md, &len, EVP_sha256(), NULL) != 1 || len != 32) return -1;
     static const char hex[] = "0123456789abcdef";
     for (unsigned i = 0; i < len; i++) {
         out[2 * i] = hex[md[i] >> 4];

@@ -20,7 +20,9 @@
 int followup_iso_time(int64_t epoch_ms, char out[ISO_TIME_LEN]);
 int followup_idempotency_key(const char *tenant_id, const char *booking_id, int64_t scheduled_at_ms, char *out,
                              size_t cap);
-int followup_task_id(const char *idempotency_key, char out[TASK_ID_LEN]);
+/* Task ID: hex sha256(key) for generation 0, hex sha256(key + "#" + generation)
+ * after a reschedule or un-cancel (Cloud Tasks reserves deleted names ~1 h). */
+int followup_task_id(const char *idempotency_key, int generation, char out[TASK_ID_LEN]);
 /* Canonical textual UUID (8-4-4-4-12 hex, either case). */
 bool followup_is_uuid(const char *s);
 

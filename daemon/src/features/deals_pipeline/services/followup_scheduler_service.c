@@ -28,6 +28,9 @@ struct scheduler_item {
     struct booking b;
     char key[IDEMPOTENCY_KEY_LEN];
     char task_id[TASK_ID_LEN];
+    char new_task_name[TASK_NAME_LEN];   /* reschedule: the replacement task */
+    int generation;                      /* task generation of the task being created */
+    enum followup_plan plan;
     char url[1024];
     char *body;
     int64_t schedule_time_ms;
@@ -48,10 +51,40 @@ bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms)
     return schedule_time_ms <= now_ms + (int64_t)(SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S) * 1000;
 }
 
+static bool wants_task(const struct config *cfg, const struct booking *b)
+{
+    return strlist_contains(&cfg->followup_booking_types, b->booking_type) && strcmp(b->status, "cancelled") != 0;
+}
+
 bool followup_qualifies(const struct config *cfg, const struct booking *b)
 {
-    return strlist_contains(&cfg->followup_booking_types, b->booking_type) && strcmp(b->status, "cancelled") != 0 &&
-           strcmp(b->task_status, "pending") == 0;
+    return wants_task(cfg, b) && strcmp(b->task_status, "pending") == 0;
+}
+
+enum followup_plan followup_plan_for(const struct config *cfg, const struct booking *b)
+{
+    const char *ts = b->task_status;
+    bool wants = wants_task(cfg, b);
+    if (strcmp(ts, "executed") == 0 || strcmp(ts, "in_progress") == 0) return PLAN_NOTHING;
+    if (strcmp(ts, "cancelled") == 0) {
+        if (b->task_name[0] != '\0') return PLAN_DROP_TASK;
+        return wants ? PLAN_REOPEN : PLAN_NOTHING;
+    }
+    if (strcmp(ts, "pending") == 0) {
+        if (!strlist_contains(&cfg->followup_booking_types, b->booking_type)) return PLAN_NOTHING; /* not ours */
+        return wants ? PLAN_SCHEDULE : PLAN_CANCEL;
+    }
+    if (!wants) return PLAN_CANCEL;
+    bool moved = b->task_scheduled_at_ms != b->scheduled_at_ms;
+    if (strcmp(ts, "scheduled") == 0) return moved ? PLAN_RESCHEDULE : PLAN_NOTHING;
+    if (strcmp(ts, "failed") == 0) return (b->task_scheduled_at_ms == 0 || moved) ? PLAN_SCHEDULE : PLAN_NOTHING;
+    return PLAN_NOTHING;
+}
+
+const char *followup_plan_name(enum followup_plan p)
+{
+    static const char *const names[] = {"nothing", "schedule", "reschedule", "cancel", "drop_task", "reopen"};
+    return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "unknown";
 }
 
 char *followup_task_payload(const char *schema, const struct booking *b, const char *idempotency_key)
@@ -203,6 +236,7 @@ static void end_pass(struct scheduler_item *item)
     item->body = NULL;
     item->attempt = 0;
     item->task_id[0] = '\0';
+    item->new_task_name[0] = '\0';
     if (item->again && !s->closed) {
         item->again = false;
         fifo_push(s, item);
@@ -277,6 +311,110 @@ static void retry_or_give_up(struct scheduler_item *item, const char *error)
     if (s->clock->after(s->clock->impl, delay, on_backoff_elapsed, item) != 0) end_pass(item);
 }
 
+/* ---- task removal (cancel, drop, reschedule's old task) ---- */
+
+static void on_task_name_cleared(void *arg, enum repo_rc rc)
+{
+    (void)rc;
+    end_pass(arg);
+}
+
+static void on_cancelled_task_removed(void *arg, const struct tq_reply *r)
+{
+    struct scheduler_item *item = arg;
+    struct followup_scheduler *s = item->s;
+    struct log_ctx ctx = item_ctx(item);
+    if (r->result != TQ_OK && r->result != TQ_NOT_FOUND) {
+        LOG_KV(s->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", r->error ? r->error : "", NULL}),
+               "could not delete the cancelled booking's task; the sweep retries");
+        end_pass(item);
+        return;
+    }
+    s->stats.tasks_deleted++;
+    LOG_INFO(s->log, &ctx, "task of the cancelled booking deleted");
+    if (s->repo->clear_task_name(s->repo->impl, item->schema, item->tenant_id, item->booking_id, item->b.task_name,
+                                 on_task_name_cleared, item) != 0)
+        end_pass(item);
+}
+
+static void remove_cancelled_task(struct scheduler_item *item)
+{
+    struct followup_scheduler *s = item->s;
+    if (item->b.task_name[0] == '\0') {
+        end_pass(item);
+        return;
+    }
+    if (s->queue->remove(s->queue->impl, item->b.task_name, on_cancelled_task_removed, item) != 0) end_pass(item);
+}
+
+static void on_marked_cancelled(void *arg, enum repo_rc rc)
+{
+    struct scheduler_item *item = arg;
+    struct log_ctx ctx = item_ctx(item);
+    if (rc != REPO_OK) {
+        LOG_DEBUG(item->s->log, &ctx, "booking not cancelled by us (already moved on)");
+        end_pass(item);
+        return;
+    }
+    item->s->stats.cancelled++;
+    LOG_INFO(item->s->log, &ctx, "follow-up cancelled");
+    remove_cancelled_task(item);
+}
+
+static void on_reopened(void *arg, enum repo_rc rc)
+{
+    struct scheduler_item *item = arg;
+    if (rc == REPO_OK) {
+        struct log_ctx ctx = item_ctx(item);
+        LOG_INFO(item->s->log, &ctx, "booking un-cancelled: scheduling again");
+        item->again = true;   /* the next pass schedules the re-opened booking */
+    }
+    end_pass(item);
+}
+
+static void on_old_task_removed(void *arg, const struct tq_reply *r)
+{
+    struct scheduler_item *item = arg;
+    struct log_ctx ctx = item_ctx(item);
+    if (r->result == TQ_OK || r->result == TQ_NOT_FOUND) {
+        item->s->stats.tasks_deleted++;
+    } else {
+        /* Harmless: the old task's callback carries the old key and is a stale no-op. */
+        LOG_KV(item->s->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", r->error ? r->error : "", NULL}),
+               "could not delete the replaced task; its callback will be a stale no-op");
+    }
+    end_pass(item);
+}
+
+static void on_rescheduled(void *arg, enum repo_rc rc)
+{
+    struct scheduler_item *item = arg;
+    struct followup_scheduler *s = item->s;
+    struct log_ctx ctx = item_ctx(item);
+    if (rc != REPO_OK) {
+        s->stats.conflicts++;
+        LOG_DEBUG(s->log, &ctx, "reschedule not recorded: the row moved on");
+        end_pass(item);
+        return;
+    }
+    s->stats.rescheduled++;
+    LOG_INFO(s->log, &ctx, "follow-up rescheduled; deleting the replaced task");
+    if (s->queue->remove(s->queue->impl, item->b.task_name, on_old_task_removed, item) != 0) end_pass(item);
+}
+
+/* The replacement exists: point the row at it (old key becomes stale), then delete the old task. */
+static void record_reschedule(struct scheduler_item *item, const char *new_task_name)
+{
+    struct followup_scheduler *s = item->s;
+    snprintf(item->new_task_name, sizeof(item->new_task_name), "%s", new_task_name);
+    struct reschedule_mark m = {.old_task_name = item->b.task_name, .task_name = item->new_task_name,
+                                .idempotency_key = item->key, .scheduled_at_ms = item->b.scheduled_at_ms,
+                                .generation = item->generation};
+    if (s->repo->mark_rescheduled(s->repo->impl, item->schema, item->tenant_id, item->booking_id, &m, on_rescheduled,
+                                  item) != 0)
+        end_pass(item);
+}
+
 static void on_created(void *arg, const struct tq_reply *r)
 {
     struct scheduler_item *item = arg;
@@ -287,6 +425,10 @@ static void on_created(void *arg, const struct tq_reply *r)
     case TQ_ALREADY_EXISTS: {
         if (r->result == TQ_OK) s->stats.created++;
         else s->stats.already_existed++;
+        if (item->plan == PLAN_RESCHEDULE) {
+            record_reschedule(item, r->task_name != NULL ? r->task_name : item->task_id);
+            return;
+        }
         struct schedule_mark m = {.task_name = r->task_name != NULL ? r->task_name : item->task_id,
                                   .scheduled_at_ms = item->b.scheduled_at_ms,
                                   .task_scheduled_at_ms = item->b.scheduled_at_ms, .idempotency_key = item->key};
@@ -326,21 +468,23 @@ static bool prepare_task(struct scheduler_item *item)
     struct followup_scheduler *s = item->s;
     const struct booking *b = &item->b;
     struct log_ctx ctx = item_ctx(item);
-    if (!followup_qualifies(s->cfg, b)) {
+    int64_t now = s->clock->now_ms(s->clock->impl);
+    if (b->scheduled_at_ms < now - (int64_t)s->cfg->followup_catchup_window_s * 1000) {
+        /* History (every pre-migration row reads pending): an edit of an old booking notifies too, but the
+         * catch-up window is the one rule for how late a booking may still be called. */
         s->stats.not_qualifying++;
-        LOG_DEBUG(s->log, &ctx, "booking does not need a task (type %s, status %s, task_status %s)", b->booking_type,
-                  b->status, b->task_status);
+        LOG_DEBUG(s->log, &ctx, "before the catch-up window (history): never scheduled");
         return false;
     }
-    int64_t now = s->clock->now_ms(s->clock->impl);
     item->schedule_time_ms = followup_schedule_time_ms(b->scheduled_at_ms, s->cfg->followup_lead_time_s, now);
     if (!followup_within_horizon(item->schedule_time_ms, now)) {
         s->stats.beyond_horizon++;
         LOG_INFO(s->log, &ctx, "beyond the 720 h Cloud Tasks horizon: stays pending until the sweep reaches it");
         return false;
     }
+    item->generation = b->task_generation + (item->plan == PLAN_RESCHEDULE ? 1 : 0);
     if (followup_idempotency_key(b->tenant_id, b->id, b->scheduled_at_ms, item->key, sizeof(item->key)) != 0 ||
-        followup_task_id(item->key, item->task_id) != 0 ||
+        followup_task_id(item->key, item->generation, item->task_id) != 0 ||
         followup_callback_url(s->cfg->http_public_url != NULL ? s->cfg->http_public_url : "", b->id, item->url,
                               sizeof(item->url)) != 0 ||
         (item->body = followup_task_payload(item->schema, b, item->key)) == NULL) {
@@ -348,6 +492,46 @@ static bool prepare_task(struct scheduler_item *item)
         return false;
     }
     return true;
+}
+
+static void run_plan(struct scheduler_item *item)
+{
+    struct followup_scheduler *s = item->s;
+    struct bookings_repo *repo = s->repo;
+    item->plan = s->closed ? PLAN_NOTHING : followup_plan_for(s->cfg, &item->b);
+    struct log_ctx ctx = item_ctx(item);
+    if (item->plan == PLAN_NOTHING)
+        LOG_DEBUG(s->log, &ctx, "booking does not need a task (type %s, status %s, task_status %s)",
+                  item->b.booking_type, item->b.status, item->b.task_status);
+    else
+        LOG_DEBUG(s->log, &ctx, "plan %s (type %s, status %s, task_status %s)", followup_plan_name(item->plan),
+                  item->b.booking_type, item->b.status, item->b.task_status);
+    int rc = 0;
+    switch (item->plan) {
+    case PLAN_NOTHING:
+        s->stats.not_qualifying++;
+        end_pass(item);
+        return;
+    case PLAN_SCHEDULE:
+    case PLAN_RESCHEDULE:
+        if (!prepare_task(item)) {
+            end_pass(item);
+            return;
+        }
+        create_task(item);
+        return;
+    case PLAN_CANCEL:
+        rc = repo->mark_cancelled(repo->impl, item->schema, item->tenant_id, item->booking_id, on_marked_cancelled,
+                                  item);
+        break;
+    case PLAN_DROP_TASK:
+        remove_cancelled_task(item);
+        return;
+    case PLAN_REOPEN:
+        rc = repo->reopen(repo->impl, item->schema, item->tenant_id, item->booking_id, on_reopened, item);
+        break;
+    }
+    if (rc != 0) end_pass(item);
 }
 
 static void on_loaded(void *arg, enum repo_rc rc, const struct booking *b)
@@ -361,11 +545,7 @@ static void on_loaded(void *arg, enum repo_rc rc, const struct booking *b)
         return;
     }
     item->b = *b;
-    if (item->s->closed || !prepare_task(item)) {
-        end_pass(item);
-        return;
-    }
-    create_task(item);
+    run_plan(item);
 }
 
 static void start_pass(struct followup_scheduler *s, struct scheduler_item *item)
@@ -415,5 +595,44 @@ int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema,
     s->stats.enqueued++;
     fifo_push(s, item);
     pump(s);
+    return 0;
+}
+
+struct orphan_removal {
+    struct followup_scheduler *s;
+    char schema[SCHEMA_NAME_LEN];
+    char tenant_id[UUID_STR_LEN];
+    char booking_id[UUID_STR_LEN];
+};
+
+static void on_orphan_removed(void *arg, const struct tq_reply *r)
+{
+    struct orphan_removal *o = arg;
+    struct log_ctx ctx = {.schema = o->schema, .tenant_id = o->tenant_id, .booking_id = o->booking_id,
+                          .task_name = r->task_name};
+    if (r->result == TQ_OK || r->result == TQ_NOT_FOUND) {
+        o->s->stats.tasks_deleted++;
+        LOG_INFO(o->s->log, &ctx, "task of the deleted booking deleted");
+    } else {
+        LOG_KV(o->s->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", r->error ? r->error : "", NULL}),
+               "could not delete the task of a deleted booking; its callback will answer not found");
+    }
+    free(o);
+}
+
+int followup_scheduler_remove_task(struct followup_scheduler *s, const char *schema, const char *tenant_id,
+                                   const char *booking_id, const char *task_name)
+{
+    if (s->closed || task_name == NULL || task_name[0] == '\0') return -1;
+    struct orphan_removal *o = calloc(1, sizeof(*o));
+    if (o == NULL) return -1;
+    o->s = s;
+    snprintf(o->schema, sizeof(o->schema), "%s", schema);
+    snprintf(o->tenant_id, sizeof(o->tenant_id), "%s", tenant_id);
+    snprintf(o->booking_id, sizeof(o->booking_id), "%s", booking_id);
+    if (s->queue->remove(s->queue->impl, task_name, on_orphan_removed, o) != 0) {
+        free(o);
+        return -1;
+    }
     return 0;
 }

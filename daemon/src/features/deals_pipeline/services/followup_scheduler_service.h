@@ -10,8 +10,12 @@
  * requests).  When the FIFO is full the reference is dropped and counted: the
  * row is still `pending`, so the catch-up sweep finds it — nothing is lost.
  *
- * One pass: load the row (tenant-scoped) → qualifies? (booking_type in
- * followup.booking_types, booking not cancelled, task_status pending) →
+ * One pass: load the row (tenant-scoped) → plan (followup_plan_for: schedule,
+ * reschedule, cancel, drop the task of a cancelled booking, re-open an
+ * un-cancelled one, or nothing).  Scheduling: booking_type in
+ * followup.booking_types, booking not cancelled, task_status pending →
+ * scheduled_at not before now - followup.catchup_window_s (older rows are
+ * history: an edit of one notifies too, but it never gets a task) →
  * idempotency key followup:{tenantId}:{bookingId}:{scheduledAtIso} and task ID
  * sha256(key) → schedule time = scheduled_at - lead_time (past → now; beyond
  * the 720 h horizon → stay pending) → create the task → conditional update to
@@ -19,6 +23,13 @@
  * replica cannot regress a row).  ALREADY_EXISTS counts as created.  Transient
  * errors retry with jittered exponential backoff up to a budget, then the row
  * stays pending for the sweep; permanent errors mark the row failed.
+ *
+ * Rescheduling creates the replacement task first, then moves the row to it
+ * in one conditional update (the old idempotency key becomes stale at once, so
+ * the old task's callback is a no-op), then deletes the old task: the booking
+ * never has no live task, and never two that both call.  Cancelling marks the
+ * row first (callbacks become no-ops), then deletes the task (404 = gone),
+ * then forgets its name.
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SCHEDULER_SERVICE_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SCHEDULER_SERVICE_H
@@ -36,10 +47,21 @@
 
 struct scheduler_item;
 
+/* What a booking needs, decided from its row alone (pure). */
+enum followup_plan {
+    PLAN_NOTHING,      /* executed, in progress, up to date, or not a follow-up */
+    PLAN_SCHEDULE,     /* pending (or failed and moved): create its task */
+    PLAN_RESCHEDULE,   /* scheduled but scheduled_at moved: replace the task */
+    PLAN_CANCEL,       /* cancelled or no longer a follow-up: mark cancelled, delete the task */
+    PLAN_DROP_TASK,    /* cancelled, task still exists: delete it */
+    PLAN_REOPEN,       /* cancelled, but wanted again: back to pending */
+};
+
 struct scheduler_stats {
     uint64_t enqueued, coalesced, dropped_overflow;
     uint64_t created, already_existed, not_qualifying, beyond_horizon;
     uint64_t transient_errors, permanent_errors, gave_up, conflicts;
+    uint64_t cancelled, rescheduled, tasks_deleted;
 };
 
 struct followup_scheduler {
@@ -80,6 +102,11 @@ void followup_scheduler_free(struct followup_scheduler *s);
 int64_t followup_schedule_time_ms(int64_t scheduled_at_ms, int lead_time_s, int64_t now_ms);
 bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms);
 bool followup_qualifies(const struct config *cfg, const struct booking *b);
+enum followup_plan followup_plan_for(const struct config *cfg, const struct booking *b);
+const char *followup_plan_name(enum followup_plan p);
+/* The booking row is gone (DELETE): delete its task by name (fire and forget, logged). */
+int followup_scheduler_remove_task(struct followup_scheduler *s, const char *schema, const char *tenant_id,
+                                   const char *booking_id, const char *task_name);
 /* camelCase task payload: tenantId, bookingId, leadId, assignedUserId, schema, scheduledAt, idempotencyKey. */
 char *followup_task_payload(const char *schema, const struct booking *b, const char *idempotency_key);
 /* {public_url}/api/deals-pipeline/bookings/{bookingId}/execute-followup */

@@ -45,22 +45,37 @@ static void on_found(void *arg, enum repo_rc rc, const struct booking_key *keys,
         }
         sw->found += (uint64_t)n;
         if (n >= SWEEP_BATCH) sw->batch_full = true;
-        if (n > 0) LOG_INFO(sw->log, &(struct log_ctx){.schema = schema}, "catch-up found %d booking(s)", n);
+        if (n > 0)
+            LOG_INFO(sw->log, &(struct log_ctx){.schema = schema}, "%s found %d booking(s)",
+                     sw->stale_phase ? "task sweep" : "catch-up", n);
     }
-    sw->schema_idx++;
+    if (sw->stale_phase) sw->schema_idx++;
+    sw->stale_phase = !sw->stale_phase;
     sweep_next_schema(sw);
+}
+
+/* Each schema gets two reads: bookings waiting for a task (catch-up) and tasks
+ * that no longer match their booking (changed while nobody listened). */
+static int start_query(struct followup_sweep *sw, const char *schema)
+{
+    const struct config *c = sw->cfg;
+    if (sw->stale_phase)
+        return sw->repo->find_stale_tasks(sw->repo->impl, schema, &c->followup_booking_types, SWEEP_BATCH, on_found,
+                                          sw);
+    int horizon = SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S + c->followup_lead_time_s;
+    int64_t now = sw->clock->now_ms(sw->clock->impl);
+    return sw->repo->find_catchup(sw->repo->impl, schema, &c->followup_booking_types, now,
+                                  c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw);
 }
 
 static void sweep_next_schema(struct followup_sweep *sw)
 {
     const struct config *c = sw->cfg;
     while (!sw->closed && sw->schema_idx < c->db_schemas.n) {
-        int horizon = SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S + c->followup_lead_time_s;
-        if (sw->repo->find_catchup(sw->repo->impl, c->db_schemas.items[sw->schema_idx], &c->followup_booking_types,
-                                   c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw) == 0)
-            return;
+        if (start_query(sw, c->db_schemas.items[sw->schema_idx]) == 0) return;
         LOG_WARN(sw->log, &(struct log_ctx){.schema = c->db_schemas.items[sw->schema_idx]},
-                 "catch-up query not started; next sweep retries");
+                 "sweep query not started; next sweep retries");
+        sw->stale_phase = false;
         sw->schema_idx++;
     }
     sweep_finished(sw);
@@ -77,6 +92,7 @@ void followup_sweep_request(struct followup_sweep *sw, const char *reason)
     sw->running = true;
     sw->batch_full = false;
     sw->schema_idx = 0;
+    sw->stale_phase = false;
     sweep_next_schema(sw);
 }
 

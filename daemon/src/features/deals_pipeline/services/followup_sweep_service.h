@@ -4,7 +4,10 @@
  * (LISTEN first, then the sweep) and every followup.sweep_interval_s: per
  * configured schema it asks the repository for bookings that still wait for a
  * task (pending, or failed with a due retry) scheduled inside
- * [now - catchup_window_s, now + horizon] and hands them to the scheduler,
+ * [now - catchup_window_s, now + horizon], and for live tasks that no longer
+ * match their booking (cancelled, rescheduled or retyped while nobody
+ * listened, or a cancelled booking whose task delete failed), and hands them
+ * to the scheduler,
  * whose coalescing and conditional updates make a booking found by both the
  * sweep and a notification (or by two replicas) get one task.  History older
  * than the window is never touched.  Batches are bounded; when a batch is
@@ -27,6 +30,7 @@ struct followup_sweep {
     struct logger *log;
     bool running, rerun, rerun_when_idle, periodic, closed;
     int schema_idx;
+    bool stale_phase;            /* second read of the schema: stale tasks */
     bool batch_full;
     uint64_t runs, found;
 };

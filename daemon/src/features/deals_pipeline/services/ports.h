@@ -35,6 +35,7 @@ struct booking {
     int64_t scheduled_at_ms;
     int64_t task_scheduled_at_ms;           /* the scheduled_at its task was created for; 0 when NULL */
     int execution_attempts;
+    int task_generation;
 };
 
 /* Result codes of repository calls. */
@@ -55,10 +56,20 @@ enum claim_outcome {
 struct booking_key {
     char tenant_id[UUID_STR_LEN];
     char booking_id[UUID_STR_LEN];
+    char idempotency_key[IDEMPOTENCY_KEY_LEN];   /* filled by find_due only */
+};
+
+struct reschedule_mark {
+    const char *old_task_name;      /* the row must still carry this task */
+    const char *task_name;          /* the replacement task */
+    const char *idempotency_key;
+    int64_t scheduled_at_ms;        /* the scheduled_at the new key was computed for (re-checked) */
+    int generation;                 /* new task_generation (old + 1) */
 };
 
 typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
+typedef void (*repo_time_cb)(void *arg, enum repo_rc rc, int64_t epoch_ms /* 0 = none */);
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
 typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b);
 
@@ -86,13 +97,34 @@ struct bookings_repo {
     /* Phase 3: record the outcome of the call. */
     int (*mark_executed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                          const char *idempotency_key, repo_done_cb cb, void *arg);
+    /* scheduled → scheduled with a replacement task (only while the row still has old_task_name). */
+    int (*mark_rescheduled)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                            const struct reschedule_mark *m, repo_done_cb cb, void *arg);
+    /* pending|scheduled|failed → cancelled (task_name kept until the task is deleted). */
+    int (*mark_cancelled)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                          repo_done_cb cb, void *arg);
+    /* The cancelled booking's task is gone: forget its name. */
+    int (*clear_task_name)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                           const char *task_name, repo_done_cb cb, void *arg);
+    /* cancelled (no task left) → pending, next task generation: the booking was un-cancelled. */
+    int (*reopen)(void *impl, const char *schema, const char *tenant_id, const char *booking_id, repo_done_cb cb,
+                  void *arg);
+    /* Cross-tenant maintenance read: live tasks that no longer match their booking (cancelled,
+     * rescheduled, no longer a follow-up) and cancelled bookings whose task still exists. */
+    int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types, int limit,
+                            repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read (catch-up): bookings of `types` still waiting
-     * for a task, scheduled within [now - lookback_s, now + horizon_s]. */
-    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int lookback_s, int horizon_s,
-                        int limit, repo_keys_cb cb, void *arg);
+     * for a task, scheduled within [now - lookback_s, now + horizon_s] (now_ms: the daemon's clock). */
+    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms, int lookback_s,
+                        int horizon_s, int limit, repo_keys_cb cb, void *arg);
+    /* retryable: claimable again from now + retry_delay_s (local dispatcher backoff; 0 for Cloud Tasks). */
     int (*mark_execution_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                                 const char *idempotency_key, const char *error, bool retryable, repo_done_cb cb,
-                                 void *arg);
+                                 const char *idempotency_key, const char *error, bool retryable, int retry_delay_s,
+                                 repo_done_cb cb, void *arg);
+    /* Local dispatcher, cross-tenant maintenance reads: the earliest moment a local task is due
+     * (scheduled_at - lead_s; a retry's next_attempt_at; an abandoned lease's end), and the due ones. */
+    int (*next_due)(void *impl, const char *schema, int lead_s, int lease_s, repo_time_cb cb, void *arg);
+    int (*find_due)(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb, void *arg);
 };
 
 /* ---- task queue ---- */

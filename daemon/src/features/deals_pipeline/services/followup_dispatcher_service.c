@@ -1,0 +1,203 @@
+/*
+ * deals_pipeline/services/followup_dispatcher_service — see the header.
+ * A scan walks the schemas for the minimum due time; a round walks them for
+ * due rows and executes each; both are strictly sequential per dispatcher, so
+ * at most one query of each kind is in flight.
+ */
+#include "features/deals_pipeline/services/followup_dispatcher_service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct armed_timer {
+    struct followup_dispatcher *d;
+    uint64_t gen;
+};
+
+struct dispatched_run {
+    struct followup_dispatcher *d;
+    char schema[SCHEMA_NAME_LEN];
+    char booking_id[UUID_STR_LEN];
+};
+
+static void start_round(struct followup_dispatcher *d);
+static void scan_next(struct followup_dispatcher *d);
+
+void followup_dispatcher_init(struct followup_dispatcher *d, const struct config *cfg, struct bookings_repo *repo,
+                              struct followup_execution_service *exec, struct clock_port *clock, struct logger *log)
+{
+    memset(d, 0, sizeof(*d));
+    d->cfg = cfg;
+    d->repo = repo;
+    d->exec = exec;
+    d->clock = clock;
+    d->log = log;
+}
+
+static int64_t now_ms(struct followup_dispatcher *d)
+{
+    return d->clock->now_ms(d->clock->impl);
+}
+
+/* ---------- the one timer ---------- */
+
+static void on_timer(void *arg)
+{
+    struct armed_timer *t = arg;
+    struct followup_dispatcher *d = t->d;
+    bool current = t->gen == d->timer_gen;
+    free(t);
+    if (!current || d->closed) return;   /* superseded by an earlier arm */
+    d->armed_due_ms = 0;
+    start_round(d);
+}
+
+/* Arm for due_ms unless an earlier (or equal) timer is already armed. */
+static void arm(struct followup_dispatcher *d, int64_t due_ms)
+{
+    int64_t now = now_ms(d);
+    int64_t cap = now + (int64_t)d->cfg->followup_sweep_interval_s * 1000;
+    if (due_ms == 0 || due_ms > cap) due_ms = cap;
+    if (d->armed_due_ms != 0 && d->armed_due_ms <= due_ms) return;
+    struct armed_timer *t = malloc(sizeof(*t));
+    if (t == NULL) return;
+    *t = (struct armed_timer){.d = d, .gen = ++d->timer_gen};
+    uint64_t delay = due_ms > now ? (uint64_t)(due_ms - now) : 0;
+    if (d->clock->after(d->clock->impl, delay, on_timer, t) != 0) {
+        free(t);
+        return;
+    }
+    d->armed_due_ms = due_ms;
+    LOG_DEBUG(d->log, NULL, "local dispatcher armed in %llu ms", (unsigned long long)delay);
+}
+
+/* ---------- earliest-due scan ---------- */
+
+static int lease_s(const struct followup_dispatcher *d)
+{
+    return d->exec->lease_s;
+}
+
+static void on_next_due(void *arg, enum repo_rc rc, int64_t due_ms)
+{
+    struct followup_dispatcher *d = arg;
+    if (rc == REPO_OK && due_ms != 0 && (d->scan_min_ms == 0 || due_ms < d->scan_min_ms)) d->scan_min_ms = due_ms;
+    d->scan_idx++;
+    scan_next(d);
+}
+
+static void scan_next(struct followup_dispatcher *d)
+{
+    const struct strlist *schemas = &d->cfg->db_schemas;
+    while (!d->closed && d->scan_idx < schemas->n) {
+        if (d->repo->next_due(d->repo->impl, schemas->items[d->scan_idx], d->cfg->followup_lead_time_s, lease_s(d),
+                              on_next_due, d) == 0)
+            return;
+        d->scan_idx++;
+    }
+    d->scanning = false;
+    if (d->closed) return;
+    arm(d, d->scan_min_ms);
+    if (d->rescan) {
+        d->rescan = false;
+        followup_dispatcher_poke(d);
+    }
+}
+
+void followup_dispatcher_poke(struct followup_dispatcher *d)
+{
+    if (d->closed) return;
+    if (d->scanning) {
+        d->rescan = true;
+        return;
+    }
+    d->scanning = true;
+    d->scan_idx = 0;
+    d->scan_min_ms = 0;
+    scan_next(d);
+}
+
+/* ---------- a dispatch round ---------- */
+
+static void round_next_schema(struct followup_dispatcher *d);
+
+static void maybe_end_round(struct followup_dispatcher *d)
+{
+    if (d->running > 0 || d->round_idx < d->cfg->db_schemas.n) return;
+    d->dispatching = false;
+    d->rounds++;
+    if (d->closed) return;
+    if (d->round_full) start_round(d);
+    else followup_dispatcher_poke(d);
+}
+
+static void on_executed(void *arg, enum execution_status st)
+{
+    struct dispatched_run *run = arg;
+    struct followup_dispatcher *d = run->d;
+    LOG_DEBUG(d->log, &(struct log_ctx){.schema = run->schema, .booking_id = run->booking_id},
+              "local dispatch finished: %s", execution_status_name(st));
+    free(run);
+    d->running--;
+    maybe_end_round(d);
+}
+
+static void dispatch_one(struct followup_dispatcher *d, const char *schema, const struct booking_key *k)
+{
+    struct dispatched_run *run = calloc(1, sizeof(*run));
+    if (run == NULL) return;
+    run->d = d;
+    snprintf(run->schema, sizeof(run->schema), "%s", schema);
+    snprintf(run->booking_id, sizeof(run->booking_id), "%s", k->booking_id);
+    char request_id[64];
+    snprintf(request_id, sizeof(request_id), "local-%.8s-%llu", k->booking_id,
+             (unsigned long long)d->dispatched);
+    struct execution_request req = {.schema = schema, .tenant_id = k->tenant_id, .booking_id = k->booking_id,
+                                    .idempotency_key = k->idempotency_key, .request_id = request_id};
+    if (followup_execution_execute(d->exec, &req, on_executed, run) != 0) {
+        free(run);
+        return;
+    }
+    d->running++;
+    d->dispatched++;
+}
+
+static void on_due(void *arg, enum repo_rc rc, const struct booking_key *keys, int n)
+{
+    struct followup_dispatcher *d = arg;
+    const char *schema = d->cfg->db_schemas.items[d->round_idx];
+    if (rc != REPO_OK) LOG_WARN(d->log, &(struct log_ctx){.schema = schema}, "due-task query failed; retrying later");
+    for (int i = 0; i < n && !d->closed; i++) dispatch_one(d, schema, &keys[i]);
+    if (n >= DISPATCH_BATCH) d->round_full = true;
+    d->round_idx++;
+    round_next_schema(d);
+}
+
+static void round_next_schema(struct followup_dispatcher *d)
+{
+    const struct strlist *schemas = &d->cfg->db_schemas;
+    while (!d->closed && d->round_idx < schemas->n) {
+        if (d->repo->find_due(d->repo->impl, schemas->items[d->round_idx], d->cfg->followup_lead_time_s, lease_s(d),
+                              DISPATCH_BATCH, on_due, d) == 0)
+            return;
+        d->round_idx++;
+    }
+    d->round_idx = schemas->n;
+    maybe_end_round(d);
+}
+
+static void start_round(struct followup_dispatcher *d)
+{
+    if (d->closed || d->dispatching) return;
+    d->dispatching = true;
+    d->round_idx = 0;
+    d->round_full = false;
+    round_next_schema(d);
+}
+
+void followup_dispatcher_close(struct followup_dispatcher *d)
+{
+    d->closed = true;
+    d->timer_gen++;   /* a timer still pending will find itself superseded */
+}

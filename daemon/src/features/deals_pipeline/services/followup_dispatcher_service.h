@@ -1,0 +1,58 @@
+/*
+ * deals_pipeline/services/followup_dispatcher_service — the local durable
+ * dispatcher (queue.backend = local).  The "task" is the row itself (task_name
+ * local/<id>, task_scheduled_at, task_status), so it survives restarts.
+ *
+ * One timer, armed for the earliest moment any local task is due across all
+ * schemas (the repository answers with one indexed query per schema; no timer
+ * per booking).  It is re-armed whenever something may have changed
+ * (dispatcher_poke: after the scheduler drains a NOTIFY burst, after a sweep,
+ * after each dispatch round) and never sleeps longer than the sweep interval,
+ * so work scheduled by another replica is picked up too.  When it fires, due
+ * rows are read in bounded batches (FOR UPDATE SKIP LOCKED) and each is run by
+ * the SAME execution service as the HTTP callback: same claim, same lease,
+ * same voice-agent call, same idempotency — two replicas firing together still
+ * make one call.  Failures retry with exponential backoff (the execution
+ * service records next_attempt_at) up to followup.max_attempts.
+ */
+#ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_DISPATCHER_SERVICE_H
+#define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_DISPATCHER_SERVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "features/deals_pipeline/services/followup_execution_service.h"
+#include "features/deals_pipeline/services/ports.h"
+
+#define DISPATCH_BATCH 100
+
+struct followup_dispatcher {
+    const struct config *cfg;
+    struct bookings_repo *repo;
+    struct followup_execution_service *exec;
+    struct clock_port *clock;
+    struct logger *log;
+    bool closed;
+    /* earliest-due scan */
+    bool scanning, rescan;
+    int scan_idx;
+    int64_t scan_min_ms;
+    /* the one live timer: armed_due_ms == 0 means none */
+    int64_t armed_due_ms;
+    uint64_t timer_gen;
+    /* a dispatch round */
+    bool dispatching;
+    int round_idx;
+    unsigned running;            /* executions started by this round and not finished */
+    bool round_full;             /* some schema returned a full batch: run again at once */
+    uint64_t dispatched, rounds;
+};
+
+void followup_dispatcher_init(struct followup_dispatcher *d, const struct config *cfg, struct bookings_repo *repo,
+                              struct followup_execution_service *exec, struct clock_port *clock, struct logger *log);
+/* Something may have changed: re-read the earliest due time and re-arm. */
+void followup_dispatcher_poke(struct followup_dispatcher *d);
+void followup_dispatcher_close(struct followup_dispatcher *d);
+
+#endif
