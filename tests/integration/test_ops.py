@@ -359,7 +359,8 @@ class InstallTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=60)
         self.assertEqual(mig.returncode, 1)   # nothing listens on that port
         self.assertIn(f'"sql_dir":"{os.path.realpath(dest)}/usr/share/followupd/sql/migrations"', mig.stderr)
-        self.assertIn('"files":"4"', mig.stderr)
+        n_migrations = len([n for n in os.listdir(os.path.join(ROOT, "sql", "migrations")) if n.endswith(".sql")])
+        self.assertIn(f'"files":"{n_migrations}"', mig.stderr)
 
         # Second install: the operator's configuration is kept.
         with open(os.path.join(dest, "etc/followupd/followupd.conf"), "w") as f:
