@@ -151,6 +151,36 @@ class NotifyTest(unittest.TestCase):
             self.assertFalse([m for m in ns.snapshot(mark) if is_ready(m)])
 
 
+class ReloadTest(unittest.TestCase):
+    """SIGHUP applies booking qualification settings at once (not at the next periodic sweep, an hour away)."""
+
+    def test_sighup__new_booking_type__waiting_booking_scheduled_without_restart(self):
+        with Stack(schemas=(SCHEMA,), log_level="debug") as s:
+            d = s.daemon
+            bid = s.insert_booking(SCHEMA, booking_type="callback_later")
+            # The notification was handled and the booking did not qualify: the scheduler is idle, the row pending.
+            wait_for(lambda: (lambda sm: sm if sample(sm, "followupd_notifications_received_total", schema=SCHEMA)
+                              == 1 and sample(sm, "followupd_scheduler_backlog_bookings") == 0 else None)(
+                parse_prometheus(fetch_metrics(s, d)[2])[1]), 10, "notification handled")
+            self.assertEqual(s.row(SCHEMA, bid)["task_status"], "pending")
+            self.assertIsNone(s.task_for(bid))
+            mark = d.mark()
+            d.write_config(s.config(d.port) + "[followup]\nbooking_types = follow_up,callback_later\n")
+            d.send(signal.SIGHUP)
+            d.wait_for_log(msg_is("configuration reloaded"), since=mark)
+            self.assertFalse(d.find_logs(msg_contains("cannot change"), since=mark))
+            s.wait_row(SCHEMA, bid, lambda r: r["task_status"] == "scheduled", timeout=15)
+            self.assertIsNotNone(s.task_for(bid))
+            self.assertTrue(d.find_logs(msg_contains("catch-up sweep (configuration reloaded)"), since=mark))
+            # Reloading the same settings again does not sweep again.
+            mark = d.mark()
+            d.send(signal.SIGHUP)
+            d.wait_for_log(msg_is("configuration reloaded"), since=mark)
+            code, _ = d.stop()
+            self.assertEqual(code, 0)
+            self.assertFalse(d.find_logs(msg_contains("catch-up sweep (configuration reloaded)"), since=mark))
+
+
 class DrainTest(unittest.TestCase):
     """SIGTERM lets a voice call in flight finish and records it."""
 
