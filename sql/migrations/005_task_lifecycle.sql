@@ -74,3 +74,18 @@ $migration$;
 CREATE INDEX CONCURRENTLY IF NOT EXISTS lead_bookings_followupd_retry_idx
   ON lead_bookings (next_attempt_at)
   WHERE task_status IN ('failed', 'in_progress');
+
+-- Bookings un-cancelled while followupd was not listening (task_status cancelled, status set back): a handful of
+-- rows at most, found by the sweep through this tiny partial index.
+DO $migration$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_index
+              WHERE indexrelid = to_regclass('lead_bookings_followupd_reopen_idx') AND NOT indisvalid) THEN
+    DROP INDEX lead_bookings_followupd_reopen_idx;
+  END IF;
+END
+$migration$;
+
+CREATE INDEX CONCURRENTLY IF NOT EXISTS lead_bookings_followupd_reopen_idx
+  ON lead_bookings (scheduled_at)
+  WHERE task_status = 'cancelled' AND status <> 'cancelled';

@@ -1,7 +1,8 @@
 -- Rollback of 005_task_lifecycle: drops task_generation (only if 005 added it: 'followupd: ' comment marker) and
--- restores 004's NOTIFY function (ids only, also on DELETE), and drops the retry index. Idempotent.
+-- restores 004's NOTIFY function (ids only, also on DELETE), and drops the retry and re-open indexes. Idempotent.
 
 DROP INDEX CONCURRENTLY IF EXISTS lead_bookings_followupd_retry_idx;
+DROP INDEX CONCURRENTLY IF EXISTS lead_bookings_followupd_reopen_idx;
 
 BEGIN;
 SET LOCAL lock_timeout = '10s';

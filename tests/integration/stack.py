@@ -140,8 +140,8 @@ level = {self.log_level}
 {self.extra_config}
 """
 
-    def start(self, env=None, wait_ready=True):
-        port = free_port()
+    def start(self, env=None, wait_ready=True, port=None):
+        port = port or free_port()
         d = Daemon()
         d.port = port
         d.start(self.config(port), env=env)
@@ -256,3 +256,67 @@ level = {self.log_level}
         """SIGTERM every running daemon of this stack and wait for it; returns their exit codes. Fails (via
         Daemon.stop) when one does not exit in time or wrote a non-JSON line (e.g. a sanitizer report)."""
         return [d.stop(timeout=timeout)[0] for d in self.daemons if d.running]
+
+    # -- lifecycle, replica and crash helpers (added for test_lifecycle.py, test_replicas.py, test_crash.py;
+    #    new methods only) --------------------------------------------------------------------------------------
+    def start_on_port(self, port, env=None, wait_ready=True):
+        """Start a daemon listening on a given port (its public_url follows). A restart after a crash at the
+        same address: tasks the dead process created still reach the new one, as behind a stable URL."""
+        d = Daemon()
+        d.port = port
+        d.start(self.config(port), env=env)
+        self.daemons.append(d)
+        if wait_ready:
+            self.wait_ready(d)
+        return d
+
+    def replace_cloud_tasks(self, **fake_kwargs):
+        """Swap the fake Cloud Tasks for a fresh one built with `fake_kwargs` (e.g. now=callable) and register
+        the stack's service-account key file with it. Only while no daemon runs: daemons started afterwards
+        are configured against the new fake."""
+        if any(d.running for d in self.daemons):
+            raise RuntimeError("replace_cloud_tasks: stop the daemons first")
+        self.ct.stop()
+        self.ct = FakeCloudTasks(oidc_key=shared_oidc_key(), **fake_kwargs).start()
+        self.ct.make_service_account_keyfile(self.keyfile)
+        return self.ct
+
+    @staticmethod
+    def idempotency_key_for(tenant, booking_id, at):
+        """The canonical key followupd computes: followup:{tenant}:{booking}:{scheduled_at ISO, ms, Z}."""
+        return f"followup:{tenant}:{booking_id}:{iso(at)}"
+
+    def task_name_for(self, idempotency_key, generation=0):
+        """Full name of the task followupd creates for a key: sha256(key), or sha256(key#generation) once the
+        task was replaced (reschedule) or re-opened (un-cancel)."""
+        import hashlib
+        text = idempotency_key if generation == 0 else f"{idempotency_key}#{generation}"
+        return self.ct.task_name(hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+    def live_tasks_for(self, booking_id):
+        """Names of the fake's live (not yet run, not deleted) tasks that carry this booking."""
+        return sorted(name for name, task in self.ct.tasks.items()
+                      if (task.get("body_json") or {}).get("bookingId") == booking_id)
+
+    def creates_of(self, name):
+        """{"calls": create requests for this name, "created": successful ones} on the fake Cloud Tasks."""
+        return self.ct.create_calls_by_name.get(name, {"calls": 0, "created": 0})
+
+    def deletes_of(self, name):
+        """The fake's delete log entries for this task name: [{"name", "status", "time"}]."""
+        return [d for d in self.ct.deletes if d["name"] == name]
+
+    def dispatch_json(self, name, **kw):
+        """fake.dispatch(name, ...) with each answer body parsed: [(status or None, body)]."""
+        out = []
+        for status, body in self.ct.dispatch(name, **kw):
+            try:
+                out.append((status, json.loads(body) if body else None))
+            except ValueError:
+                out.append((status, body))
+        return out
+
+    def task_generation(self, schema, booking_id):
+        rows = self.db.query(f"SELECT task_generation FROM {quote_ident(schema)}.lead_bookings "
+                             f"WHERE id = '{booking_id}'")
+        return int(rows[0][0]) if rows else None

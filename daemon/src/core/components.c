@@ -84,7 +84,9 @@ static int start_task_queue(struct app *app, struct app_components *c)
         local_queue_port(&c->local_queue, &c->queue);
         return 0;
     }
-    struct google_auth_opts gopts = {.credentials = app->cfg.ct_credentials, .metadata_url = app->cfg.ct_metadata_url};
+    /* The access-token assertion (iat/exp) and the token cache run on the daemon's clock, like everything else. */
+    struct google_auth_opts gopts = {.credentials = app->cfg.ct_credentials, .metadata_url = app->cfg.ct_metadata_url,
+                                     .now_ms = uv_timers_now_ms, .now_arg = &c->timers};
     c->gauth = google_auth_new(&app->loop, &app->log, c->http_client, &gopts);
     char err[256] = "";
     if (c->gauth == NULL || google_auth_load(c->gauth, err, sizeof(err)) != 0) {
@@ -235,12 +237,12 @@ static void begin(struct app *app)
 
 /* ---- shutdown drain (operations): between stopping intake and closing what
  * in-flight work needs, wait until executions and callback requests have
- * finished, or shutdown.drain_timeout_ms passed.  At the
- * deadline, voice-agent calls still running are aborted: the execution service
- * records them as retryable failures (the pool is still open) and answers
- * their callbacks 503, so Cloud Tasks retries them (same idempotency key).
- * After a short grace for those writes, anything left is cut off: a booking
- * still in_progress is claimable again once its lease expires. */
+ * finished, or shutdown.drain_timeout_ms passed.  At the deadline,
+ * voice-agent calls still running are aborted: the execution service records
+ * them as retryable failures (the pool is still open) and answers their
+ * callbacks 503, so Cloud Tasks retries them (same idempotency key).  After a
+ * short grace for those writes, anything left is cut off: a booking still
+ * in_progress is claimable again once its lease expires. */
 #define DRAIN_POLL_MS 20
 #define DRAIN_ABORT_GRACE_MS 2000
 
@@ -400,6 +402,7 @@ void components_free(struct app *app)
     struct app_components *c = app->comp;
     if (c == NULL) return;
     if (c->sched_ready) followup_scheduler_free(&c->sched);
+    followup_dispatcher_free(&c->dispatcher);
     app_metrics_free(c->metrics);
     free(c->qualify_fp);
     bookings_repository_free(c->repo);

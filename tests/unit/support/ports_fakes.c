@@ -275,6 +275,26 @@ static int repo_reopen(void *impl, const char *schema, const char *tenant, const
     return 0;
 }
 
+static int repo_unschedule(void *impl, const char *schema, const char *tenant, const char *booking,
+                           const char *old_task_name, int64_t scheduled_at_ms, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    d->rc = REPO_CONFLICT;
+    if (r && strcmp(r->b.task_status, "scheduled") == 0 && strcmp(r->b.task_name, old_task_name) == 0 &&
+        r->b.scheduled_at_ms == scheduled_at_ms) {
+        strcpy(r->b.task_status, "pending");
+        r->b.task_name[0] = '\0';
+        r->b.idempotency_key[0] = '\0';
+        r->b.task_scheduled_at_ms = 0;
+        r->b.task_generation++;
+        d->rc = REPO_OK;
+    }
+    defer(d);
+    return 0;
+}
+
 static void run_keys(struct deferred *d) { ((repo_keys_cb)d->cb)(d->arg, d->rc, NULL, 0); }
 
 static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
@@ -399,7 +419,8 @@ void fakes_init(struct fake_world *w)
                                      .mark_execution_failed = repo_mark_failed, .find_catchup = repo_find_catchup,
                                      .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
-                                     .find_stale_tasks = repo_find_stale_tasks};
+                                     .find_stale_tasks = repo_find_stale_tasks, .find_reopened = repo_find_catchup,
+                                     .unschedule = repo_unschedule};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};

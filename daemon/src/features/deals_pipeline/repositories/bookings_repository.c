@@ -28,8 +28,10 @@ enum stmt {
     ST_CLEAR_TASK_NAME,
     ST_REOPEN,
     ST_FIND_STALE_TASKS,
+    ST_FIND_REOPENED,
     ST_NEXT_DUE,
     ST_FIND_DUE,
+    ST_UNSCHEDULE,
     ST_COUNT
 };
 
@@ -96,6 +98,13 @@ static const char *const templates[ST_COUNT] = {
         "WHERE id = $1 AND tenant_id = $2 AND task_status = 'scheduled' AND task_name = $6 "
         "AND task_generation = $7::int - 1 AND floor(extract(epoch FROM scheduled_at) * 1000)::bigint = $5::bigint",
 
+    /* $3 old task name, $4 scheduled_at ms (re-checked). The old key goes with the task: its callback is stale. */
+    [ST_UNSCHEDULE] =
+        "UPDATE %s.lead_bookings SET task_status = 'pending', task_name = NULL, idempotency_key = NULL, "
+        "task_scheduled_at = NULL, task_generation = task_generation + 1 "
+        "WHERE id = $1 AND tenant_id = $2 AND task_status = 'scheduled' AND task_name = $3 "
+        "AND floor(extract(epoch FROM scheduled_at) * 1000)::bigint = $4::bigint",
+
     [ST_MARK_CANCELLED] =
         "UPDATE %s.lead_bookings SET task_status = 'cancelled', next_attempt_at = NULL "
         "WHERE id = $1 AND tenant_id = $2 AND task_status IN ('pending', 'scheduled', 'failed')",
@@ -118,6 +127,18 @@ static const char *const templates[ST_COUNT] = {
         " AND (task_status = 'cancelled' OR status = 'cancelled' OR scheduled_at IS DISTINCT FROM task_scheduled_at"
         "  OR NOT booking_type = ANY($1::text[]))"
         " ORDER BY scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED",
+
+    /* compliance: cross-tenant TASK-SWEEP — bookings un-cancelled while followupd was not listening, for every
+       tenant of the schema; ids only, each is then re-read and re-opened by tenant-scoped statements. */
+    [ST_FIND_REOPENED] =
+        "SELECT tenant_id, id FROM %s.lead_bookings"
+        " WHERE task_status = 'cancelled' AND status <> 'cancelled' AND task_name IS NULL"
+        " AND booking_type = ANY($1::text[])"
+        " AND scheduled_at >= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
+        "  - make_interval(secs => $2::int)"
+        " AND scheduled_at <= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
+        "  + make_interval(secs => $3::int)"
+        " ORDER BY scheduled_at LIMIT $4::int FOR UPDATE SKIP LOCKED",
 
     /* compliance: cross-tenant LOCAL-DISPATCH — the local dispatcher keeps one timer for the earliest due
        follow-up of every tenant (no per-booking timers); returns a timestamp only. $1 lead s, $2 lease s. */
@@ -310,6 +331,7 @@ static void on_result(void *arg, PGresult *res, const char *err)
         break;
     }
     case ST_FIND_DUE:
+    case ST_FIND_REOPENED:
     case ST_FIND_STALE_TASKS:
     case ST_FIND_CATCHUP: {
         int n = rc == REPO_OK ? PQntuples(res) : 0;
@@ -449,8 +471,9 @@ static char *text_array_literal(const struct strlist *l)
     return out;
 }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+/* Shared by the two windowed sweep reads (catch-up, re-opened): same parameters. */
+static int submit_window_read(void *impl, const char *schema, enum stmt st, const struct strlist *types,
+                              int64_t now_ms, int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
 {
     char lb[16], hz[16], lim[16], now[32];
     snprintf(now, sizeof(now), "%" PRId64, now_ms);
@@ -460,9 +483,21 @@ static int repo_find_catchup(void *impl, const char *schema, const struct strlis
     char *arr = text_array_literal(types);
     if (arr == NULL) return -1;
     const char *p[] = {arr, lb, hz, lim, now};
-    int rc = submit(impl, schema, ST_FIND_CATCHUP, 5, p, (void *)cb, arg);
+    int rc = submit(impl, schema, st, 5, p, (void *)cb, arg);
     free(arr);
     return rc;
+}
+
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+{
+    return submit_window_read(impl, schema, ST_FIND_CATCHUP, types, now_ms, lookback_s, horizon_s, limit, cb, arg);
+}
+
+static int repo_find_reopened(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                              int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+{
+    return submit_window_read(impl, schema, ST_FIND_REOPENED, types, now_ms, lookback_s, horizon_s, limit, cb, arg);
 }
 
 static int repo_mark_rescheduled(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
@@ -473,6 +508,15 @@ static int repo_mark_rescheduled(void *impl, const char *schema, const char *ten
     snprintf(gen, sizeof(gen), "%d", m->generation);
     const char *p[] = {booking_id, tenant_id, m->task_name, m->idempotency_key, sched, m->old_task_name, gen};
     return submit(impl, schema, ST_MARK_RESCHEDULED, 7, p, (void *)cb, arg);
+}
+
+static int repo_unschedule(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                           const char *old_task_name, int64_t scheduled_at_ms, repo_done_cb cb, void *arg)
+{
+    char sched[32];
+    snprintf(sched, sizeof(sched), "%" PRId64, scheduled_at_ms);
+    const char *p[] = {booking_id, tenant_id, old_task_name, sched};
+    return submit(impl, schema, ST_UNSCHEDULE, 4, p, (void *)cb, arg);
 }
 
 static int repo_mark_cancelled(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
@@ -533,7 +577,9 @@ struct bookings_repository *bookings_repository_new(struct db_pool *pool, const 
     r->port = (struct bookings_repo){.impl = r, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
                                      .mark_schedule_failed = repo_mark_schedule_failed, .claim_execution = repo_claim,
                                      .mark_executed = repo_mark_executed, .find_catchup = repo_find_catchup,
-                                     .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
+                                     .find_reopened = repo_find_reopened,
+                                     .mark_rescheduled = repo_mark_rescheduled, .unschedule = repo_unschedule,
+                                     .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
                                      .find_stale_tasks = repo_find_stale_tasks, .next_due = repo_next_due,
                                      .find_due = repo_find_due,

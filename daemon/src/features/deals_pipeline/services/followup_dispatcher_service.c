@@ -13,6 +13,7 @@
 struct armed_timer {
     struct followup_dispatcher *d;
     uint64_t gen;
+    struct armed_timer *next;   /* the dispatcher's list of timers not fired yet */
 };
 
 struct dispatched_run {
@@ -42,11 +43,22 @@ static int64_t now_ms(struct followup_dispatcher *d)
 
 /* ---------- the one timer ---------- */
 
+static void unlink_timer(struct followup_dispatcher *d, struct armed_timer *t)
+{
+    for (struct armed_timer **pp = &d->timers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            return;
+        }
+    }
+}
+
 static void on_timer(void *arg)
 {
     struct armed_timer *t = arg;
     struct followup_dispatcher *d = t->d;
     bool current = t->gen == d->timer_gen;
+    unlink_timer(d, t);
     free(t);
     if (!current || d->closed) return;   /* superseded by an earlier arm */
     d->armed_due_ms = 0;
@@ -68,6 +80,8 @@ static void arm(struct followup_dispatcher *d, int64_t due_ms)
         free(t);
         return;
     }
+    t->next = d->timers;
+    d->timers = t;
     d->armed_due_ms = due_ms;
     LOG_DEBUG(d->log, NULL, "local dispatcher armed in %llu ms", (unsigned long long)delay);
 }
@@ -200,4 +214,13 @@ void followup_dispatcher_close(struct followup_dispatcher *d)
 {
     d->closed = true;
     d->timer_gen++;   /* a timer still pending will find itself superseded */
+}
+
+void followup_dispatcher_free(struct followup_dispatcher *d)
+{
+    while (d->timers != NULL) {   /* timers closed without firing (shutdown) */
+        struct armed_timer *t = d->timers;
+        d->timers = t->next;
+        free(t);
+    }
 }

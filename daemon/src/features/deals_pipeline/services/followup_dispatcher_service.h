@@ -27,6 +27,8 @@
 
 #define DISPATCH_BATCH 100
 
+struct armed_timer;
+
 struct followup_dispatcher {
     const struct config *cfg;
     struct bookings_repo *repo;
@@ -41,6 +43,7 @@ struct followup_dispatcher {
     /* the one live timer: armed_due_ms == 0 means none */
     int64_t armed_due_ms;
     uint64_t timer_gen;
+    struct armed_timer *timers;  /* armed and not fired yet (freed by followup_dispatcher_free) */
     /* a dispatch round */
     bool dispatching;
     int round_idx;
@@ -54,5 +57,7 @@ void followup_dispatcher_init(struct followup_dispatcher *d, const struct config
 /* Something may have changed: re-read the earliest due time and re-arm. */
 void followup_dispatcher_poke(struct followup_dispatcher *d);
 void followup_dispatcher_close(struct followup_dispatcher *d);
+/* After the clock's timers are closed: free what pending timers carried. */
+void followup_dispatcher_free(struct followup_dispatcher *d);
 
 #endif

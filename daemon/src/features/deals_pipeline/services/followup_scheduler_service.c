@@ -31,6 +31,7 @@ struct scheduler_item {
     char new_task_name[TASK_NAME_LEN];   /* reschedule: the replacement task */
     int generation;                      /* task generation of the task being created */
     enum followup_plan plan;
+    bool withdraw;                       /* reschedule out of the schedulable window: drop the old task */
     char url[1024];
     char *body;
     int64_t schedule_time_ms;
@@ -237,6 +238,7 @@ static void end_pass(struct scheduler_item *item)
     item->attempt = 0;
     item->task_id[0] = '\0';
     item->new_task_name[0] = '\0';
+    item->withdraw = false;
     if (item->again && !s->closed) {
         item->again = false;
         fifo_push(s, item);
@@ -402,6 +404,32 @@ static void on_rescheduled(void *arg, enum repo_rc rc)
     if (s->queue->remove(s->queue->impl, item->b.task_name, on_old_task_removed, item) != 0) end_pass(item);
 }
 
+/* A scheduled booking moved out of the schedulable window: the row goes back to pending without a task (its
+ * old key with it, so the old task's callback is stale at once), then the old task is deleted. The sweep
+ * creates the new task once the booking is inside the horizon (never, if it moved into history). */
+static void on_unscheduled(void *arg, enum repo_rc rc)
+{
+    struct scheduler_item *item = arg;
+    struct followup_scheduler *s = item->s;
+    struct log_ctx ctx = item_ctx(item);
+    if (rc != REPO_OK) {
+        s->stats.conflicts++;
+        LOG_DEBUG(s->log, &ctx, "task not withdrawn: the row moved on");
+        end_pass(item);
+        return;
+    }
+    LOG_INFO(s->log, &ctx, "booking moved out of the schedulable window: task withdrawn, booking pending");
+    if (s->queue->remove(s->queue->impl, item->b.task_name, on_old_task_removed, item) != 0) end_pass(item);
+}
+
+static void withdraw_task(struct scheduler_item *item)
+{
+    struct bookings_repo *repo = item->s->repo;
+    if (repo->unschedule(repo->impl, item->schema, item->tenant_id, item->booking_id, item->b.task_name,
+                         item->b.scheduled_at_ms, on_unscheduled, item) != 0)
+        end_pass(item);
+}
+
 /* The replacement exists: point the row at it (old key becomes stale), then delete the old task. */
 static void record_reschedule(struct scheduler_item *item, const char *new_task_name)
 {
@@ -474,12 +502,14 @@ static bool prepare_task(struct scheduler_item *item)
          * catch-up window is the one rule for how late a booking may still be called. */
         s->stats.not_qualifying++;
         LOG_DEBUG(s->log, &ctx, "before the catch-up window (history): never scheduled");
+        item->withdraw = item->plan == PLAN_RESCHEDULE;
         return false;
     }
     item->schedule_time_ms = followup_schedule_time_ms(b->scheduled_at_ms, s->cfg->followup_lead_time_s, now);
     if (!followup_within_horizon(item->schedule_time_ms, now)) {
         s->stats.beyond_horizon++;
         LOG_INFO(s->log, &ctx, "beyond the 720 h Cloud Tasks horizon: stays pending until the sweep reaches it");
+        item->withdraw = item->plan == PLAN_RESCHEDULE;
         return false;
     }
     item->generation = b->task_generation + (item->plan == PLAN_RESCHEDULE ? 1 : 0);
@@ -515,7 +545,8 @@ static void run_plan(struct scheduler_item *item)
     case PLAN_SCHEDULE:
     case PLAN_RESCHEDULE:
         if (!prepare_task(item)) {
-            end_pass(item);
+            if (item->withdraw) withdraw_task(item);
+            else end_pass(item);
             return;
         }
         create_task(item);

@@ -27,7 +27,11 @@
  * Rescheduling creates the replacement task first, then moves the row to it
  * in one conditional update (the old idempotency key becomes stale at once, so
  * the old task's callback is a no-op), then deletes the old task: the booking
- * never has no live task, and never two that both call.  Cancelling marks the
+ * never has no live task, and never two that both call.  A booking moved
+ * beyond the horizon (or back before the catch-up window) has no replacement:
+ * its row returns to pending without task or key (the old callback turns
+ * stale), then the old task is deleted; the sweep schedules it once it is
+ * inside the horizon.  Cancelling marks the
  * row first (callbacks become no-ops), then deletes the task (404 = gone),
  * then forgets its name.
  */

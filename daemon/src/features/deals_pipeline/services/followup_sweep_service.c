@@ -7,6 +7,8 @@
 
 static void sweep_next_schema(struct followup_sweep *sw);
 
+static const char *const phase_names[] = {"catch-up", "task sweep", "re-opened sweep"};
+
 void followup_sweep_init(struct followup_sweep *sw, const struct config *cfg, struct bookings_repo *repo,
                          struct followup_scheduler *sched, struct clock_port *clock, struct logger *log)
 {
@@ -46,27 +48,39 @@ static void on_found(void *arg, enum repo_rc rc, const struct booking_key *keys,
         sw->found += (uint64_t)n;
         if (n >= SWEEP_BATCH) sw->batch_full = true;
         if (n > 0)
-            LOG_INFO(sw->log, &(struct log_ctx){.schema = schema}, "%s found %d booking(s)",
-                     sw->stale_phase ? "task sweep" : "catch-up", n);
+            LOG_INFO(sw->log, &(struct log_ctx){.schema = schema}, "%s found %d booking(s)", phase_names[sw->phase], n);
     }
-    if (sw->stale_phase) sw->schema_idx++;
-    sw->stale_phase = !sw->stale_phase;
+    if (sw->phase == SWEEP_LAST_PHASE) {
+        sw->phase = SWEEP_CATCHUP;
+        sw->schema_idx++;
+    } else {
+        sw->phase++;
+    }
     sweep_next_schema(sw);
 }
 
-/* Each schema gets two reads: bookings waiting for a task (catch-up) and tasks
- * that no longer match their booking (changed while nobody listened). */
+/* Each schema gets three reads: bookings waiting for a task (catch-up), tasks
+ * that no longer match their booking, and bookings un-cancelled (both changed
+ * while nobody listened). */
 static int start_query(struct followup_sweep *sw, const char *schema)
 {
     const struct config *c = sw->cfg;
-    if (sw->stale_phase)
-        return sw->repo->find_stale_tasks(sw->repo->impl, schema, &c->followup_booking_types, SWEEP_BATCH, on_found,
-                                          sw);
     int horizon = SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S + c->followup_lead_time_s;
     int64_t now = sw->clock->now_ms(sw->clock->impl);
+    switch (sw->phase) {
+    case SWEEP_STALE_TASKS:
+        return sw->repo->find_stale_tasks(sw->repo->impl, schema, &c->followup_booking_types, SWEEP_BATCH, on_found,
+                                          sw);
+    case SWEEP_REOPENED:
+        return sw->repo->find_reopened(sw->repo->impl, schema, &c->followup_booking_types, now,
+                                       c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw);
+    case SWEEP_CATCHUP:
+        break;
+    }
     return sw->repo->find_catchup(sw->repo->impl, schema, &c->followup_booking_types, now,
                                   c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw);
 }
+
 
 static void sweep_next_schema(struct followup_sweep *sw)
 {
@@ -75,7 +89,7 @@ static void sweep_next_schema(struct followup_sweep *sw)
         if (start_query(sw, c->db_schemas.items[sw->schema_idx]) == 0) return;
         LOG_WARN(sw->log, &(struct log_ctx){.schema = c->db_schemas.items[sw->schema_idx]},
                  "sweep query not started; next sweep retries");
-        sw->stale_phase = false;
+        sw->phase = SWEEP_CATCHUP;
         sw->schema_idx++;
     }
     sweep_finished(sw);
@@ -92,7 +106,7 @@ void followup_sweep_request(struct followup_sweep *sw, const char *reason)
     sw->running = true;
     sw->batch_full = false;
     sw->schema_idx = 0;
-    sw->stale_phase = false;
+    sw->phase = SWEEP_CATCHUP;
     sweep_next_schema(sw);
 }
 

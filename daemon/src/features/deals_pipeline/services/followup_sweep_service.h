@@ -6,7 +6,8 @@
  * task (pending, or failed with a due retry) scheduled inside
  * [now - catchup_window_s, now + horizon], and for live tasks that no longer
  * match their booking (cancelled, rescheduled or retyped while nobody
- * listened, or a cancelled booking whose task delete failed), and hands them
+ * listened, or a cancelled booking whose task delete failed), and for
+ * bookings un-cancelled while nobody listened, and hands them
  * to the scheduler,
  * whose coalescing and conditional updates make a booking found by both the
  * sweep and a notification (or by two replicas) get one task.  History older
@@ -22,6 +23,8 @@
 
 #define SWEEP_BATCH 500
 
+enum sweep_phase { SWEEP_CATCHUP = 0, SWEEP_STALE_TASKS, SWEEP_REOPENED, SWEEP_LAST_PHASE = SWEEP_REOPENED };
+
 struct followup_sweep {
     const struct config *cfg;
     struct bookings_repo *repo;
@@ -30,7 +33,7 @@ struct followup_sweep {
     struct logger *log;
     bool running, rerun, rerun_when_idle, periodic, closed;
     int schema_idx;
-    bool stale_phase;            /* second read of the schema: stale tasks */
+    enum sweep_phase phase;      /* which read of the current schema */
     bool batch_full;
     uint64_t runs, found;
 };

@@ -100,6 +100,11 @@ struct bookings_repo {
     /* scheduled → scheduled with a replacement task (only while the row still has old_task_name). */
     int (*mark_rescheduled)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                             const struct reschedule_mark *m, repo_done_cb cb, void *arg);
+    /* scheduled → pending with no task, no key and the next task generation (the booking moved out of the
+     * schedulable window: beyond the horizon or before the catch-up window); only while the row still has
+     * old_task_name and the scheduled_at the decision was made for. */
+    int (*unschedule)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                      const char *old_task_name, int64_t scheduled_at_ms, repo_done_cb cb, void *arg);
     /* pending|scheduled|failed → cancelled (task_name kept until the task is deleted). */
     int (*mark_cancelled)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                           repo_done_cb cb, void *arg);
@@ -113,6 +118,10 @@ struct bookings_repo {
      * rescheduled, no longer a follow-up) and cancelled bookings whose task still exists. */
     int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types, int limit,
                             repo_keys_cb cb, void *arg);
+    /* Cross-tenant maintenance read: bookings followupd cancelled whose status was set back (un-cancelled)
+     * while it was not listening, inside [now - lookback_s, now + horizon_s]. */
+    int (*find_reopened)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
+                         int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read (catch-up): bookings of `types` still waiting
      * for a task, scheduled within [now - lookback_s, now + horizon_s] (now_ms: the daemon's clock). */
     int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms, int lookback_s,
