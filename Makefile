@@ -132,20 +132,38 @@ format:
 compdb:
 	bear -- $(MAKE) -B all
 
-install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/followupd/sql/migrations \
-	  $(DESTDIR)$(PREFIX)/share/followupd/sql/rollback $(DESTDIR)$(PREFIX)/lib/systemd/system \
-	  $(DESTDIR)/etc/followupd
-	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/followupd
-	install -m 0644 sql/migrations/*.sql $(DESTDIR)$(PREFIX)/share/followupd/sql/migrations/ 2>/dev/null || true
-	install -m 0644 sql/rollback/*.sql $(DESTDIR)$(PREFIX)/share/followupd/sql/rollback/ 2>/dev/null || true
-	install -m 0644 systemd/followupd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/followupd.service
-	install -m 0644 conf/followupd.conf.example $(DESTDIR)$(PREFIX)/share/followupd/followupd.conf.example
-	[ -e $(DESTDIR)/etc/followupd/followupd.conf ] || install -m 0640 conf/followupd.conf.example $(DESTDIR)/etc/followupd/followupd.conf
+# Install layout (PREFIX=/usr/local by default; packages use PREFIX=/usr): the binary, the systemd unit (ExecStart
+# rewritten to $(PREFIX)/bin/followupd), the SQL under share/followupd/sql (where `followupd migrate` finds it),
+# the man page, the example config, /etc/followupd/credentials/ (0700, for LoadCredential=) and
+# /etc/followupd/followupd.conf from the example unless one exists (an operator's config is never overwritten; it is
+# 0644 because the unit's dynamic user must read it: secrets go in credentials/, never in the file). INSTALL_BIN installs an already built binary without building.
+# `make uninstall` removes all of that except /etc/followupd (operator data).
+INSTALL_BIN ?= $(BIN)
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+MAN8_DIR ?= $(PREFIX)/share/man/man8
+SHARE_DIR := $(PREFIX)/share/followupd
+
+install: $(INSTALL_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHARE_DIR)/sql/migrations $(DESTDIR)$(SHARE_DIR)/sql/rollback \
+	  $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(MAN8_DIR) $(DESTDIR)/etc/followupd
+	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/followupd
+	install -m 0644 sql/migrations/*.sql $(DESTDIR)$(SHARE_DIR)/sql/migrations/
+	install -m 0644 sql/rollback/*.sql $(DESTDIR)$(SHARE_DIR)/sql/rollback/
+	sed 's#^ExecStart=/usr/bin/followupd #ExecStart=$(PREFIX)/bin/followupd #' systemd/followupd.service \
+	  > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/followupd.service.tmp
+	install -m 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/followupd.service.tmp $(DESTDIR)$(SYSTEMD_UNIT_DIR)/followupd.service
+	rm -f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/followupd.service.tmp
+	install -m 0644 daemon/followupd.8 $(DESTDIR)$(MAN8_DIR)/followupd.8
+	install -m 0644 conf/followupd.conf.example $(DESTDIR)$(SHARE_DIR)/followupd.conf.example
+	install -d -m 0700 $(DESTDIR)/etc/followupd/credentials
+	[ -e $(DESTDIR)/etc/followupd/followupd.conf ] || \
+	  install -m 0644 conf/followupd.conf.example $(DESTDIR)/etc/followupd/followupd.conf
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/followupd $(DESTDIR)$(PREFIX)/lib/systemd/system/followupd.service
-	rm -rf $(DESTDIR)$(PREFIX)/share/followupd
+	rm -f $(DESTDIR)$(PREFIX)/bin/followupd $(DESTDIR)$(SYSTEMD_UNIT_DIR)/followupd.service \
+	  $(DESTDIR)$(MAN8_DIR)/followupd.8
+	rm -rf $(DESTDIR)$(SHARE_DIR)
+	@echo "kept $(DESTDIR)/etc/followupd (configuration and credentials); remove it by hand if no longer needed"
 
 clean:
 	rm -rf $(BUILD)

@@ -16,6 +16,7 @@
 #include "core/app.h"
 #include "core/cli.h"
 #include "core/config.h"
+#include "core/migrate.h"
 
 #define DEFAULT_CONFIG "/etc/followupd/followupd.conf"
 
@@ -23,6 +24,7 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "Usage: followupd [--config FILE] [--check-config]\n"
+            "       followupd [--config FILE] migrate [--rollback] [--sql-dir DIR]\n"
             "       followupd --version | --help\n"
             "\n"
             "followupd turns follow-up bookings inserted into <schema>.lead_bookings into\n"
@@ -36,10 +38,28 @@ static void print_usage(FILE *out)
             "  -V, --version        print the version and exit\n"
             "  -h, --help           print this help and exit\n"
             "\n"
+            "Commands:\n"
+            "  migrate              apply the SQL migrations (file-name order) to every schema of\n"
+            "                       [database] schemas, schema by schema; stop at the first failure\n"
+            "                       (logged with schema, file and line), exit 0 or 1; idempotent\n"
+            "      --rollback       apply the rollback scripts instead, in reverse order\n"
+            "      --sql-dir DIR    directory holding migrations/ and rollback/ (default:\n"
+            "                       <prefix>/share/followupd/sql next to the installed binary,\n"
+            "                       else ./sql)\n"
+            "\n"
+            "HTTP endpoints (on [http] listen, no authentication):\n"
+            "  GET /healthz         200 while the event loop runs\n"
+            "  GET /readyz          200 when ready, else 503 {\"reason\": ...}\n"
+            "  GET /metrics         Prometheus text format 0.0.4 (followupd_* metrics)\n"
+            "\n"
             "Every key can be overridden with FOLLOWUPD_<SECTION>_<KEY>; secret keys also take\n"
             "<key>_file (relative paths resolve against $CREDENTIALS_DIRECTORY).\n"
-            "Logs are JSON lines on stderr. Signals: SIGTERM/SIGINT stop (a second one exits\n"
-            "at once), SIGHUP reloads the configuration.\n");
+            "Logs are JSON lines on stderr. Signals: SIGTERM/SIGINT stop gracefully: stop\n"
+            "accepting, let in-flight calls finish for up to [shutdown] drain_timeout_ms, exit 0\n"
+            "(a second signal exits at once); SIGHUP reloads the configuration.\n"
+            "Under systemd (Type=notify) it sends READY=1, STATUS=, WATCHDOG=1 (when\n"
+            "WatchdogSec= is set), RELOADING=1 and STOPPING=1 to $NOTIFY_SOCKET.\n"
+            "See followupd(8).\n");
 }
 
 static void print_version(void)
@@ -64,5 +84,9 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *path = cli.config_path != NULL ? cli.config_path : DEFAULT_CONFIG;
+    if (cli.migrate) {
+        struct migrate_opts mo = {.config_path = path, .sql_dir = cli.sql_dir, .rollback = cli.rollback};
+        return migrate_run(&mo);
+    }
     return cli.check_config ? cli_check_config(path) : cli_run_daemon(path);
 }

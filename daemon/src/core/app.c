@@ -30,7 +30,9 @@ static void on_hup_signal(uv_signal_t *h, int signum)
 {
     (void)signum;
     struct app *app = h->data;
-    (void)app_reload(app);
+    service_manager_reloading(&app->sm);
+    int rc = app_reload(app);
+    service_manager_reloaded(&app->sm, rc == 0);
 }
 
 static int start_signal(struct app *app, uv_signal_t *h, uv_signal_cb cb, int signum)
@@ -47,6 +49,7 @@ static int start_signal(struct app *app, uv_signal_t *h, uv_signal_cb cb, int si
 int app_init(struct app *app, struct config *cfg, const char *config_path)
 {
     memset(app, 0, sizeof(*app));
+    service_manager_init(&app->sm);
     app->cfg = *cfg;
     memset(cfg, 0, sizeof(*cfg));
     app->config_path = config_path != NULL ? strdup(config_path) : NULL;
@@ -69,6 +72,7 @@ int app_init(struct app *app, struct config *cfg, const char *config_path)
 int app_start(struct app *app)
 {
     if (components_start(app) != 0) return -1;
+    (void)service_manager_start(&app->sm, app);   /* logged; the daemon runs without notifications */
     LOG_INFO(&app->log, NULL, "followupd %s started (%d schema(s), backend %s)", FOLLOWUPD_VERSION,
              app->cfg.db_schemas.n, app->cfg.queue_backend == QUEUE_LOCAL ? "local" : "cloudtasks");
     return 0;
@@ -84,6 +88,7 @@ static void close_signals(struct app *app)
     uv_handle_t *hs[] = {(uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_int, (uv_handle_t *)&app->sig_hup};
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         if (hs[i]->type == UV_SIGNAL && !uv_is_closing(hs[i])) uv_close(hs[i], NULL);
+    service_manager_close(&app->sm);   /* last: the watchdog keeps pinging through the drain */
 }
 
 void app_close_done(void *arg)
@@ -99,6 +104,7 @@ void app_stop(struct app *app, const char *why)
     if (app->stopping) return;
     app->stopping = true;
     LOG_INFO(&app->log, NULL, "stopping (%s)", why);
+    service_manager_stopping(&app->sm);
     app_close_begin(app);            /* guard: released below once every close was started */
     components_stop(app);
     app_close_done(app);

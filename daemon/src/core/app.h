@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "core/config.h"
+#include "core/service_manager.h"
 #include "utils/log.h"
 
 struct app_components;   /* defined in core/components.c */
@@ -33,6 +34,7 @@ struct app {
     int closing_pending;        /* async closes still outstanding */
     int exit_code;
     struct app_components *comp;
+    struct service_manager sm;  /* systemd notifications (READY/STATUS/WATCHDOG/RELOADING/STOPPING) */
 };
 
 /* Takes ownership of cfg. Returns 0 or -1 (logged). */

@@ -18,6 +18,7 @@ int cli_parse(int argc, char **argv, struct cli_options *out)
     static const struct option long_opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
         {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {"rollback", no_argument, NULL, 'r'},     {"sql-dir", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     memset(out, 0, sizeof(*out));
@@ -30,10 +31,18 @@ int cli_parse(int argc, char **argv, struct cli_options *out)
         case 'k': out->check_config = true; break;
         case 'V': out->version = true; break;
         case 'h': out->help = true; break;
+        case 'r': out->rollback = true; break;
+        case 's': out->sql_dir = optarg; break;
         default: return CLI_USAGE_ERROR;
         }
     }
+    if (optind < argc && strcmp(argv[optind], "migrate") == 0) {   /* the one command */
+        out->migrate = true;
+        optind++;
+    }
     if (optind < argc) return CLI_USAGE_ERROR;
+    if ((out->rollback || out->sql_dir != NULL) && !out->migrate) return CLI_USAGE_ERROR;
+    if (out->migrate && out->check_config) return CLI_USAGE_ERROR;
     return CLI_OK;
 }
 

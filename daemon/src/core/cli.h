@@ -1,6 +1,7 @@
 /*
  * core/cli — what the command line does, minus printing help/version (main.c):
- * flag parsing, --check-config, and running the daemon.
+ * flag parsing, --check-config, and running the daemon.  The one command,
+ * `migrate` (with --rollback and --sql-dir), is core/migrate.
  */
 #ifndef FOLLOWUPD_CORE_CLI_H
 #define FOLLOWUPD_CORE_CLI_H
@@ -14,6 +15,10 @@ struct cli_options {
     bool check_config;
     bool help;
     bool version;
+    /* operations: `migrate` command */
+    bool migrate;
+    bool rollback;            /* --rollback (migrate only) */
+    const char *sql_dir;      /* --sql-dir DIR (migrate only) */
 };
 
 int cli_parse(int argc, char **argv, struct cli_options *out);

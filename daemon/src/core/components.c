@@ -3,7 +3,9 @@
  * database pool and listener → repository → task queue (Cloud Tasks or local)
  * → voice agent → services → task authenticator (JWKS) → HTTP server.
  * Shutdown runs in phases so no callback outlives what it touches: (1) stop
- * intake (listener, sweeps, scheduler, no new connections); (2) close the
+ * intake (listener, sweeps, scheduler, no new connections), then drain:
+ * wait for in-flight executions and requests up to shutdown.drain_timeout_ms
+ * (see "shutdown drain" below); (2) close the
  * HTTP client, which hands every pending Cloud Tasks / voice-agent call back
  * to its caller as a transient failure; (3) free the clients, close the JWKS
  * cache and the pool, which completes every pending statement (answering
@@ -17,6 +19,7 @@
 
 #include "core/adapters.h"
 #include "core/app.h"
+#include "core/app_metrics.h"
 #include "core/components_internal.h"
 #include "core/health.h"
 #include "features/deals_pipeline/controllers/notifications_controller.h"
@@ -24,6 +27,8 @@
 #include "shared/db/db_notify.h"
 
 #define LEASE_MARGIN_S 30
+
+static char *qualify_fingerprint(const struct config *cfg);   /* reload (operations), below */
 
 static void on_listener_ready(void *arg)
 {
@@ -46,6 +51,7 @@ static void on_notify(void *arg, const char *channel, const char *payload)
 {
     struct app *app = arg;
     app->comp->notifications++;
+    app_metrics_on_notify(app->comp->metrics, channel, payload);
     notifications_controller_handle(&app->cfg, &app->comp->sched, &app->log, channel, payload);
 }
 
@@ -215,6 +221,8 @@ int components_start(struct app *app)
         LOG_ERROR(&app->log, NULL, "startup failed");
         return -1;
     }
+    c->metrics = app_metrics_attach(app);   /* operations: optional, never fatal */
+    c->qualify_fp = qualify_fingerprint(&app->cfg);
     return 0;
 }
 
@@ -225,6 +233,64 @@ static void phase_done(void *arg);
 static void begin(struct app *app)
 {
     app->comp->phase_pending++;
+}
+
+/* ---- shutdown drain (operations): between stopping intake and closing what
+ * in-flight work needs, wait until executions and callback requests have
+ * finished, or shutdown.drain_timeout_ms passed.  At the deadline,
+ * voice-agent calls still running are aborted: the execution service records
+ * them as retryable failures (the pool is still open) and answers their
+ * callbacks 503, so Cloud Tasks retries them (same idempotency key).  After a
+ * short grace for those writes, anything left is cut off: a booking still
+ * in_progress is claimable again once its lease expires. */
+#define DRAIN_POLL_MS 20
+#define DRAIN_ABORT_GRACE_MS 2000
+
+/* Task creations in flight are not waited for: a cut one is repeated by the
+ * next start's catch-up under the same task name (409 counts as created). */
+static bool drained(struct app_components *c)
+{
+    return c->exec.inflight == 0 && http_server_active_exchanges(c->http) == 0;
+}
+
+static void drain_check(void *arg)
+{
+    struct app *app = arg;
+    struct app_components *c = app->comp;
+    if (drained(c)) {
+        LOG_DEBUG(&app->log, NULL, "drained: no execution or request in flight");
+        phase_done(app);
+        return;
+    }
+    if (uv_now(&app->loop) >= c->drain_deadline_ms) {
+        if (!c->drain_aborted && c->va != NULL && c->exec.inflight > 0) {
+            c->drain_aborted = true;
+            LOG_WARN(&app->log, NULL,
+                     "drain deadline reached with %u execution(s) in flight; aborting their voice-agent calls "
+                     "(recorded as retryable failures)", c->exec.inflight);
+            c->drain_deadline_ms = uv_now(&app->loop) + DRAIN_ABORT_GRACE_MS;
+            voice_agent_client_abort(c->va, "shutting down");
+        } else {
+            LOG_WARN(&app->log, NULL,
+                     "drain deadline reached with %u execution(s) and %zu request(s) in flight; cutting them off "
+                     "(claimable again after their lease)", c->exec.inflight, http_server_active_exchanges(c->http));
+            phase_done(app);
+            return;
+        }
+    }
+    if (uv_timers_after(&c->timers, DRAIN_POLL_MS, drain_check, app) != 0) phase_done(app);
+}
+
+/* Counts as one pending close of the current phase until drained. */
+static void drain_start(struct app *app)
+{
+    struct app_components *c = app->comp;
+    begin(app);
+    c->drain_deadline_ms = uv_now(&app->loop) + (uint64_t)app->cfg.shutdown_drain_timeout_ms;
+    if (!drained(c))
+        LOG_INFO(&app->log, NULL, "draining: %u execution(s), %zu request(s) in flight (up to %d ms)",
+                 c->exec.inflight, http_server_active_exchanges(c->http), app->cfg.shutdown_drain_timeout_ms);
+    if (uv_timers_after(&c->timers, 0, drain_check, app) != 0) phase_done(app);
 }
 
 static void close_phase(struct app *app)
@@ -239,6 +305,7 @@ static void close_phase(struct app *app)
         if (c->sched_ready) followup_scheduler_close(&c->sched);
         if (c->http != NULL) http_server_stop_accepting(c->http);
         if (c->listener != NULL) { begin(app); db_listener_close(c->listener, phase_done, app); c->listener = NULL; }
+        drain_start(app);   /* phase 2 waits for in-flight work */
         break;
     case 2:       /* abort outbound HTTP: every pending client call reaches its caller (as transient) */
         if (c->http_client != NULL) {
@@ -286,6 +353,27 @@ void components_stop(struct app *app)
     close_phase(app);
 }
 
+/* ---- reload (operations) ---- */
+
+static void sweep_after_reload(void *sweep)
+{
+    followup_sweep_request(sweep, "configuration reloaded");
+}
+
+/* The settings that decide which bookings qualify for a task, as one string. */
+static char *qualify_fingerprint(const struct config *cfg)
+{
+    size_t cap = 64;
+    for (int i = 0; i < cfg->followup_booking_types.n; i++) cap += strlen(cfg->followup_booking_types.items[i]) + 1;
+    char *fp = malloc(cap);
+    if (fp == NULL) return NULL;
+    size_t n = (size_t)snprintf(fp, cap, "%d/%d/%d/", cfg->followup_lead_time_s, cfg->followup_catchup_window_s,
+                                cfg->followup_max_attempts);
+    for (int i = 0; i < cfg->followup_booking_types.n && n < cap; i++)
+        n += (size_t)snprintf(fp + n, cap - n, "%s,", cfg->followup_booking_types.items[i]);
+    return fp;
+}
+
 void components_reload(struct app *app)
 {
     struct app_components *c = app->comp;
@@ -294,6 +382,19 @@ void components_reload(struct app *app)
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
     if (voice_agent_set_opts(c->va, &vopts) != 0)
         LOG_WARN(&app->log, NULL, "reload: voice-agent settings invalid; keeping the previous ones");
+    /* The services read booking types, lead time, catch-up window, attempts and
+     * auth policy from app->cfg on every use.  When what qualifies a booking
+     * changed, catch up once the reload is done (from the loop), so bookings
+     * that only qualify now (e.g. a new booking type) get their task without
+     * waiting for the next periodic sweep (whose period, re-read when it
+     * re-arms, applies from the following run).  Not while the listener is
+     * down: its reconnect runs the catch-up anyway. */
+    char *fp = qualify_fingerprint(&app->cfg);
+    bool changed = fp == NULL || c->qualify_fp == NULL || strcmp(fp, c->qualify_fp) != 0;
+    free(c->qualify_fp);
+    c->qualify_fp = fp;
+    if (changed && c->sched_ready && c->listener_ready)
+        (void)uv_timers_after(&c->timers, 0, sweep_after_reload, &c->sweep);
 }
 
 void components_free(struct app *app)
@@ -302,6 +403,8 @@ void components_free(struct app *app)
     if (c == NULL) return;
     if (c->sched_ready) followup_scheduler_free(&c->sched);
     followup_dispatcher_free(&c->dispatcher);
+    app_metrics_free(c->metrics);
+    free(c->qualify_fp);
     bookings_repository_free(c->repo);
     for (int i = 0; c->channels != NULL && i < c->n_channels; i++) free(c->channels[i]);
     free(c->channels);

@@ -6,6 +6,7 @@
 #define FOLLOWUPD_CORE_COMPONENTS_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/adapters.h"
 #include "features/deals_pipeline/deals_pipeline.h"
@@ -24,6 +25,8 @@
 #include "shared/http/http_client.h"
 #include "shared/http/http_server.h"
 #include "utils/uv_timers.h"
+
+struct app_metrics;
 
 struct app_components {
     struct uv_timers timers;
@@ -58,6 +61,11 @@ struct app_components {
     unsigned long long notifications;
     int phase;
     int phase_pending;
+    /* operations (core/app_metrics, shutdown drain) */
+    struct app_metrics *metrics;
+    uint64_t drain_deadline_ms;
+    bool drain_aborted;         /* voice calls aborted at the drain deadline */
+    char *qualify_fp;           /* booking-qualification settings at the last (re)load */
 };
 
 /* jwks_fetch_fn over the shared HTTP client (fetch_ctx = struct http_client *). */

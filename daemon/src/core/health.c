@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "core/app.h"
+#include "core/app_metrics.h"
 #include "core/components_internal.h"
 
 const char *health_not_ready_reason(struct app *app)
@@ -41,5 +42,6 @@ static void readyz(struct http_exchange *ex, void *ctx)
 const struct http_route health_routes[] = {
     {"GET", "/healthz", healthz, HTTP_AUTH_NONE},
     {"GET", "/readyz", readyz, HTTP_AUTH_NONE},
+    {"GET", "/metrics", app_metrics_route, HTTP_AUTH_NONE},
 };
 const size_t health_routes_count = sizeof(health_routes) / sizeof(health_routes[0]);

@@ -1,7 +1,8 @@
 /*
  * core/health — operational routes on the embedded listener: /healthz (the
  * loop runs) and /readyz (listener bound, database connected and LISTENing,
- * OIDC keys loaded in oidc mode; 503 with the reason otherwise).
+ * OIDC keys loaded in oidc mode; 503 with the reason otherwise) and /metrics
+ * (Prometheus text, core/app_metrics).
  */
 #ifndef FOLLOWUPD_CORE_HEALTH_H
 #define FOLLOWUPD_CORE_HEALTH_H

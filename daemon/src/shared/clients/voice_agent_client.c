@@ -254,6 +254,27 @@ int voice_agent_set_opts(struct voice_agent_client *c, const struct voice_agent_
     return 0;
 }
 
+void voice_agent_client_abort(struct voice_agent_client *c, const char *why)
+{
+    if (c == NULL) return;
+    struct va_op *aborted = c->ops;   /* detach all first: callbacks may start new calls */
+    c->ops = NULL;
+    char error[160];
+    snprintf(error, sizeof(error), "aborted: %s", why != NULL ? why : "client shutting down");
+    while (aborted != NULL) {
+        struct va_op *op = aborted;
+        aborted = op->next;
+        op->prev = op->next = NULL;
+        op->client = NULL;   /* freed by on_http_done when the HTTP request ends */
+        const struct log_ctx ctx = {.tenant_id = op->tenant_id, .booking_id = op->booking_id,
+                                    .request_id = op->request_id};
+        LOG_KV(c->lg, LOG_LEVEL_WARN, &ctx, ((const char *[]){"result", "transient", "error", error, NULL}),
+               "voice agent start-call aborted");
+        struct va_reply reply = {.result = VA_TRANSIENT, .http_status = 0, .error = error, .call_id = NULL};
+        op->cb(op->arg, &reply);
+    }
+}
+
 void voice_agent_client_free(struct voice_agent_client *c)
 {
     if (c == NULL) return;

@@ -16,8 +16,10 @@
  *
  * voice_agent_set_opts() swaps URL/token/timeout for requests started
  * afterwards (live reload); in-flight requests keep what they were sent with.
- * voice_agent_client_free() detaches in-flight requests: their callbacks are
- * not called.  The token is never logged.
+ * voice_agent_client_abort() completes in-flight calls at once as transient
+ * failures (shutdown drain deadline); voice_agent_client_free() detaches
+ * in-flight requests: their callbacks are not called.  The token is never
+ * logged.
  */
 #ifndef FOLLOWUPD_SHARED_CLIENTS_VOICE_AGENT_CLIENT_H
 #define FOLLOWUPD_SHARED_CLIENTS_VOICE_AGENT_CLIENT_H
@@ -65,6 +67,10 @@ int voice_agent_set_opts(struct voice_agent_client *c, const struct voice_agent_
 /* 0: cb runs exactly once, later. -1: invalid request / out of memory; cb never runs. */
 int voice_agent_start_call(struct voice_agent_client *c, const struct voice_call_request *req, va_cb cb,
                            void *arg) __attribute__((warn_unused_result));
+/* Shutdown: complete every in-flight call now with VA_TRANSIENT ("aborted: why"),
+ * from this call; their HTTP requests end later and are ignored. The outcome
+ * of such a call at the voice agent is unknown (retry with the same key). */
+void voice_agent_client_abort(struct voice_agent_client *c, const char *why);
 void voice_agent_client_free(struct voice_agent_client *c);
 
 /* ---- pure helpers (unit-tested) ---- */

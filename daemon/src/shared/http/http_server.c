@@ -50,6 +50,7 @@
 #define REQUEST_ID_MAX 64u
 #define ARENA_MIN 1024u
 
+#define JSON_CONTENT_TYPE "application/json"
 #define STATUS_SILENT_CLOSE (-1) /* fail_status: close without a response */
 
 enum conn_state { CS_READING, CS_DISPATCHED, CS_WRITING, CS_LINGER, CS_CLOSING };
@@ -139,6 +140,8 @@ struct http_server {
     uint64_t id_fallback;
     void (*done)(void *);
     void *done_arg;
+    http_response_observer observer;   /* optional (metrics) */
+    void *observer_arg;
 };
 
 static void conn_close(struct http_conn *conn);
@@ -491,16 +494,17 @@ reject:
 }
 
 /* Serialize a complete response; NULL on OOM. */
-static char *build_response(struct logger *lg, int status, const char *body, const struct http_header_kv *extra,
-                            size_t n_extra, const char *request_id, int close, int head, size_t *out_len)
+static char *build_response(struct logger *lg, int status, const char *content_type, const char *body,
+                            size_t body_len, const struct http_header_kv *extra, size_t n_extra,
+                            const char *request_id, int close, int head, size_t *out_len)
 {
     struct sbuf b = {0};
     char line[64];
     int no_body = status == 204 || status == 304;
-    size_t body_len = body != NULL && !no_body ? strlen(body) : 0;
+    if (body == NULL || no_body) body_len = 0;
     snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, status_reason(status));
     sb_puts(&b, line);
-    sb_header(&b, "Content-Type", "application/json");
+    sb_header(&b, "Content-Type", content_type);
     if (!no_body) {
         snprintf(line, sizeof(line), "%zu", body_len);
         sb_header(&b, "Content-Length", line);
@@ -713,7 +717,9 @@ static void conn_fail(struct http_conn *conn, int status)
     }
     log_access(conn->srv, ex, status, rid, 0);
     size_t len = 0;
-    char *buf = build_response(conn->srv->lg, status, status_error_body(status), NULL, 0, rid, 1, 0, &len);
+    const char *body = status_error_body(status);
+    char *buf = build_response(conn->srv->lg, status, JSON_CONTENT_TYPE, body, body != NULL ? strlen(body) : 0, NULL,
+                               0, rid, 1, 0, &len);
     conn->ex = NULL;
     if (ex != NULL) exchange_free(ex);
     if (buf == NULL) {
@@ -1454,14 +1460,46 @@ int http_exchange_is_cancelled(const struct http_exchange *ex)
 void http_exchange_respond(struct http_exchange *ex, int status, const char *json_body,
                            const struct http_header_kv *extra, size_t n_extra)
 {
+    http_exchange_respond_typed(ex, status, JSON_CONTENT_TYPE, json_body, json_body != NULL ? strlen(json_body) : 0,
+                                extra, n_extra);
+}
+
+void http_server_set_observer(struct http_server *srv, http_response_observer observer, void *arg)
+{
+    srv->observer = observer;
+    srv->observer_arg = arg;
+}
+
+static void observe_response(const struct http_exchange *ex, int status)
+{
+    struct http_server *srv = ex->srv;
+    if (srv != NULL && srv->observer != NULL)
+        srv->observer(srv->observer_arg, ex->route, status, uv_hrtime() - ex->start_ns);
+}
+
+static int valid_content_type(const char *ct)
+{
+    if (ct == NULL || ct[0] == '\0') return 0;
+    for (const char *p = ct; *p != '\0'; p++)
+        if (!is_field_value_char((unsigned char)*p)) return 0;
+    return 1;
+}
+
+void http_exchange_respond_typed(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                                 size_t body_len, const struct http_header_kv *extra, size_t n_extra)
+{
     if (ex == NULL) return;
     struct http_conn *conn = ex->conn;
-    if (status < 200 || status > 599) {
-        LOG_ERROR(ex->srv != NULL ? ex->srv->lg : NULL, NULL, "handler answered invalid status %d", status);
+    if (status < 200 || status > 599 || !valid_content_type(content_type)) {
+        LOG_ERROR(ex->srv != NULL ? ex->srv->lg : NULL, NULL, "handler answered invalid status %d or content type",
+                  status);
         status = 500;
-        json_body = status_error_body(500);
+        content_type = JSON_CONTENT_TYPE;
+        body = status_error_body(500);
+        body_len = strlen(body);
         n_extra = 0;
     }
+    observe_response(ex, status);
     if (conn == NULL) {
         log_access(ex->srv, ex, status, ex->request_id, 1);
         exchange_retire(ex);
@@ -1476,8 +1514,8 @@ void http_exchange_respond(struct http_exchange *ex, int status, const char *jso
     }
     int close = conn->close_after || !ex->keep_alive || conn->srv->draining;
     size_t len = 0;
-    char *buf =
-        build_response(conn->srv->lg, status, json_body, extra, n_extra, ex->request_id, close, ex->is_head, &len);
+    char *buf = build_response(conn->srv->lg, status, content_type, body, body_len, extra, n_extra, ex->request_id,
+                               close, ex->is_head, &len);
     if (buf == NULL) {
         LOG_ERROR(conn->srv->lg, &(struct log_ctx){.request_id = ex->request_id}, "out of memory building response");
         conn_close(conn);

@@ -18,7 +18,8 @@
  * smuggling-shaped requests get 400 and the connection is closed; every error
  * that leaves unread request bytes closes the connection after the response
  * (FIN first, then a short lingering read so the client sees the answer).
- * Every response carries Content-Type: application/json, Content-Length and
+ * Every response carries Content-Type (application/json unless the handler
+ * chose another with http_exchange_respond_typed), Content-Length and
  * X-Request-Id; HTTP/1.0, "Connection: close", upgrades and draining close the
  * connection after the response.  Keep-alive connections idle longer than
  * idle_timeout_ms are closed silently.  One access line per request is logged
@@ -37,6 +38,7 @@
 #define FOLLOWUPD_SHARED_HTTP_HTTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "shared/http/http_router.h"
@@ -90,6 +92,11 @@ void http_server_stop_accepting(struct http_server *srv);
 size_t http_server_active_exchanges(const struct http_server *srv);
 /* Open client connections (for metrics and tests). */
 size_t http_server_connection_count(const struct http_server *srv);
+/* Optional observer of every answered exchange (metrics): the matched route
+ * (NULL for 404/405), the status sent (or chosen, if the client was gone) and
+ * the time since the request started arriving. Called from respond(). */
+typedef void (*http_response_observer)(void *arg, const struct http_route *route, int status, uint64_t duration_ns);
+void http_server_set_observer(struct http_server *srv, http_response_observer observer, void *arg);
 /* Close listener and all connections; done(arg) runs from the loop when every
  * handle is closed, after which srv is freed.  done may be NULL. */
 void http_server_close(struct http_server *srv, void (*done)(void *), void *arg);
@@ -112,6 +119,10 @@ const char *http_exchange_request_id(const struct http_exchange *ex);        /* 
  * HEAD gets the headers only.  If the client is gone the exchange is just freed. */
 void http_exchange_respond(struct http_exchange *ex, int status, const char *json_body,
                            const struct http_header_kv *extra, size_t n_extra);
+/* Same with an explicit Content-Type (a valid field value) and a body of
+ * body_len bytes (need not be JSON or NUL-terminated), e.g. /metrics text. */
+void http_exchange_respond_typed(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                                 size_t body_len, const struct http_header_kv *extra, size_t n_extra);
 /* 1 when the client connection is gone (or the server closed): skip the work, still respond. */
 int http_exchange_is_cancelled(const struct http_exchange *ex);
 

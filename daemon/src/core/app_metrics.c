@@ -1,0 +1,346 @@
+/*
+ * core/app_metrics — see the header.
+ *
+ * notify→created latency: each notification stamps its booking id with the
+ * loop time in a small direct-mapped table (a collision overwrites: a lost
+ * sample, never a wrong one, because the id is compared); a successful task
+ * creation for that booking observes the elapsed time and clears the stamp.
+ * Bookings found by the catch-up sweep have no stamp and are not observed.
+ */
+#include "core/app_metrics.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/app.h"
+#include "core/components_internal.h"
+#include "core/health.h"
+#include "core/metrics.h"
+#include "features/deals_pipeline/controllers/notifications_controller.h"
+
+#define STAMP_SLOTS 1024u /* power of two */
+
+struct notify_stamp {
+    char booking_id[UUID_STR_LEN];
+    uint64_t t_ns;
+};
+
+struct app_metrics {
+    struct app *app;
+    struct metrics_registry *reg;
+    struct metric_family *notifications, *callbacks, *auth_failures, *executions, *voice_calls, *task_failures;
+    struct metric_series *tasks_created, *tasks_existed;
+    struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
+    struct metric_series *exec_duration, *voice_duration, *notify_latency;
+    struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
+    bool execution_answered;             /* on_execution ran; the response observer follows at once */
+    struct voice_agent_port inner_voice; /* the decorated ports */
+    struct task_queue inner_queue;
+    struct notify_stamp stamps[STAMP_SLOTS];
+};
+
+static const double duration_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+static const double latency_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static struct metric_series *one(struct metrics_registry *r, enum metric_type t, const char *name, const char *help)
+{
+    return metrics_series(metrics_family_new(r, t, name, help, NULL, NULL, 0), NULL);
+}
+
+static struct metric_series *histogram(struct metrics_registry *r, const char *name, const char *help, const double *b,
+                                       size_t n)
+{
+    return metrics_series(metrics_family_new(r, METRIC_HISTOGRAM, name, help, NULL, b, n), NULL);
+}
+
+static struct metric_family *labelled(struct metrics_registry *r, enum metric_type t, const char *name,
+                                      const char *help, const char *label)
+{
+    return metrics_family_new(r, t, name, help, (const char *const[]){label, NULL}, NULL, 0);
+}
+
+static struct metric_series *with(struct metric_family *f, const char *value)
+{
+    return metrics_series(f, (const char *const[]){value});
+}
+
+/* Register every family; series that should read 0 before any event are created now. */
+static int register_all(struct app_metrics *m)
+{
+    struct metrics_registry *r = m->reg;
+    const struct config *cfg = &m->app->cfg;
+    metrics_gauge_set(
+        with(labelled(r, METRIC_GAUGE, "followupd_build_info", "Build information; the value is always 1.", "version"),
+             FOLLOWUPD_VERSION),
+        1);
+    m->ready = one(r, METRIC_GAUGE, "followupd_ready", "1 when ready (as /readyz and READY=1), else 0.");
+    m->notifications = labelled(r, METRIC_COUNTER, "followupd_notifications_received_total",
+                                "Booking notifications received from PostgreSQL, by schema.", "schema");
+    for (int i = 0; i < cfg->db_schemas.n; i++)
+        (void)with(m->notifications, cfg->db_schemas.items[i]);
+    m->tasks_created = one(r, METRIC_COUNTER, "followupd_tasks_created_total", "Follow-up tasks created.");
+    m->tasks_existed = one(r, METRIC_COUNTER, "followupd_tasks_already_existed_total",
+                           "Task creations answered ALREADY_EXISTS (counted as created).");
+    m->task_failures =
+        labelled(r, METRIC_COUNTER, "followupd_task_failures_total", "Task scheduling failures, by reason.", "reason");
+    m->fail_transient = with(m->task_failures, "transient");
+    m->fail_permanent = with(m->task_failures, "permanent");
+    m->fail_gave_up = with(m->task_failures, "gave_up");
+    m->fail_overflow = with(m->task_failures, "queue_full");
+    m->notify_latency = histogram(r, "followupd_notify_to_task_created_seconds",
+                                  "Time from a booking's notification to its task being created.", latency_buckets,
+                                  N_OF(latency_buckets));
+    m->callbacks = labelled(r, METRIC_COUNTER, "followupd_callbacks_total",
+                            "Task callbacks answered, by HTTP status code.", "code");
+    m->auth_failures = labelled(r, METRIC_COUNTER, "followupd_callback_auth_failures_total",
+                                "Task callbacks rejected by authentication, by failed check.", "check");
+    m->executions = labelled(r, METRIC_COUNTER, "followupd_executions_total",
+                             "Follow-up executions finished, by result.", "status");
+    m->exec_duration = histogram(r, "followupd_execution_duration_seconds",
+                                 "Time from a task callback's arrival to its answer, for callbacks that ran an "
+                                 "execution.",
+                                 duration_buckets, N_OF(duration_buckets));
+    m->voice_calls = labelled(r, METRIC_COUNTER, "followupd_voice_calls_total",
+                              "Voice-agent start-call requests, by outcome.", "outcome");
+    static const char *const outcomes[] = {"ok", "transient", "permanent", "not_started"};
+    for (size_t i = 0; i < N_OF(outcomes); i++)
+        (void)with(m->voice_calls, outcomes[i]);
+    m->voice_duration = histogram(r, "followupd_voice_call_duration_seconds", "Duration of voice-agent requests.",
+                                  duration_buckets, N_OF(duration_buckets));
+    m->pool_in_use =
+        one(r, METRIC_GAUGE, "followupd_db_pool_in_use_connections", "Pool connections running a statement.");
+    m->pool_waiting =
+        one(r, METRIC_GAUGE, "followupd_db_pool_waiting_queries", "Statements queued for a pool connection.");
+    m->backlog =
+        one(r, METRIC_GAUGE, "followupd_scheduler_backlog_bookings", "Bookings queued or in flight in the scheduler.");
+    m->exec_inflight = one(r, METRIC_GAUGE, "followupd_executions_in_flight", "Executions between claim and outcome.");
+    m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
+                      "1 while the notification listener is connected and LISTENing.");
+    m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
+    bool ok = m->ready && m->notifications && m->tasks_created && m->tasks_existed && m->fail_transient &&
+              m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
+              m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
+              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns;
+    return ok ? 0 : -1;
+}
+
+/* ---- observers ---- */
+
+static void on_execution(void *arg, enum execution_status st)
+{
+    struct app_metrics *m = arg;
+    metrics_counter_add(with(m->executions, execution_status_name(st)), 1);
+    m->execution_answered = true;
+}
+
+static void on_auth_failure(void *arg, const char *check)
+{
+    struct app_metrics *m = arg;
+    metrics_counter_add(with(m->auth_failures, check), 1);
+}
+
+static void on_response(void *arg, const struct http_route *route, int status, uint64_t duration_ns)
+{
+    struct app_metrics *m = arg;
+    if (route == NULL || route->auth != HTTP_AUTH_TASK) return;
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status);
+    metrics_counter_add(with(m->callbacks, code), 1);
+    if (m->execution_answered) metrics_histogram_observe(m->exec_duration, (double)duration_ns / 1e9);
+    m->execution_answered = false;
+}
+
+static uint32_t slot_of(const char *booking_id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = booking_id; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h & (STAMP_SLOTS - 1);
+}
+
+void app_metrics_on_notify(struct app_metrics *m, const char *channel, const char *payload)
+{
+    if (m == NULL) return;
+    struct app_components *c = m->app->comp;
+    for (int i = 0; i < c->n_channels; i++) {
+        if (strcmp(c->channels[i], channel) == 0) {
+            metrics_counter_add(with(m->notifications, m->app->cfg.db_schemas.items[i]), 1);
+            break;
+        }
+    }
+    struct booking_ref ref;
+    if (payload == NULL || notification_parse(payload, strlen(payload), &ref) != 0) return;
+    struct notify_stamp *s = &m->stamps[slot_of(ref.booking_id)];
+    snprintf(s->booking_id, sizeof(s->booking_id), "%s", ref.booking_id);
+    s->t_ns = uv_hrtime();
+}
+
+static void observe_created(struct app_metrics *m, const char *body_json)
+{
+    json_t *body = json_loads(body_json != NULL ? body_json : "", 0, NULL);
+    const char *id = json_string_value(json_object_get(body, "bookingId"));
+    if (id != NULL) {
+        struct notify_stamp *s = &m->stamps[slot_of(id)];
+        if (s->t_ns != 0 && strcmp(s->booking_id, id) == 0) {
+            metrics_histogram_observe(m->notify_latency, (double)(uv_hrtime() - s->t_ns) / 1e9);
+            s->t_ns = 0;
+        }
+    }
+    json_decref(body);
+}
+
+/* ---- port decorators ---- */
+
+struct voice_probe {
+    struct app_metrics *m;
+    voice_cb cb;
+    void *arg;
+    uint64_t t0;
+};
+
+static void voice_done(void *arg, const struct voice_reply *r)
+{
+    struct voice_probe *p = arg;
+    static const char *const names[] = {
+        [VOICE_OK] = "ok", [VOICE_TRANSIENT] = "transient", [VOICE_PERMANENT] = "permanent"};
+    const char *outcome = (unsigned)r->outcome < N_OF(names) ? names[r->outcome] : "transient";
+    metrics_counter_add(with(p->m->voice_calls, outcome), 1);
+    metrics_histogram_observe(p->m->voice_duration, (double)(uv_hrtime() - p->t0) / 1e9);
+    p->cb(p->arg, r);
+    free(p);
+}
+
+static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
+{
+    struct app_metrics *m = impl;
+    struct voice_probe *p = malloc(sizeof(*p));
+    if (p == NULL) return -1;
+    *p = (struct voice_probe){.m = m, .cb = cb, .arg = arg, .t0 = uv_hrtime()};
+    if (m->inner_voice.start_call(m->inner_voice.impl, call, voice_done, p) != 0) {
+        free(p);
+        metrics_counter_add(with(m->voice_calls, "not_started"), 1);
+        return -1;
+    }
+    return 0; /* p is owned by the pending call (voice_done frees it) */ // cppcheck-suppress memleak
+}
+
+struct create_probe {
+    struct app_metrics *m;
+    tq_cb cb;
+    void *arg;
+    char *body_json;
+};
+
+static void create_done(void *arg, const struct tq_reply *r)
+{
+    struct create_probe *p = arg;
+    if (r->result == TQ_OK || r->result == TQ_ALREADY_EXISTS) observe_created(p->m, p->body_json);
+    p->cb(p->arg, r);
+    free(p->body_json);
+    free(p);
+}
+
+static int queue_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)
+{
+    struct app_metrics *m = impl;
+    struct create_probe *p = malloc(sizeof(*p));
+    if (p == NULL) return -1;
+    *p = (struct create_probe){
+        .m = m, .cb = cb, .arg = arg, .body_json = req->body_json != NULL ? strdup(req->body_json) : NULL};
+    if (m->inner_queue.create(m->inner_queue.impl, req, create_done, p) != 0) {
+        free(p->body_json);
+        free(p);
+        return -1;
+    }
+    return 0; /* p is owned by the pending creation (create_done frees it) */ // cppcheck-suppress memleak
+}
+
+static int queue_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
+{
+    struct app_metrics *m = impl;
+    return m->inner_queue.remove(m->inner_queue.impl, task_name, cb, arg);
+}
+
+/* ---- lifecycle ---- */
+
+struct app_metrics *app_metrics_attach(struct app *app)
+{
+    struct app_components *c = app->comp;
+    struct app_metrics *m = calloc(1, sizeof(*m));
+    if (m == NULL || c == NULL) goto fail;
+    m->app = app;
+    m->reg = metrics_registry_new();
+    if (m->reg == NULL || register_all(m) != 0) goto fail;
+    c->dp.on_execution = on_execution;
+    c->dp.observer_arg = m;
+    c->auth.on_failure = on_auth_failure;
+    c->auth.observer_arg = m;
+    if (c->http != NULL) http_server_set_observer(c->http, on_response, m);
+    m->inner_voice = c->voice;
+    c->voice = (struct voice_agent_port){.impl = m, .start_call = voice_start};
+    m->inner_queue = c->queue;
+    c->queue = (struct task_queue){.impl = m, .create = queue_create, .remove = queue_remove};
+    return m;
+fail:
+    LOG_ERROR(&app->log, NULL, "metrics unavailable: out of memory");
+    app_metrics_free(m);
+    return NULL;
+}
+
+void app_metrics_free(struct app_metrics *m)
+{
+    if (m == NULL) return;
+    metrics_registry_free(m->reg);
+    free(m);
+}
+
+/* Values read from the components at render time. */
+static void refresh(struct app_metrics *m)
+{
+    struct app *app = m->app;
+    struct app_components *c = app->comp;
+    metrics_gauge_set(m->ready, health_not_ready_reason(app) == NULL ? 1 : 0);
+    if (c == NULL) return;
+    if (c->sched_ready) {
+        const struct scheduler_stats *st = &c->sched.stats;
+        metrics_counter_set(m->tasks_created, (double)st->created);
+        metrics_counter_set(m->tasks_existed, (double)st->already_existed);
+        metrics_counter_set(m->fail_transient, (double)st->transient_errors);
+        metrics_counter_set(m->fail_permanent, (double)st->permanent_errors);
+        metrics_counter_set(m->fail_gave_up, (double)st->gave_up);
+        metrics_counter_set(m->fail_overflow, (double)st->dropped_overflow);
+        metrics_gauge_set(m->backlog, (double)(c->sched.queued + c->sched.inflight));
+    }
+    if (c->pool != NULL) {
+        metrics_gauge_set(m->pool_in_use, db_pool_in_use(c->pool));
+        metrics_gauge_set(m->pool_waiting, db_pool_waiting(c->pool));
+    }
+    metrics_gauge_set(m->exec_inflight, c->exec.inflight);
+    metrics_gauge_set(m->listener, c->listener_ready ? 1 : 0);
+    metrics_gauge_set(m->http_conns, (double)http_server_connection_count(c->http));
+}
+
+char *app_metrics_render(struct app_metrics *m, size_t *len)
+{
+    refresh(m);
+    return metrics_render(m->reg, len);
+}
+
+void app_metrics_route(struct http_exchange *ex, void *app_ctx)
+{
+    struct deals_pipeline_ctx *dp = app_ctx;
+    struct app *app = dp->host;
+    struct app_metrics *m = app != NULL && app->comp != NULL ? app->comp->metrics : NULL;
+    size_t len = 0;
+    char *text = m != NULL ? app_metrics_render(m, &len) : NULL;
+    if (text == NULL) {
+        http_exchange_respond(ex, 503, "{\"error\":\"metrics_unavailable\"}", NULL, 0);
+        return;
+    }
+    http_exchange_respond_typed(ex, 200, METRICS_CONTENT_TYPE, text, len, NULL, 0);
+    free(text);
+}

@@ -1,0 +1,290 @@
+/*
+ * core/migrate — see the header.  This is a command-line mode: blocking I/O
+ * is fine here (no event loop runs).
+ */
+#include "core/migrate.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "shared/db/db_migrate.h"
+#include "utils/log.h"
+
+#define MAX_SQL_FILE_BYTES (4u << 20)
+
+struct sql_file {
+    char *name; /* "001_task_columns.sql" */
+    char *text;
+    size_t len;
+};
+
+struct file_set {
+    struct sql_file *files;
+    int n;
+};
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Keep the canonical form of a directory that exists (for the logs). */
+static void canonicalize(char *dir, size_t cap)
+{
+    char real[PATH_MAX];
+    if (realpath(dir, real) != NULL) snprintf(dir, cap, "%s", real);
+}
+
+static bool has_layout(const char *dir)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    snprintf(a, sizeof(a), "%s/migrations", dir);
+    snprintf(b, sizeof(b), "%s/rollback", dir);
+    return is_dir(a) && is_dir(b);
+}
+
+static void append(char *buf, size_t cap, const char *item)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, "%s%s", n > 0 ? ", " : "", item);
+}
+
+int migrate_resolve_sql_dir(const char *given, const char *exe_path, char *out, size_t cap, char *tried,
+                            size_t tried_cap)
+{
+    tried[0] = '\0';
+    if (given != NULL) {
+        snprintf(out, cap, "%s", given);
+        if (has_layout(out)) return 0;
+        append(tried, tried_cap, out);
+        return -1;
+    }
+    if (exe_path != NULL) { /* <prefix>/bin/followupd -> <prefix>/share/followupd/sql */
+        char bin_dir[PATH_MAX];
+        snprintf(bin_dir, sizeof(bin_dir), "%s", exe_path);
+        char *slash = strrchr(bin_dir, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(out, cap, "%s/../share/followupd/sql", bin_dir);
+            if (has_layout(out)) {
+                canonicalize(out, cap);
+                return 0;
+            }
+            append(tried, tried_cap, out);
+        }
+    }
+    snprintf(out, cap, "./sql");
+    if (has_layout(out)) {
+        canonicalize(out, cap);
+        return 0;
+    }
+    append(tried, tried_cap, out);
+    return -1;
+}
+
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_SQL_FILE_BYTES + 1);
+    size_t n = buf != NULL ? fread(buf, 1, MAX_SQL_FILE_BYTES + 1, f) : 0;
+    bool bad = buf == NULL || ferror(f) || n > MAX_SQL_FILE_BYTES;
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "cannot read %s (unreadable or larger than %u bytes)", path, MAX_SQL_FILE_BYTES);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct sql_file *)a)->name, ((const struct sql_file *)b)->name);
+}
+
+static void files_free(struct file_set *fs)
+{
+    for (int i = 0; i < fs->n; i++) {
+        free(fs->files[i].name);
+        free(fs->files[i].text);
+    }
+    free(fs->files);
+    fs->files = NULL;
+    fs->n = 0;
+}
+
+static bool is_sql_name(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] != '.' && n > 4 && strcmp(name + n - 4, ".sql") == 0;
+}
+
+/* Every *.sql file of dir, sorted by name (reversed when asked), read into memory. */
+static int load_files(const char *dir, bool reverse, struct file_set *fs, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        snprintf(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    for (struct dirent *e = readdir(d); e != NULL && rc == 0; e = readdir(d)) {
+        if (!is_sql_name(e->d_name)) continue;
+        struct sql_file *grown = realloc(fs->files, sizeof(*grown) * (size_t)(fs->n + 1));
+        if (grown == NULL) {
+            rc = -1;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
+        fs->files = grown;
+        struct sql_file *f = &fs->files[fs->n];
+        memset(f, 0, sizeof(*f));
+        if ((f->name = strdup(e->d_name)) == NULL) {
+            rc = -1;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
+        fs->n++;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if ((f->text = read_file(path, &f->len, err, errlen)) == NULL) rc = -1;
+    }
+    closedir(d);
+    if (rc == 0 && fs->n == 0) {
+        snprintf(err, errlen, "no .sql files in %s", dir);
+        rc = -1;
+    }
+    if (rc != 0) return -1;
+    qsort(fs->files, (size_t)fs->n, sizeof(*fs->files), by_name);
+    for (int i = 0; reverse && i < fs->n / 2; i++) {
+        struct sql_file t = fs->files[i];
+        fs->files[i] = fs->files[fs->n - 1 - i];
+        fs->files[fs->n - 1 - i] = t;
+    }
+    return 0;
+}
+
+static long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000L + (t1.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+/* Apply every file to one schema. 0, or -1 (logged with schema and file). */
+static int migrate_schema(struct logger *lg, struct db_migrate_session *s, const char *schema,
+                          const struct file_set *fs, const char *direction)
+{
+    char err[768];
+    struct log_ctx ctx = {.schema = schema};
+    if (db_migrate_use_schema(s, schema, err, sizeof(err)) != 0) {
+        LOG_KV(lg, LOG_LEVEL_ERROR, &ctx, ((const char *[]){"error", err, NULL}), "cannot select schema");
+        return -1;
+    }
+    for (int i = 0; i < fs->n; i++) {
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int statements = 0;
+        int rc = db_migrate_run_script(s, fs->files[i].text, fs->files[i].len, &statements, err, sizeof(err));
+        char ms[32], count[16];
+        snprintf(ms, sizeof(ms), "%ld", elapsed_ms(&t0));
+        snprintf(count, sizeof(count), "%d", statements);
+        if (rc != 0) {
+            LOG_KV(lg, LOG_LEVEL_ERROR, &ctx,
+                   ((const char *[]){"file", fs->files[i].name, "direction", direction, "error", err, NULL}),
+                   "migration failed in schema %s, file %s", schema, fs->files[i].name);
+            return -1;
+        }
+        LOG_KV(lg, LOG_LEVEL_INFO, &ctx,
+               ((const char *[]){"file", fs->files[i].name, "direction", direction, "statements", count, "duration_ms",
+                                 ms, NULL}),
+               "applied");
+    }
+    char files[16];
+    snprintf(files, sizeof(files), "%d", fs->n);
+    LOG_KV(lg, LOG_LEVEL_INFO, &ctx, ((const char *[]){"files", files, "direction", direction, NULL}), "schema done");
+    return 0;
+}
+
+static int load_config(struct logger *lg, const char *path, struct config *cfg)
+{
+    struct config_errors errs = {0};
+    int rc = config_load(cfg, path, NULL, &errs);
+    for (int i = 0; i < errs.n; i++)
+        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", errs.msgs[i], "config", path, NULL}),
+               "configuration error");
+    config_errors_free(&errs);
+    return rc;
+}
+
+static int run(struct logger *lg, const struct migrate_opts *opts, struct config *cfg)
+{
+    char exe[PATH_MAX], dir[PATH_MAX], tried[3 * PATH_MAX], err[768];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) exe[n] = '\0';
+    if (migrate_resolve_sql_dir(opts->sql_dir, n > 0 ? exe : NULL, dir, sizeof(dir), tried, sizeof(tried)) != 0) {
+        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"tried", tried, NULL}),
+               "no SQL directory (with migrations/ and rollback/) found; use --sql-dir");
+        return -1;
+    }
+    const char *direction = opts->rollback ? "rollback" : "migrate";
+    char sub[PATH_MAX + 16];
+    snprintf(sub, sizeof(sub), "%s/%s", dir, opts->rollback ? "rollback" : "migrations");
+    struct file_set fs = {0};
+    if (load_files(sub, opts->rollback, &fs, err, sizeof(err)) != 0) {
+        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", err, NULL}), "cannot read the SQL files");
+        files_free(&fs);
+        return -1;
+    }
+    char nfiles[16], nschemas[16];
+    snprintf(nfiles, sizeof(nfiles), "%d", fs.n);
+    snprintf(nschemas, sizeof(nschemas), "%d", cfg->db_schemas.n);
+    LOG_KV(lg, LOG_LEVEL_INFO, NULL,
+           ((const char *[]){"sql_dir", sub, "files", nfiles, "schemas", nschemas, "direction", direction, NULL}),
+           "starting");
+    struct db_migrate_session *s = db_migrate_connect(cfg->db_conninfo, lg, err, sizeof(err));
+    int rc = s != NULL ? 0 : -1;
+    if (s == NULL)
+        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", err, NULL}), "cannot connect to the database");
+    for (int i = 0; rc == 0 && i < cfg->db_schemas.n; i++)
+        rc = migrate_schema(lg, s, cfg->db_schemas.items[i], &fs, direction);
+    if (rc == 0)
+        LOG_KV(lg, LOG_LEVEL_INFO, NULL, ((const char *[]){"schemas", nschemas, "direction", direction, NULL}),
+               "all schemas done");
+    db_migrate_close(s);
+    files_free(&fs);
+    return rc;
+}
+
+int migrate_run(const struct migrate_opts *opts)
+{
+    struct logger lg;
+    logger_init(&lg, LOG_LEVEL_INFO, STDERR_FILENO);
+    struct config cfg;
+    int rc = load_config(&lg, opts->config_path, &cfg);
+    if (rc == 0) {
+        lg.level = cfg.log_level < LOG_LEVEL_INFO ? cfg.log_level : LOG_LEVEL_INFO; /* always report progress */
+        config_register_secrets(&cfg, &lg);
+        rc = run(&lg, opts, &cfg);
+    } else {
+        LOG_ERROR(&lg, NULL, "cannot migrate: invalid configuration");
+    }
+    config_free(&cfg);
+    logger_free(&lg);
+    return rc == 0 ? 0 : 1;
+}
