@@ -120,7 +120,8 @@ demo: deps
 # ---- bench: `make bench` (never part of `make test`) ----------------------------------------------------------
 # followupd vs graphile-worker end to end, the scheduler vs PostgreSQL's INSERT rate, callback executions/s and
 # the trigger's cost, same machine, same run (bench/run.py; results in bench/RESULTS.md). Uses the PostgreSQL
-# that PG* points at when PGHOST is set and reachable, else a throwaway one from pg_virtualenv.
+# that PG* points at when PGHOST is set and reachable, else a throwaway one from pg_virtualenv. BENCH_ARGS passes
+# options to bench/run.py (e.g. BENCH_ARGS=--quick); BENCH_PG_WHERE describes the server in RESULTS.md.
 BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                 -Wformat=2 -Werror
 BENCH_TOOLS := $(BUILD)/bench/sink $(BUILD)/bench/loadgen
@@ -151,7 +152,8 @@ bench-tools: $(BIN) $(BENCH_TOOLS)
 
 bench: bench-deps
 	$(MAKE) bench-tools $(GRAPHILE_STAMP)
-	@if [ -n "$$PGHOST" ] && pg_isready -q; then BENCH_PG_WHERE="PGHOST=$$PGHOST:$${PGPORT:-5432}" $(PYTHON) bench/run.py $(BENCH_ARGS); \
+	@if [ -n "$$PGHOST" ] && pg_isready -q; then \
+	  BENCH_PG_WHERE="$${BENCH_PG_WHERE:-PGHOST=$$PGHOST:$${PGPORT:-5432}}" $(PYTHON) bench/run.py $(BENCH_ARGS); \
 	else BENCH_PG_WHERE="pg_virtualenv -v 15" pg_virtualenv -v 15 $(PYTHON) bench/run.py $(BENCH_ARGS); fi
 # ---- end of bench --------------------------------------------------------------------------------------------
 
