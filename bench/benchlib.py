@@ -11,7 +11,8 @@ and peak RSS, the C sink's control API, the machine's CPU counters, percentiles.
   `wait_calls(n, timeout)` (fails when the count stops moving for `stall_s`).
 - `MachineCpu`: busy/total jiffies from /proc/stat; `MachineCpu.busy_cores(a, b)` -> busy CPUs on average.
 - `PgCpuSampler(db)`: a thread that samples the CPU time of the PostgreSQL backends serving database `db` (their
-  process title names it) until `stop()`; `total_s()`. A backend that exits loses at most one interval.
+  process title names it) until `stop()`; `total_s()` is what they used since the sampler started (a backend that
+  existed before counts from its CPU time then). A backend that exits loses at most one interval.
 - `percentile(sorted_values, p)`, `free_port()`, `http_json(url)`, `wait_until(pred, timeout, what)`.
 """
 import json
@@ -271,6 +272,8 @@ class PgCpuSampler(threading.Thread):
         self.interval = interval
         self.cpu = {}
         self._stop_event = threading.Event()
+        self._scan()
+        self.baseline = dict(self.cpu)   # CPU the backends already had: not this window's
         self.start()
 
     def _scan(self):
@@ -298,4 +301,4 @@ class PgCpuSampler(threading.Thread):
         return self.total_s()
 
     def total_s(self):
-        return sum(self.cpu.values())
+        return sum(cpu - self.baseline.get(pid, 0.0) for pid, cpu in self.cpu.items())
