@@ -6,15 +6,18 @@ uses the one PGHOST points at), build/followupd, build/bench/{sink,loadgen} (ben
 bench/graphile/node_modules (npm ci). Phases, in this order:
 
   trigger   bench/trigger_cost.sh: pgbench INSERT rate with and without followupd's NOTIFY trigger.
-  e2e       followupd (conf/demo.conf: local backend) and graphile-worker 0.16.6 (bench/graphile), each on a fresh
-            database with the same C voice-agent sink: (a) N bookings inserted flat out by 8 clients → bookings/s
-            until the sink has every call; (b) 100 inserts/s for 20 s → commit→call latency percentiles;
-            (c) peak RSS (VmHWM) of followupd and of the node process.
+  e2e       followupd (conf/demo.conf: local backend; database.pool_size 16 unless --fd-pool-size) and
+            graphile-worker 0.16.6 (bench/graphile, concurrency 16 on 18 connections), each on a fresh database
+            with the same C voice-agent sink: (a) N bookings inserted flat out by 8 clients → bookings/s until the
+            sink has every call; (a2) bookings inserted ahead and all due at one moment → the worker's own rate;
+            (b) 100 inserts/s for 20 s → commit→call latency percentiles; (c) peak RSS (VmHWM) of followupd and of
+            the node process. CPU time of the worker and of its PostgreSQL backends per booking.
   sched     followupd with the Cloud Tasks backend (light C fake by default, --ct-fake strict for the Python
-            fake): pgbench inserts flat out while followupd creates tasks; scheduled rows sampled every second →
-            sustained rate, backlog growth, drain.
-  callback  the tasks created by `sched`, replayed by wrk against followupd's callback with valid OIDC tokens
-            (RS256, signed by the fake's key) → executions/s; the voice agent is the C sink.
+            fake): pgbench inserts flat out while followupd creates tasks, scheduled rows sampled every second →
+            backlog trend; then capacity: followupd paused (SIGSTOP) while pgbench inserts at PostgreSQL's own
+            rate with the trigger, resumed → queued bookings scheduled per second, and its ratio to that rate.
+  callback  the tasks created by `sched`, replayed by wrk (bench/callback.lua) against followupd's callback with
+            valid OIDC tokens (RS256, signed by the fake's key) → executions/s; the voice agent is the C sink.
 
 Writes bench/RESULTS.md (the table of targets, every number, the machine, versions, load and date) and
 build/bench/results.json, and prints the headline ratios. Options: --only trigger,e2e,sched,callback, --n, --quick
@@ -680,7 +683,8 @@ def render(b, res):
     L = []
     w = L.append
     w("# followupd benchmark results\n")
-    w(f"Produced by `make bench` (`bench/run.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`) on "
+    argv = res.get("argv", [])
+    w(f"Produced by `make bench` (`bench/run.py{' ' + ' '.join(argv) if argv else ''}`) on "
       f"{m['date']}. Every number below comes from this one run on this one machine; the ratios compare systems "
       "measured minutes apart on the same PostgreSQL server. Regenerate with `make bench`.\n")
     w("## Targets\n")
@@ -710,8 +714,11 @@ def render(b, res):
     fd, gw = ph.get("e2e_followupd"), ph.get("e2e_graphile")
     if fd or gw:
         w("## 1. End to end (local backend) vs graphile-worker\n")
-        w("followupd runs with `conf/demo.conf` (queue.backend = local: its durable dispatcher, no Google); "
-          "graphile-worker runs `bench/graphile/worker.js` (trigger → `graphile_worker.add_job('followup', ..., "
+        pool = (f"database.pool_size = {a.fd_pool_size} (+1 LISTEN connection, against graphile-worker's "
+                f"{a.gw_concurrency + 2})" if a.fd_pool_size else "its database.pool_size")
+        w(f"followupd runs with `conf/demo.conf` (queue.backend = local: its durable dispatcher, no Google) and {pool}; "
+          f"graphile-worker runs `bench/graphile/worker.js` with {a.gw_concurrency} jobs at once "
+          "(trigger → `graphile_worker.add_job('followup', ..., "
           "run_at := scheduled_at, job_key := idempotency key)`; the task locks the row with SELECT ... FOR UPDATE, "
           "POSTs the same start-call request, marks the row executed). Both start from a fresh database, get "
           f"{a.warmup} warm-up bookings, then the bookings below, inserted by `bench/src/loadgen.c` ({a.clients} "
@@ -761,7 +768,8 @@ def render(b, res):
         w("## 2. Scheduler: NOTIFY → createTask → row marked\n")
         fake = ("the light Cloud Tasks fake in `bench/src/sink.c` (same REST shapes: token endpoint, JWKS, "
                 "createTask with task.name under the queue, 409 ALREADY_EXISTS on a duplicate name, the Task as "
-                "the reply)" if sc["fake"] == "light" else "the strict Python fake `tests/fakes/fake_cloudtasks.py`, "
+                "the reply; the strict Python fake is itself the bottleneck at these rates, see ANALYSIS.md)"
+                if sc["fake"] == "light" else "the strict Python fake `tests/fakes/fake_cloudtasks.py`, "
                 "in the benchmark process")
         cap = sc["capacity"]
         w(f"followupd (queue.backend = cloudtasks) against {fake}. Two measurements, pgbench inserting follow-up "
@@ -861,6 +869,7 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="short runs to try the harness (not for RESULTS.md)")
     p.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--json", default=None, help="default: $FOLLOWUPD_BUILD/bench/results.json")
+    p.add_argument("--render-only", metavar="JSON", help="write --results from a results.json, measure nothing")
     a = p.parse_args(argv)
     if a.quick:
         a.n, a.warmup, a.paced_s, a.sched_s, a.callback_s, a.trigger_s, a.trigger_rounds = 500, 20, 5, 5, 3, 3, 1
@@ -869,13 +878,37 @@ def parse_args(argv):
     return a
 
 
+class _Rendered:
+    """Enough of Bench for render(): the arguments of the run being rendered."""
+
+    def __init__(self, args):
+        self.args = args
+
+
+def render_only(path, out):
+    """Re-render RESULTS.md from a run's results.json (same numbers; for wording changes of the report)."""
+    with open(path) as f:
+        res = json.load(f)
+    args = parse_args([])
+    for k, v in res["args"].items():
+        setattr(args, k, v)
+    res["ratios"] = {}
+    res["summary"] = summarize(res)
+    with open(out, "w") as f:
+        f.write(render(_Rendered(args), res))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.render_only:
+        render_only(args.render_only, args.results)
+        return 0
     phases = set(args.only.split(","))
     b = Bench(args)
     t_start = time.monotonic()
     res = b.results
     res["args"] = vars(args)
+    res["argv"] = list(sys.argv[1:] if argv is None else argv)
     log(f"work directory {b.workdir}")
     res["machine"] = machine_info(b)
     log(f"machine: {res['machine']['nproc']} CPUs, load {res['machine']['loadavg_start']}, "
