@@ -2,9 +2,10 @@
 # trigger_cost.sh — what followupd's NOTIFY trigger costs the Node backend's INSERTs.
 #
 # Creates a throwaway database (PG* environment, like the tests), applies the LAD table and sql/migrations to a
-# schema, then runs pgbench with a custom script that inserts follow-up bookings: once with followupd's insert
-# trigger disabled, once enabled, ROUNDS times alternately (the table is truncated before each run). Prints the
-# mean TPS of each and the ratio with/without. Not part of `make test`.
+# schema, then runs pgbench with bench/insert_follow_up.sql (one follow-up booking per transaction): once with
+# followupd's insert trigger disabled, once enabled, ROUNDS times alternately (the table is truncated before each
+# run). Prints the mean TPS of each and the ratio with/without. Not part of `make test`; `make bench` runs it
+# (bench/run.py, 8 clients).
 #
 #   PGHOST=... PGPORT=... PGUSER=... PGPASSWORD=... bench/trigger_cost.sh
 #   Tunables (env): DURATION=10 (seconds per run), CLIENTS=2, THREADS=2, ROUNDS=2, DB_PREFIX=sql_bench
@@ -36,17 +37,11 @@ for f in "$ROOT"/sql/migrations/*.sql; do
     in_schema -f "$f" 2>/dev/null
 done
 
-cat >"$WORK/insert_follow_up.sql" <<'EOF'
-INSERT INTO lead_bookings (tenant_id, lead_id, booking_type, booking_source, status, scheduled_at, timezone, notes)
-VALUES (gen_random_uuid(), gen_random_uuid(), 'follow_up', 'voice_agent', 'scheduled',
-        now() + interval '1 day', 'Europe/Berlin', 'call back about the demo');
-EOF
-
 # run_pgbench ENABLE|DISABLE -> prints the run's TPS
 run_pgbench() {
     in_schema -c "TRUNCATE lead_bookings" -c "ALTER TABLE lead_bookings $1 TRIGGER followupd_notify_insert"
     PGDATABASE=$DB PGOPTIONS="-c search_path=$SCHEMA" \
-        pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -f "$WORK/insert_follow_up.sql" \
+        pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -f "$ROOT/bench/insert_follow_up.sql" \
         >"$WORK/out" 2>&1 || { cat "$WORK/out" >&2; exit 1; }
     awk '/^tps = / { print $3; exit }' "$WORK/out"
 }
