@@ -408,9 +408,10 @@ char *google_auth_parse_token_reply(long http_status, const char *body, size_t l
     }
     json_t *tok = json_object_get(root, "access_token");
     json_t *exp = json_object_get(root, "expires_in");
-    const char *type = json_is_object(root) ? json_str(root, "token_type") : NULL;
+    json_t *type = json_object_get(root, "token_type"); /* optional; when present exactly "Bearer" (any case) */
     if (!json_is_string(tok) || !is_token_text(json_string_value(tok)) || !json_is_integer(exp) ||
-        json_integer_value(exp) <= 0 || (type != NULL && strcasecmp(type, "Bearer") != 0)) {
+        json_integer_value(exp) <= 0 ||
+        (type != NULL && (!json_is_string(type) || strcasecmp(json_string_value(type), "Bearer") != 0))) {
         snprintf(err, errlen, "token endpoint: malformed token response");
         goto done;
     }
