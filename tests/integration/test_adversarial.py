@@ -300,6 +300,22 @@ class HttpAdversarialTests(AdversarialCase):
                 s.close()
         self.assertTrue(self.healthy())
 
+    def test_http__half_closed_execute_delivery__called_once_and_redelivery_deduplicated(self):
+        """A delivery whose client half-closes right after the request: the server may drop the answer (the
+        exchange is cancelled on EOF), but the booking is executed at most once and the redelivery Cloud Tasks
+        would make is answered without a second call."""
+        bid, _, _, task_body = self.s.scheduled_booking(SCHEMA, tenant=str(uuid.uuid4()))
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+            s.sendall(execute_request(bid, json.dumps(task_body), self.s.oidc_token()))
+            s.shutdown(socket.SHUT_WR)
+            responses, eof = read_responses(s, 1)
+            self.assertTrue(eof or responses[0][0] == 200, responses)
+        self.s.wait_row(SCHEMA, bid, lambda r: r["task_status"] == "executed")
+        (status, _, answer), = exchange(self.d.port, execute_request(bid, json.dumps(task_body),
+                                                                     self.s.oidc_token()))[0]
+        self.assertEqual((status, json.loads(answer)), (200, {"status": "already_executed"}))
+        self.assertEqual(len(self.s.va.calls_for_booking(bid)), 1)
+
     def test_http__nul_bytes_in_the_head__400_and_close(self):
         base = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: b\r\n\r\n"
         for pos in (1, 6, 16, 24, 33, 37):
