@@ -395,23 +395,23 @@ static bool is_token_text(const char *s)
     return n > 0 && n <= ACCESS_TOKEN_MAX_LEN;
 }
 
-/* Parse {"access_token","expires_in","token_type"}; returns a malloc'd token or NULL with err. */
-static char *parse_token_reply(const struct http_response *r, int64_t *expires_in_s, char *err,
-                               size_t errlen)
+char *google_auth_parse_token_reply(long http_status, const char *body, size_t len, int64_t *expires_in_s,
+                                    char *err, size_t errlen)
 {
-    json_t *root = json_loadb(r->body, r->body_len, 0, NULL);
+    json_t *root = body != NULL ? json_loadb(body, len, 0, NULL) : NULL;
     char *token = NULL;
-    if (r->status < 200 || r->status > 299) {
+    if (http_status < 200 || http_status > 299) {
         const char *code = json_is_object(root) ? json_str(root, "error") : NULL;
-        snprintf(err, errlen, "token endpoint: HTTP %ld%s%s%s", r->status, code ? " (" : "",
+        snprintf(err, errlen, "token endpoint: HTTP %ld%s%s%s", http_status, code ? " (" : "",
                  code ? code : "", code ? ")" : "");
         goto done;
     }
     json_t *tok = json_object_get(root, "access_token");
     json_t *exp = json_object_get(root, "expires_in");
-    const char *type = json_is_object(root) ? json_str(root, "token_type") : NULL;
+    json_t *type = json_object_get(root, "token_type"); /* optional; when present exactly "Bearer" (any case) */
     if (!json_is_string(tok) || !is_token_text(json_string_value(tok)) || !json_is_integer(exp) ||
-        json_integer_value(exp) <= 0 || (type != NULL && strcasecmp(type, "Bearer") != 0)) {
+        json_integer_value(exp) <= 0 ||
+        (type != NULL && (!json_is_string(type) || strcasecmp(json_string_value(type), "Bearer") != 0))) {
         snprintf(err, errlen, "token endpoint: malformed token response");
         goto done;
     }
@@ -439,7 +439,7 @@ static void on_token_reply(void *arg, const struct http_response *r)
     if (r->transport_error != 0)
         snprintf(err, sizeof(err), "token endpoint: %s", r->error ? r->error : "transport error");
     else
-        token = parse_token_reply(r, &expires_in_s, err, sizeof(err));
+        token = google_auth_parse_token_reply(r->status, r->body, r->body_len, &expires_in_s, err, sizeof(err));
     if (token != NULL) {
         int64_t lifetime_ms = expires_in_s * 1000;
         int64_t margin = lifetime_ms / 2 < GOOGLE_AUTH_REFRESH_MARGIN_MS ? lifetime_ms / 2

@@ -67,6 +67,13 @@ void google_auth_cancel(struct google_auth *a, google_token_cb cb, void *arg);
 void google_auth_invalidate(struct google_auth *a);
 void google_auth_free(struct google_auth *a);
 
+/* Pure (fuzzed): parse a token endpoint / metadata server reply
+ * {"access_token","expires_in","token_type"}.  Returns the malloc'd access
+ * token (a secret: cleanse and free it) with *expires_in_s set, or NULL with a
+ * reason in err (never containing the token). */
+char *google_auth_parse_token_reply(long http_status, const char *body, size_t len, int64_t *expires_in_s,
+                                    char *err, size_t errlen);
+
 /* "service_account:<client_email>" or "metadata" — for logs and status. */
 const char *google_auth_identity(const struct google_auth *a);
 

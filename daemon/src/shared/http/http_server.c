@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "utils/log.h"
 
@@ -1151,17 +1152,16 @@ static void reject_connection(struct http_server *srv)
     }
 }
 
-static void accept_connection(struct http_server *srv)
+/* A new connection in CS_READING, linked into the server, its tcp handle
+ * initialised but not yet attached to a socket.  NULL on failure (a half-built
+ * connection is closed through its close callbacks). */
+static struct http_conn *conn_create(struct http_server *srv)
 {
     struct http_conn *conn = calloc(1, sizeof(*conn));
-    if (conn == NULL) {
-        reject_connection(srv);
-        return;
-    }
+    if (conn == NULL) return NULL;
     if (uv_tcp_init(srv->loop, &conn->tcp) != 0) {
         free(conn);
-        reject_connection(srv);
-        return;
+        return NULL;
     }
     conn->srv = srv;
     conn->tcp.data = conn;
@@ -1174,20 +1174,50 @@ static void accept_connection(struct http_server *srv)
     if (uv_timer_init(srv->loop, &conn->timer) != 0) {
         conn->state = CS_CLOSING;
         uv_close((uv_handle_t *)&conn->tcp, conn_handle_closed_cb);
-        return;
+        return NULL;
     }
     conn->handles_open = 2;
     llhttp_init(&conn->parser, HTTP_REQUEST, &srv->settings);
     conn->parser.data = conn;
     conn->scan.active = 1;
     conn->state = CS_READING;
+    return conn;
+}
+
+/* The socket is attached: start the header deadline and reading. */
+static void conn_start(struct http_conn *conn)
+{
+    uv_tcp_nodelay(&conn->tcp, 1);
+    conn_arm_timer(conn, TK_HEADER, conn->srv->limits.header_timeout_ms);
+    conn_read_start(conn);
+}
+
+static void accept_connection(struct http_server *srv)
+{
+    struct http_conn *conn = conn_create(srv);
+    if (conn == NULL) {
+        reject_connection(srv);
+        return;
+    }
     if (uv_accept((uv_stream_t *)&srv->listener, conn_stream(conn)) != 0) {
         conn_close(conn);
         return;
     }
-    uv_tcp_nodelay(&conn->tcp, 1);
-    conn_arm_timer(conn, TK_HEADER, srv->limits.header_timeout_ms);
-    conn_read_start(conn);
+    conn_start(conn);
+}
+
+int http_server_adopt(struct http_server *srv, uv_os_sock_t fd)
+{
+    struct http_conn *conn = NULL;
+    if (srv == NULL || srv->draining || srv->closing || srv->n_conns >= srv->limits.max_connections) goto fail;
+    conn = conn_create(srv);
+    if (conn == NULL || uv_tcp_open(&conn->tcp, fd) != 0) goto fail;
+    conn_start(conn);
+    return 0;
+fail:
+    if (conn != NULL) conn_close(conn); /* the handle does not own fd: uv_tcp_open failed */
+    close(fd);
+    return -1;
 }
 
 static void on_connection(uv_stream_t *listener, int status)

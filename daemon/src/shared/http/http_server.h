@@ -83,6 +83,13 @@ struct http_server_opts {
 struct http_server *http_server_new(uv_loop_t *loop, struct logger *lg, const struct http_server_opts *opts);
 /* Bind + listen.  0 ok; -1 with err filled. */
 int http_server_listen(struct http_server *srv, char *err, size_t errlen);
+/* Serve an already-connected stream socket exactly like an accepted connection
+ * (same limits, timeouts and connection cap; no listener needed).  For handing
+ * over a socket and for driving the server in-process, e.g. one end of a
+ * socketpair in tests and the fuzzer.  The server owns fd from this call on:
+ * on failure it is closed.  0 ok; -1 while draining or closed, at the
+ * connection limit, or when the socket cannot be used. */
+int http_server_adopt(struct http_server *srv, uv_os_sock_t fd);
 /* Actually bound port, or -1 when not listening. */
 int http_server_port(const struct http_server *srv);
 /* Graceful drain: close the listener, close idle keep-alive connections, answer
