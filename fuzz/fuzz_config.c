@@ -7,7 +7,8 @@
  * and loaded through its /proc/self/fd path, so the production fopen/getline
  * path runs unchanged.  The environment lookup sees only the fuzzed block and
  * CREDENTIALS_DIRECTORY, a private temp directory holding two small files
- * ("secret", "conninfo") so that relative *_file keys resolve to real files.
+ * ("secret", "conninfo", removed at exit) so that relative *_file keys resolve
+ * to real files.
  *
  * Oracles besides the sanitizers: config_load answers 0 exactly when no error
  * was collected; a loaded config differs from itself in no static key and has
@@ -72,12 +73,23 @@ static void write_file(const char *dir, const char *name, const char *text)
     if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) abort();
 }
 
+static void remove_cred_dir(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/secret", env.cred_dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/conninfo", env.cred_dir);
+    unlink(path);
+    rmdir(env.cred_dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     snprintf(env.cred_dir, sizeof(env.cred_dir), "/tmp/followupd-fuzz-config-XXXXXX");
     if (mkdtemp(env.cred_dir) == NULL) abort();
+    atexit(remove_cred_dir); /* libFuzzer ends with exit(); a crash leaves the directory behind */
     write_file(env.cred_dir, "secret", "0123456789abcdef-shared-secret\n");
     write_file(env.cred_dir, "conninfo", "host=127.0.0.1 dbname=x password=pw\n");
     return 0;
