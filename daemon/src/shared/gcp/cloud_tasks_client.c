@@ -211,8 +211,8 @@ static const char *error_status(json_t *root)
 static enum ct_result classify_status(long http_status, const char *status)
 {
     if (http_status >= 200 && http_status <= 299) return CT_OK;
-    if (http_status == 409)
-        return (status == NULL || strcmp(status, "ALREADY_EXISTS") == 0) ? CT_ALREADY_EXISTS : CT_TRANSIENT;
+    if (http_status == 409) /* only Google's own ALREADY_EXISTS proves the task exists */
+        return (status != NULL && strcmp(status, "ALREADY_EXISTS") == 0) ? CT_ALREADY_EXISTS : CT_TRANSIENT;
     if (http_status == 404) return CT_NOT_FOUND;
     if (http_status == 401 || http_status == 408 || http_status == 429 || http_status >= 500)
         return CT_TRANSIENT;
