@@ -22,9 +22,9 @@ void uv_timers_init(struct uv_timers *t, uv_loop_t *loop)
     t->offset_ms = 0;
 }
 
-int64_t uv_timers_now_ms(void *arg)
+int64_t uv_timers_now_ms(void *timers)
 {
-    struct uv_timers *t = arg;
+    struct uv_timers *t = timers;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + (t != NULL ? t->offset_ms : 0);
@@ -53,9 +53,9 @@ static void on_fire(uv_timer_t *h)
     cb(arg);
 }
 
-int uv_timers_after(void *arg, uint64_t delay_ms, void (*cb)(void *), void *cb_arg)
+int uv_timers_after(void *timers, uint64_t delay_ms, void (*cb)(void *), void *cb_arg)
 {
-    struct uv_timers *t = arg;
+    struct uv_timers *t = timers;
     if (t->closing) return -1;
     struct uv_timer_entry *e = calloc(1, sizeof(*e));
     if (e == NULL) return -1;

@@ -21,9 +21,9 @@ struct uv_timers {
 
 void uv_timers_init(struct uv_timers *t, uv_loop_t *loop);
 /* Wall-clock milliseconds since the epoch (plus offset). */
-int64_t uv_timers_now_ms(void *t);
+int64_t uv_timers_now_ms(void *timers);
 /* clock_port.after: run cb(arg) once after delay_ms. 0 or -1. */
-int uv_timers_after(void *t, uint64_t delay_ms, void (*cb)(void *arg), void *arg);
+int uv_timers_after(void *timers, uint64_t delay_ms, void (*cb)(void *), void *cb_arg);
 /* Close every pending timer without firing it. */
 void uv_timers_close(struct uv_timers *t);
 

@@ -665,5 +665,5 @@ int followup_scheduler_remove_task(struct followup_scheduler *s, const char *sch
         free(o);
         return -1;
     }
-    return 0;
+    return 0; /* o is owned by the pending removal callback */ // cppcheck-suppress memleak
 }
