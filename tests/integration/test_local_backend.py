@@ -92,7 +92,17 @@ class LocalBackendTest(unittest.TestCase):
                                    "execution finished: executed")]
         self.assertEqual(journey, ["follow-up scheduled", "claimed for execution (attempt 1)",
                                    "execution finished: executed"])
+        # Due when it was recorded: the fast path ran it (request id local-now-...), not a dispatch round.
+        self.assertEqual(self.claim_paths(s, bid), ["fast path"])
         self.assertNoCloudTasks(s)
+
+    @staticmethod
+    def claim_paths(s, bid):
+        """Which dispatcher path claimed the booking, per claim: its request id says (local-now-... / local-...)."""
+        return ["fast path" if r.get("request_id", "").startswith("local-now-") else
+                "round" if r.get("request_id", "").startswith("local-") else r.get("request_id")
+                for r in s.daemon.find_logs(lambda r: r.get("booking_id") == bid
+                                            and str(r.get("msg", "")).startswith("claimed for execution"))]
 
     def test_due_in_two_seconds__not_called_before_due__called_right_after(self):
         s = self.stack()
@@ -105,6 +115,7 @@ class LocalBackendTest(unittest.TestCase):
         called = self.assertCalledOnce(s, bid, s.followup_key(tenant, bid, at), not_before=at)
         self.assertLess(called - at, PROMPT_S, "called long after it was due")
         s.wait_row(SCHEMA, bid, lambda r: r["task_status"] == "executed" and r["execution_attempts"] == "1")
+        self.assertEqual(self.claim_paths(s, bid), ["round"], "a task due later waits for the dispatcher's timer")
 
     # -- restart ----------------------------------------------------------------------------------------------
     def test_restart_with_pending_work__scheduled_due_now_and_due_soon_each_called_exactly_once(self):

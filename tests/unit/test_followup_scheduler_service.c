@@ -465,6 +465,65 @@ static void executed_booking__cancel_or_reschedule__untouched(void **state)
     assert_int_equal(f->w.creates, 1);
 }
 
+struct recorded_log {
+    int n;
+    char booking_id[UUID_STR_LEN];
+    char key[IDEMPOTENCY_KEY_LEN];
+    int64_t due_ms;
+};
+
+static void record_task(void *arg, const struct recorded_task *t)
+{
+    struct recorded_log *log = arg;
+    log->n++;
+    snprintf(log->booking_id, sizeof(log->booking_id), "%s", t->booking_id);
+    snprintf(log->key, sizeof(log->key), "%s", t->idempotency_key);
+    log->due_ms = t->due_ms;
+}
+
+static void recorded_hook__scheduled_and_rescheduled__reported_with_key_and_due_time(void **state)
+{
+    struct fixture *f = *state;
+    struct recorded_log seen = {0};
+    f->s.on_task_recorded = record_task;
+    f->s.on_task_recorded_arg = &seen;
+    f->cfg.followup_lead_time_s = 60;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.booking_id, BOOKING);
+    assert_string_equal(seen.key, r->b.idempotency_key);
+    assert_int_equal(seen.due_ms, r->b.scheduled_at_ms - 60000);
+    /* moved to within the lead time: the replacement is due now */
+    r->b.scheduled_at_ms = f->w.now_ms + 1000;
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.key, r->b.idempotency_key);
+    assert_int_equal(seen.due_ms, f->w.now_ms);
+    /* nothing to do (up to date), or not a follow-up: nothing reported */
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    add(f, "44444444-4444-4444-8444-444444444444", "meeting", 0);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, "44444444-4444-4444-8444-444444444444"), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(seen.n, 2);
+}
+
+static void recorded_hook__row_moved_on_before_the_mark__not_reported(void **state)
+{
+    struct fixture *f = *state;
+    struct recorded_log seen = {0};
+    f->s.on_task_recorded = record_task;
+    f->s.on_task_recorded_arg = &seen;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 0);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    strcpy(r->b.task_status, "cancelled");   /* changed between the load and the conditional mark */
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 1);
+    assert_int_equal(seen.n, 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 int main(void)
 {
@@ -495,6 +554,8 @@ int main(void)
         T(reschedule__back_to_earlier_time__never_reuses_a_task_id),
         T(type_change__no_longer_follow_up__cancelled),
         T(executed_booking__cancel_or_reschedule__untouched),
+        T(recorded_hook__scheduled_and_rescheduled__reported_with_key_and_due_time),
+        T(recorded_hook__row_moved_on_before_the_mark__not_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

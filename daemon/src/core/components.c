@@ -127,6 +127,12 @@ static void on_scheduler_idle(void *arg)
     if (c->local) followup_dispatcher_poke(&c->dispatcher);
 }
 
+/* Local backend: a task due now runs at once (the dispatcher's fast path). */
+static void on_local_task_recorded(void *arg, const struct recorded_task *t)
+{
+    followup_dispatcher_task_recorded(arg, t);
+}
+
 static int start_services(struct app *app, struct app_components *c)
 {
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
@@ -146,6 +152,10 @@ static int start_services(struct app *app, struct app_components *c)
     followup_dispatcher_init(&c->dispatcher, &app->cfg, repo, &c->exec, &c->clock, &app->log);
     c->sched.on_idle = on_scheduler_idle;
     c->sched.on_idle_arg = c;
+    if (c->local) {
+        c->sched.on_task_recorded = on_local_task_recorded;
+        c->sched.on_task_recorded_arg = &c->dispatcher;
+    }
     c->dp = (struct deals_pipeline_ctx){.cfg = &app->cfg, .exec = &c->exec, .log = &app->log, .host = app};
     return followup_sweep_start_periodic(&c->sweep);
 }

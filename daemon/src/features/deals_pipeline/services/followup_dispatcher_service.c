@@ -18,6 +18,7 @@ struct armed_timer {
 
 struct dispatched_run {
     struct followup_dispatcher *d;
+    bool immediate;                      /* fast path: not part of a round */
     char schema[SCHEMA_NAME_LEN];
     char booking_id[UUID_STR_LEN];
 };
@@ -147,8 +148,14 @@ static void maybe_end_round(struct followup_dispatcher *d)
     d->dispatching = false;
     d->rounds++;
     if (d->closed) return;
-    if (d->round_full) start_round(d);
+    if (d->round_full || d->round_again) start_round(d);
     else followup_dispatcher_poke(d);
+}
+
+/* The row is still a live local task after this outcome (a retry, a lease, a claim that could not run). */
+static bool execution_leaves_work(enum execution_status st)
+{
+    return st == EXEC_FAILED_RETRYABLE || st == EXEC_IN_PROGRESS || st == EXEC_UNAVAILABLE;
 }
 
 static void on_executed(void *arg, enum execution_status st)
@@ -157,29 +164,44 @@ static void on_executed(void *arg, enum execution_status st)
     struct followup_dispatcher *d = run->d;
     LOG_DEBUG(d->log, &(struct log_ctx){.schema = run->schema, .booking_id = run->booking_id},
               "local dispatch finished: %s", execution_status_name(st));
+    bool immediate = run->immediate;
     free(run);
+    if (immediate) {
+        d->immediate_running--;
+        if (execution_leaves_work(st) && !d->closed) followup_dispatcher_poke(d);   /* e.g. a retry's due time */
+        return;
+    }
     d->running--;
     maybe_end_round(d);
 }
 
-static void dispatch_one(struct followup_dispatcher *d, const char *schema, const struct booking_key *k)
+/* Start one execution; request ids say which path ran it (local-… a round, local-now-… the fast path). */
+static int dispatch_one(struct followup_dispatcher *d, const char *schema, const struct booking_key *k,
+                        bool immediate)
 {
     struct dispatched_run *run = calloc(1, sizeof(*run));
-    if (run == NULL) return;
+    if (run == NULL) return -1;
     run->d = d;
+    run->immediate = immediate;
     snprintf(run->schema, sizeof(run->schema), "%s", schema);
     snprintf(run->booking_id, sizeof(run->booking_id), "%s", k->booking_id);
     char request_id[64];
-    snprintf(request_id, sizeof(request_id), "local-%.8s-%llu", k->booking_id,
+    snprintf(request_id, sizeof(request_id), "local-%s%.8s-%llu", immediate ? "now-" : "", k->booking_id,
              (unsigned long long)d->dispatched);
     struct execution_request req = {.schema = schema, .tenant_id = k->tenant_id, .booking_id = k->booking_id,
                                     .idempotency_key = k->idempotency_key, .request_id = request_id};
     if (followup_execution_execute(d->exec, &req, on_executed, run) != 0) {
         free(run);
-        return;
+        return -1;
     }
-    d->running++;
+    if (immediate) {
+        d->immediate_running++;
+        d->dispatched_immediately++;
+    } else {
+        d->running++;
+    }
     d->dispatched++;
+    return 0;
 }
 
 static void on_due(void *arg, enum repo_rc rc, const struct booking_key *keys, int n)
@@ -187,7 +209,7 @@ static void on_due(void *arg, enum repo_rc rc, const struct booking_key *keys, i
     struct followup_dispatcher *d = arg;
     const char *schema = d->cfg->db_schemas.items[d->round_idx];
     if (rc != REPO_OK) LOG_WARN(d->log, &(struct log_ctx){.schema = schema}, "due-task query failed; retrying later");
-    for (int i = 0; i < n && !d->closed; i++) dispatch_one(d, schema, &keys[i]);
+    for (int i = 0; i < n && !d->closed; i++) (void)dispatch_one(d, schema, &keys[i], false);
     if (n >= DISPATCH_BATCH) d->round_full = true;
     d->round_idx++;
     round_next_schema(d);
@@ -208,11 +230,39 @@ static void round_next_schema(struct followup_dispatcher *d)
 
 static void start_round(struct followup_dispatcher *d)
 {
-    if (d->closed || d->dispatching) return;
+    if (d->closed) return;
+    if (d->dispatching) {
+        d->round_again = true;
+        return;
+    }
     d->dispatching = true;
     d->round_idx = 0;
     d->round_full = false;
+    d->round_again = false;
     round_next_schema(d);
+}
+
+/* ---------- the fast path ---------- */
+
+static bool copy_key(struct booking_key *k, const struct recorded_task *t)
+{
+    if (strlen(t->tenant_id) >= sizeof(k->tenant_id) || strlen(t->booking_id) >= sizeof(k->booking_id) ||
+        strlen(t->idempotency_key) >= sizeof(k->idempotency_key))
+        return false;
+    memcpy(k->tenant_id, t->tenant_id, strlen(t->tenant_id) + 1);
+    memcpy(k->booking_id, t->booking_id, strlen(t->booking_id) + 1);
+    memcpy(k->idempotency_key, t->idempotency_key, strlen(t->idempotency_key) + 1);
+    return true;
+}
+
+void followup_dispatcher_task_recorded(struct followup_dispatcher *d, const struct recorded_task *t)
+{
+    if (d->closed) return;
+    struct booking_key k;
+    if (t->due_ms <= now_ms(d) && d->immediate_running < DISPATCH_IMMEDIATE_MAX && copy_key(&k, t) &&
+        dispatch_one(d, t->schema, &k, true) == 0)
+        return;
+    arm(d, t->due_ms);   /* due later, or the fast path is full: the timer (a round) takes it */
 }
 
 void followup_dispatcher_close(struct followup_dispatcher *d)

@@ -14,6 +14,14 @@
  * same voice-agent call, same idempotency — two replicas firing together still
  * make one call.  Failures retry with exponential backoff (the execution
  * service records next_attempt_at) up to followup.max_attempts.
+ *
+ * Fast path: when the scheduler records a task that is already due (a booking
+ * for "now"), the dispatcher runs it at once, without the scan → timer →
+ * due-rows detour (one commit less before the call, no wait for a round in
+ * progress); a task due later only pulls the timer earlier.  The claim is the
+ * same conditional statement, so a round that finds the same row meanwhile
+ * makes no second call.  At most DISPATCH_IMMEDIATE_MAX such runs at once;
+ * beyond that the row simply waits for the next round.
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_DISPATCHER_SERVICE_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_DISPATCHER_SERVICE_H
@@ -23,9 +31,11 @@
 
 #include "core/config.h"
 #include "features/deals_pipeline/services/followup_execution_service.h"
+#include "features/deals_pipeline/services/followup_scheduler_service.h"
 #include "features/deals_pipeline/services/ports.h"
 
 #define DISPATCH_BATCH 100
+#define DISPATCH_IMMEDIATE_MAX 64
 
 struct armed_timer;
 
@@ -49,13 +59,17 @@ struct followup_dispatcher {
     int round_idx;
     unsigned running;            /* executions started by this round and not finished */
     bool round_full;             /* some schema returned a full batch: run again at once */
-    uint64_t dispatched, rounds;
+    bool round_again;            /* the timer fired during the round: run again when it ends */
+    unsigned immediate_running;  /* fast-path executions not finished */
+    uint64_t dispatched, rounds, dispatched_immediately;
 };
 
 void followup_dispatcher_init(struct followup_dispatcher *d, const struct config *cfg, struct bookings_repo *repo,
                               struct followup_execution_service *exec, struct clock_port *clock, struct logger *log);
 /* Something may have changed: re-read the earliest due time and re-arm. */
 void followup_dispatcher_poke(struct followup_dispatcher *d);
+/* The scheduler recorded a local task (struct recorded_task): run it now when due, else arm for it. */
+void followup_dispatcher_task_recorded(struct followup_dispatcher *d, const struct recorded_task *t);
 void followup_dispatcher_close(struct followup_dispatcher *d);
 /* After the loop's timers are closed (none can fire any more): frees what the timers that never fired hold. */
 void followup_dispatcher_free(struct followup_dispatcher *d);

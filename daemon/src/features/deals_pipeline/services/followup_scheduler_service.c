@@ -250,12 +250,22 @@ static void end_pass(struct scheduler_item *item)
     if (s->live == 0 && s->on_idle != NULL) s->on_idle(s->on_idle_arg);
 }
 
+static void report_recorded(const struct scheduler_item *item)
+{
+    const struct followup_scheduler *s = item->s;
+    if (s->on_task_recorded == NULL || s->closed) return;
+    struct recorded_task t = {.schema = item->schema, .tenant_id = item->tenant_id, .booking_id = item->booking_id,
+                              .idempotency_key = item->key, .due_ms = item->schedule_time_ms};
+    s->on_task_recorded(s->on_task_recorded_arg, &t);
+}
+
 static void on_marked(void *arg, enum repo_rc rc)
 {
     struct scheduler_item *item = arg;
     struct log_ctx ctx = item_ctx(item);
     if (rc == REPO_OK) {
         LOG_INFO(item->s->log, &ctx, "follow-up scheduled");
+        report_recorded(item);
     } else if (rc == REPO_CONFLICT || rc == REPO_NOT_FOUND) {
         item->s->stats.conflicts++;
         LOG_DEBUG(item->s->log, &ctx, "row already moved on; nothing to record");
@@ -401,6 +411,7 @@ static void on_rescheduled(void *arg, enum repo_rc rc)
     }
     s->stats.rescheduled++;
     LOG_INFO(s->log, &ctx, "follow-up rescheduled; deleting the replaced task");
+    report_recorded(item);
     if (s->queue->remove(s->queue->impl, item->b.task_name, on_old_task_removed, item) != 0) end_pass(item);
 }
 

@@ -68,6 +68,12 @@ struct scheduler_stats {
     uint64_t cancelled, rescheduled, tasks_deleted;
 };
 
+/* A task the scheduler has just recorded on its row (scheduled or rescheduled). */
+struct recorded_task {
+    const char *schema, *tenant_id, *booking_id, *idempotency_key;
+    int64_t due_ms;                  /* the task's schedule time: scheduled_at - lead time, never before now */
+};
+
 struct followup_scheduler {
     const struct config *cfg;        /* live config (booking types, lead time, public_url, ...) */
     struct bookings_repo *repo;
@@ -88,6 +94,9 @@ struct followup_scheduler {
     bool closed;
     void (*on_idle)(void *arg);      /* optional: called when nothing is queued or in flight */
     void *on_idle_arg;
+    /* optional: a task was recorded on its row (the local backend runs a due one at once) */
+    void (*on_task_recorded)(void *arg, const struct recorded_task *t);
+    void *on_task_recorded_arg;
     struct scheduler_stats stats;
 };
 
