@@ -82,6 +82,68 @@ class DbPoolTest(unittest.TestCase):
         self.assertEqual(probe.result("ok")["rows"], [["after error"]])
         probe.quit(self)
 
+    # -- prepared statements (db_opts.prepare, database.prepared_statements) ----------------------------------
+    def prepared_in_session(self, probe, qid):
+        """The session's own prepared statements, read on the same (only) connection: [[name, statement], ...]."""
+        probe.send(f"query {qid} SELECT name, statement FROM pg_prepared_statements ORDER BY name")
+        r = probe.result(qid)
+        self.assertTrue(r["ok"], r)
+        return r["rows"]
+
+    def test_pool_prepare__same_statement_thrice__prepared_once_by_name_results_right(self):
+        probe = Probe(self)
+        probe.send(f"poolprep 1 10 dbname={self.db}")
+        probe.event("pool_state", connected=1)
+        sql = "SELECT $1::int * 2, $2::text"
+        for i in range(3):
+            probe.send('queryp p%d {"sql":"%s","params":["%d","v%d"]}' % (i, sql, i, i))
+        probe.send('queryp other {"sql":"SELECT $1::text || \'!\'","params":["x"]}')
+        self.assertEqual([probe.result(f"p{i}")["rows"] for i in range(3)], [[["0", "v0"]], [["2", "v1"]],
+                                                                                [["4", "v2"]]])
+        self.assertEqual(probe.result("other")["rows"], [["x!"]])
+        self.assertEqual(self.prepared_in_session(probe, "ps"),
+                         [["fu0", sql], ["fu1", "SELECT $1::text || '!'"]])
+        probe.quit(self)
+
+    def test_pool_prepare__off__nothing_prepared(self):
+        probe = self.start_pool(1, 10)
+        probe.send('queryp p {"sql":"SELECT $1::int + 1","params":["1"]}')
+        self.assertEqual(probe.result("p")["rows"], [["2"]])
+        self.assertEqual(self.prepared_in_session(probe, "ps"), [])
+        probe.quit(self)
+
+    def test_pool_prepare__statement_that_does_not_parse__error_reported_then_next_ones_run(self):
+        probe = Probe(self)
+        probe.send(f"poolprep 1 10 dbname={self.db}")
+        probe.event("pool_state", connected=1)
+        probe.send('queryp bad {"sql":"SELEC $1::int","params":["1"]}')
+        probe.send('queryp bad2 {"sql":"SELECT $1::int FROM no_such_table","params":["1"]}')
+        probe.send('queryp good {"sql":"SELECT $1::int + 1","params":["1"]}')
+        bad = probe.result("bad")
+        self.assertEqual((bad["ok"], bad["res_null"], bad["status"]), (False, False, "PGRES_FATAL_ERROR"), bad)
+        self.assertIn("syntax error", bad["error"])
+        self.assertIn("no_such_table", probe.result("bad2")["error"])
+        self.assertEqual(probe.result("good")["rows"], [["2"]])
+        self.assertEqual([name for name, _ in self.prepared_in_session(probe, "ps")], ["fu0"])
+        probe.quit(self)
+
+    def test_pool_prepare__backend_terminated__statements_prepared_again_on_the_new_session(self):
+        probe = Probe(self)
+        probe.send(f"poolprep 1 10 dbname={self.db}")
+        probe.event("pool_state", connected=1)
+        probe.send('queryp a {"sql":"SELECT $1::int, pg_backend_pid()","params":["1"]}')
+        first_pid = probe.result("a")["rows"][0][1]
+        self.assertEqual(psql(f"SELECT pg_terminate_backend({first_pid})", db=self.db), [["t"]])
+        probe.event("pool_state", connected=0)
+        probe.event("pool_state", connected=1)
+        probe.send('queryp b {"sql":"SELECT $1::int, pg_backend_pid()","params":["2"]}')
+        b = probe.result("b")
+        self.assertTrue(b["ok"], b)
+        self.assertEqual(b["rows"][0][0], "2")
+        self.assertNotEqual(b["rows"][0][1], first_pid)
+        self.assertEqual([name for name, _ in self.prepared_in_session(probe, "ps")], ["fu0"])
+        probe.quit(self)
+
     def test_pool__queue_full__query_rejected_at_once_and_queued_ones_complete(self):
         probe = self.start_pool(1, 3)
         lock = LockHolder(self, self.db, LOCK_KEY)

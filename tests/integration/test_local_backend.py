@@ -184,6 +184,27 @@ class LocalBackendTest(unittest.TestCase):
         armed = len(d.find_logs(msg_contains("local dispatcher armed")))
         self.assertLess(armed, 30, f"the dispatcher re-armed its timer {armed} times in ~1 s (busy loop)")
 
+    def test_crashed_mid_call_then_rescheduled__old_key_never_re_called__dispatcher_does_not_busy_loop(self):
+        # A replica died during the call (row left in_progress, lease long expired), then the booking was moved
+        # while nobody listened: the expired lease belongs to the old time and key. The old key must not be
+        # re-called, and the dispatcher must not keep re-arming its timer for a row its claim turns down.
+        s = self.stack(start_daemon=False, log_level="debug")
+        tenant = "abababab-abab-4bab-8bab-abababababab"
+        moved = s.insert_booking(SCHEMA, tenant=tenant, at=due_in(-30))
+        s.db.psql(f"UPDATE {quote_ident(SCHEMA)}.lead_bookings SET task_status = 'in_progress', "
+                  "task_name = 'local/' || repeat('e', 64), task_scheduled_at = scheduled_at - interval '1 hour', "
+                  "idempotency_key = 'followup:crashed-moved', execution_attempts = 1, "
+                  f"execution_started_at = now() - interval '1 hour' WHERE id = '{moved}'")
+        d = s.start()
+        control_at = due_in(1.0)
+        control = s.insert_booking(SCHEMA, tenant=tenant, at=control_at)
+        self.assertTrue(s.va.wait_until(lambda: s.va.calls_for_booking(control), PROMPT_S + 2))
+        self.assertCalledOnce(s, control, s.followup_key(tenant, control, control_at), control_at)
+        self.assertEqual([k for _, k, _ in s.voice_attempts_for(moved)
+                          if k == "followup:crashed-moved"], [], "the old key was re-called")
+        armed = len(d.find_logs(msg_contains("local dispatcher armed")))
+        self.assertLess(armed, 30, f"the dispatcher re-armed its timer {armed} times in ~1 s (busy loop)")
+
     def test_restart_with_many_future_tasks__task_sweep_finds_only_the_moved_one_and_does_not_spin(self):
         # Bookings written with SQL now() carry microseconds; the task keeps milliseconds. A full sweep batch
         # (500) of such unchanged tasks must not count as "changed while stopped" (else the sweep re-reads the

@@ -8,6 +8,7 @@
  *
  *   pool <size> <max_queue> [conninfo]  create+start a pool  → {"event":"pool"}
  *                                       then {"event":"pool_state","connected":n} on every change
+ *   poolprep <size> <max_queue> [conninfo]  the same with db_opts.prepare on (prepared statements)
  *   query <id> <sql>                    queue a statement     → {"event":"result","id",...} later,
  *                                       or {"event":"rejected","id"} at once when db_pool_query fails
  *   queryp <id> <json>                  same with {"sql":..., "params":[string|null,...]}
@@ -114,7 +115,7 @@ static void emit_error(const char *what)
     emit(o);
 }
 
-static void cmd_pool(struct probe *pr, char *args)
+static void cmd_pool(struct probe *pr, char *args, int prepare)
 {
     char *end = NULL;
     long size = strtol(args, &end, 10);
@@ -124,7 +125,7 @@ static void cmd_pool(struct probe *pr, char *args)
         emit_error("pool exists");
         return;
     }
-    struct db_opts opts = {.conninfo = end, .reconnect_min_ms = 50, .reconnect_max_ms = 1000};
+    struct db_opts opts = {.conninfo = end, .reconnect_min_ms = 50, .reconnect_max_ms = 1000, .prepare = prepare};
     pr->pool = db_pool_new(pr->loop, &pr->lg, &opts, (int)size, (int)max_queue);
     if (pr->pool == NULL) {
         emit_error("db_pool_new failed");
@@ -291,7 +292,8 @@ static void quit(struct probe *pr)
 static void run_command(struct probe *pr, char *line)
 {
     char *args = split_word(line);
-    if (strcmp(line, "pool") == 0) cmd_pool(pr, args);
+    if (strcmp(line, "pool") == 0) cmd_pool(pr, args, 0);
+    else if (strcmp(line, "poolprep") == 0) cmd_pool(pr, args, 1);
     else if (strcmp(line, "query") == 0) cmd_query(pr, args);
     else if (strcmp(line, "queryp") == 0) cmd_queryp(pr, args);
     else if (strcmp(line, "stats") == 0) cmd_stats(pr);

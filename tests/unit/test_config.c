@@ -194,6 +194,7 @@ static void assert_documented_defaults(const struct config *c)
 {
     assert_int_equal(c->db_pool_size, 4);
     assert_int_equal(c->db_max_queue, 1024);
+    assert_true(c->db_prepared_statements);
     assert_string_equal(c->http_listen, "127.0.0.1:8080");
     assert_int_equal(c->http_max_header_bytes, 16384);
     assert_int_equal(c->http_max_body_bytes, 65536);
@@ -311,7 +312,7 @@ static void config_load__example_defaults_uncommented__same_as_builtin(void **st
         strcat(out, "\n");
         uncommented += is_default;
     }
-    assert_int_equal(uncommented, 29); /* every optional key of the table is documented */
+    assert_int_equal(uncommented, 30); /* every optional key of the table is documented */
     assert_int_equal(load_text(f, out), -1);
     assert_only_example_missing(&f->errs);
     assert_documented_defaults(&f->cfg);
@@ -474,6 +475,9 @@ static void config_load__bad_values__error_names_file_line_and_key(void **state)
         {"database", "pool_size = -1", "pool_size"},
         {"database", "pool_size = 99999999999999999999", "pool_size"},
         {"database", "max_queue = 1.5", "max_queue"},
+        {"database", "prepared_statements = maybe", "prepared_statements"},
+        {"database", "prepared_statements =", "prepared_statements"},
+        {"database", "prepared_statements = 2", "prepared_statements"},
         {"cloudtasks", "dispatch_deadline_s = 14", "dispatch_deadline_s"},
         {"cloudtasks", "dispatch_deadline_s = 1801", "dispatch_deadline_s"},
         {"queue", "backend = sqs", "backend"},
@@ -681,6 +685,26 @@ static void config_load__env_only_without_file__usable(void **state)
     assert_int_equal(config_load(&f->cfg, NULL, fake_getenv, &f->errs), 0);
     assert_int_equal(f->cfg.http_max_connections, 12);
     assert_int_equal(f->cfg.queue_backend, QUEUE_LOCAL);
+}
+
+static void config_load__boolean_spellings__parsed_from_file_and_env(void **state)
+{
+    struct fixture *f = *state;
+    static const struct { const char *text; bool want; } cases[] = {
+        {"off", false}, {"OFF", false}, {"false", false}, {"no", false}, {"0", false},
+        {"on", true}, {"True", true}, {"yes", true}, {"1", true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), "[database]\nprepared_statements = %s\n%s", cases[i].text, REQUIRED_TEXT);
+        config_errors_free(&f->errs);
+        assert_int_equal(load_text(f, text), 0);
+        if (f->cfg.db_prepared_statements != cases[i].want) fail_msg("prepared_statements = %s", cases[i].text);
+    }
+    env_set("FOLLOWUPD_DATABASE_PREPARED_STATEMENTS", "off");
+    config_errors_free(&f->errs);
+    assert_int_equal(load_text(f, "[database]\nprepared_statements = on\n" REQUIRED_TEXT), 0);
+    assert_false(f->cfg.db_prepared_statements);
 }
 
 static void config_load__env_bad_value__error_names_variable(void **state)
@@ -1050,6 +1074,7 @@ int main(void)
         T(config_load__env_log_level__beats_file),
         T(config_load__env_schemas__replace_file_list),
         T(config_load__env_only_without_file__usable),
+        T(config_load__boolean_spellings__parsed_from_file_and_env),
         T(config_load__env_bad_value__error_names_variable),
         T(config_load__secret_file__exactly_one_trailing_newline_stripped),
         T(config_load__relative_secret_file__resolved_in_credentials_directory),

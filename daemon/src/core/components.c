@@ -57,7 +57,7 @@ static void on_notify(void *arg, const char *channel, const char *payload)
 
 static int start_database(struct app *app, struct app_components *c)
 {
-    struct db_opts opts = {.conninfo = app->cfg.db_conninfo};
+    struct db_opts opts = {.conninfo = app->cfg.db_conninfo, .prepare = app->cfg.db_prepared_statements};
     c->pool = db_pool_new(&app->loop, &app->log, &opts, app->cfg.db_pool_size, app->cfg.db_max_queue);
     c->n_channels = app->cfg.db_schemas.n;
     c->channels = calloc((size_t)c->n_channels, sizeof(*c->channels));

@@ -16,8 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-enum opt_type { OT_STR, OT_INT, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_AUTH_MODE, OT_LEVEL, OT_URL, OT_LISTEN };
+enum opt_type { OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_AUTH_MODE, OT_LEVEL, OT_URL, OT_LISTEN };
 
 #define OF_SECRET 0x1     /* has a *_file form; value never printed */
 #define OF_RELOAD 0x2     /* may change on SIGHUP */
@@ -38,6 +39,7 @@ static const struct opt opts[] = {
     {"database", "schemas", OT_SCHEMAS, O(db_schemas), NULL, 0, 0, 0},
     {"database", "pool_size", OT_INT, O(db_pool_size), "4", 1, 64, 0},
     {"database", "max_queue", OT_INT, O(db_max_queue), "1024", 1, 1000000, 0},
+    {"database", "prepared_statements", OT_BOOL, O(db_prepared_statements), "on", 0, 0, 0},
     {"http", "listen", OT_LISTEN, O(http_listen), "127.0.0.1:8080", 0, 0, 0},
     {"http", "public_url", OT_URL, O(http_public_url), NULL, 0, 0, OF_RELOAD},
     {"http", "max_header_bytes", OT_INT, O(http_max_header_bytes), "16384", 1024, 1048576, 0},
@@ -200,6 +202,16 @@ static bool valid_listen(const char *s)
     return strchr(s, ':') == colon;
 }
 
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false", "no", "0"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(s, yes[i]) == 0) { *out = true; return 0; }
+        if (strcasecmp(s, no[i]) == 0) { *out = false; return 0; }
+    }
+    return -1;
+}
+
 /* Apply one textual value to the typed field. Returns NULL or a reason (which
  * may be formatted into why[whylen]). */
 static const char *apply_value(struct config *cfg, const struct opt *o, const char *value, char *why,
@@ -225,6 +237,9 @@ static const char *apply_value(struct config *cfg, const struct opt *o, const ch
             snprintf(why, whylen, "must be an integer in [%d, %d]", o->min, o->max);
             return why;
         }
+        return NULL;
+    case OT_BOOL:
+        if (parse_bool(value, (bool *)field) != 0) return "must be on or off (true/false, yes/no, 1/0)";
         return NULL;
     case OT_LIST:
     case OT_SCHEMAS: {
@@ -573,6 +588,8 @@ static bool field_equal(const struct config *a, const struct config *b, const st
     }
     case OT_INT:
         return *(const int *)fa == *(const int *)fb;
+    case OT_BOOL:
+        return *(const bool *)fa == *(const bool *)fb;
     case OT_BACKEND:
         return *(const enum queue_backend *)fa == *(const enum queue_backend *)fb;
     case OT_AUTH_MODE:
@@ -606,6 +623,8 @@ static size_t field_size(enum opt_type t)
         return sizeof(struct strlist);
     case OT_INT:
         return sizeof(int);
+    case OT_BOOL:
+        return sizeof(bool);
     case OT_BACKEND:
         return sizeof(enum queue_backend);
     case OT_AUTH_MODE:

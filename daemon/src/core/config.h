@@ -32,6 +32,7 @@ struct config {
     struct strlist db_schemas;
     int db_pool_size;
     int db_max_queue;
+    bool db_prepared_statements;
     /* [http] */
     char *http_listen;
     char *http_public_url;

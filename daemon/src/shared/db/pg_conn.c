@@ -17,6 +17,12 @@
  *
  * Re-entrancy: owner callbacks may call pg_conn_send or pg_conn_close. After
  * every callback the code re-checks the state and stops when it changed.
+ *
+ * Prepared statements (db_opts.prepare): the texts this connection has
+ * prepared, named fu<index>, live in `prepared` until the session ends (any
+ * teardown forgets them).  A statement's first run sends Parse only; its
+ * result (kept out of the owner's sight) is followed by the run by name with
+ * the copied params.  A failed prepare is reported as the statement's error.
  */
 #include "shared/db/pg_conn.h"
 
@@ -30,6 +36,7 @@
 #include "utils/log.h"
 
 #define PGC_MAX_ADDRS 8
+#define PGC_MAX_PREPARED 128
 
 enum pgc_state {
     PGC_INIT,
@@ -70,6 +77,13 @@ struct pg_conn {
     db_result_cb stmt_cb; /* in-flight statement */
     void *stmt_arg;
     PGresult *last;       /* last result of the in-flight statement */
+
+    int prepare;                        /* db_opts.prepare */
+    char *prepared[PGC_MAX_PREPARED];   /* statement texts prepared in this session, by index */
+    int n_prepared;
+    int preparing;                      /* index being prepared for the in-flight statement, or -1 */
+    int prep_nparams;                   /* its params, copied until the run by name is sent */
+    char **prep_params;
 
     char pending_err[DB_ERR_MAX];
     void (*close_done)(void *arg);
@@ -148,9 +162,29 @@ static int poll_watch(struct pg_conn *c, int events)
 }
 
 /* PQfinish after the poll handle is stopped and closed. */
+static void free_prep_params(struct pg_conn *c)
+{
+    for (int i = 0; i < c->prep_nparams; i++) free(c->prep_params[i]);
+    free(c->prep_params);
+    c->prep_params = NULL;
+    c->prep_nparams = 0;
+}
+
+/* The session ends: its prepared statements end with it. */
+static void forget_prepared(struct pg_conn *c)
+{
+    if (c->preparing >= 0) free(c->prepared[c->preparing]);
+    for (int i = 0; i < c->n_prepared; i++) free(c->prepared[i]);
+    memset(c->prepared, 0, sizeof(c->prepared));
+    c->n_prepared = 0;
+    c->preparing = -1;
+    free_prep_params(c);
+}
+
 static void teardown_pg(struct pg_conn *c)
 {
     poll_release(c);
+    forget_prepared(c);
     if (c->last != NULL) {
         PQclear(c->last);
         c->last = NULL;
@@ -402,6 +436,30 @@ static int ends_session(const PGresult *r)
     return sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
 }
 
+static int flush_output(struct pg_conn *c);
+
+static void statement_name(int index, char out[16])
+{
+    snprintf(out, 16, "fu%d", index);
+}
+
+/* The Parse of the in-flight statement succeeded: remember it and run it by name.
+ * 0 = sent (still BUSY), -1 = the connection failed. */
+static int run_prepared_now(struct pg_conn *c)
+{
+    char name[16];
+    statement_name(c->preparing, name);
+    c->n_prepared++;
+    c->preparing = -1;
+    int ok = PQsendQueryPrepared(c->pg, name, c->prep_nparams, (const char *const *)c->prep_params, NULL, NULL, 0);
+    free_prep_params(c);
+    if (!ok) {
+        conn_fail(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    return flush_output(c);
+}
+
 /* The statement's last result is in c->last: hand it to its callback.
  * Returns 0 when the connection is still up afterwards, -1 otherwise. */
 static int finish_statement(struct pg_conn *c)
@@ -414,6 +472,16 @@ static int finish_statement(struct pg_conn *c)
         PQclear(r);
         conn_fail(c, msg); /* gives the statement (NULL, err) */
         return -1;
+    }
+    if (c->preparing >= 0) {
+        if (r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            return run_prepared_now(c);
+        }
+        free(c->prepared[c->preparing]);   /* not prepared: the owner gets the error below */
+        c->prepared[c->preparing] = NULL;
+        c->preparing = -1;
+        free_prep_params(c);
     }
     db_result_cb cb = c->stmt_cb;
     void *arg = c->stmt_arg;
@@ -563,6 +631,8 @@ struct pg_conn *pg_conn_new(uv_loop_t *loop, struct logger *lg, const struct db_
     c->timer.data = c;
     c->handles_open = 1;
     c->state = PGC_INIT;
+    c->prepare = opts->prepare;
+    c->preparing = -1;
     return c;
 fail:
     free(c->conninfo);
@@ -589,11 +659,57 @@ int pg_conn_is_up(const struct pg_conn *c)
     return c != NULL && is_up_state(c->state);
 }
 
+static int find_prepared(const struct pg_conn *c, const char *sql)
+{
+    for (int i = 0; i < c->n_prepared; i++)
+        if (strcmp(c->prepared[i], sql) == 0) return i;
+    return -1;
+}
+
+/* First run of sql on this session: send Parse, keep a copy of the params for the run by name. */
+static int send_prepare(struct pg_conn *c, const char *sql, int nparams, const char *const *params)
+{
+    int index = c->n_prepared;
+    c->prepared[index] = strdup(sql);
+    c->prep_params = calloc((size_t)nparams, sizeof(char *));
+    if (c->prepared[index] == NULL || c->prep_params == NULL) goto oom;
+    c->prep_nparams = nparams;
+    for (int i = 0; i < nparams; i++)
+        if (params[i] != NULL && (c->prep_params[i] = strdup(params[i])) == NULL) goto oom;
+    char name[16];
+    statement_name(index, name);
+    c->preparing = index;
+    return PQsendPrepare(c->pg, name, sql, nparams, NULL) ? 1 : 0;
+oom:
+    free(c->prepared[index]);
+    c->prepared[index] = NULL;
+    free_prep_params(c);
+    return -1;
+}
+
+/* Send sql the cheapest way: by name when prepared, Parse first when new, else unnamed.
+ * 1 = sent, 0 = libpq refused, -1 = out of memory (nothing sent). */
+static int send_statement(struct pg_conn *c, const char *sql, int nparams, const char *const *params)
+{
+    if (c->prepare && nparams > 0) {
+        int index = find_prepared(c, sql);
+        if (index >= 0) {
+            char name[16];
+            statement_name(index, name);
+            return PQsendQueryPrepared(c->pg, name, nparams, params, NULL, NULL, 0) ? 1 : 0;
+        }
+        if (c->n_prepared < PGC_MAX_PREPARED) return send_prepare(c, sql, nparams, params);
+    }
+    return PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0) ? 1 : 0;
+}
+
 int pg_conn_send(struct pg_conn *c, const char *sql, int nparams, const char *const *params, db_result_cb cb,
                  void *arg)
 {
     if (c == NULL || c->state != PGC_READY || sql == NULL || cb == NULL) return -1;
-    if (!PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0)) {
+    int sent = send_statement(c, sql, nparams, params);
+    if (sent < 0) return -1;
+    if (sent == 0) {
         defer_fail(c, PQerrorMessage(c->pg));
         return -1;
     }

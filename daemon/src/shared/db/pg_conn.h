@@ -35,6 +35,7 @@ struct logger;
 struct db_opts {            /* caller fills; strings are copied */
     const char *conninfo;   /* libpq conninfo or URI, may contain a password: never logged */
     unsigned reconnect_min_ms, reconnect_max_ms;  /* backoff with jitter; 0 = defaults 100 / 5000 */
+    int prepare;            /* name and prepare each distinct parameterized statement once per connection */
 };
 
 /* res: the last PGresult of the statement (do NOT PQclear it; valid only during
@@ -65,8 +66,11 @@ int pg_conn_start(struct pg_conn *c);
 int pg_conn_is_ready(const struct pg_conn *c);
 /* Connected (ready or running a statement). */
 int pg_conn_is_up(const struct pg_conn *c);
-/* Send one statement (params NULL entries = SQL NULL, text format). 0: cb will
- * be called exactly once later. -1: not ready, or libpq refused it (the
+/* Send one statement (params NULL entries = SQL NULL, text format). With
+ * db_opts.prepare, a statement with parameters is prepared on its first use on
+ * this connection (one extra round trip, params copied meanwhile) and then run
+ * by name: the server parses and plans it once per connection, not per call.
+ * 0: cb will be called exactly once later. -1: not ready, or libpq refused it (the
  * connection is then dropped and reconnected from the loop; cb is not called). */
 int pg_conn_send(struct pg_conn *c, const char *sql, int nparams, const char *const *params, db_result_cb cb,
                  void *arg);
