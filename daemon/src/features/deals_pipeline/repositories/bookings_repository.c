@@ -46,7 +46,8 @@ enum stmt {
  * for a row the due-rows query skips re-arms the timer in the past again and again (a busy loop).  A live local
  * task belongs to a booking that is not cancelled and has a key.  A scheduled or retrying task is current only
  * while the booking's scheduled_at still matches task_scheduled_at (milliseconds, like the key): a booking moved
- * while nobody listened is not due under its old key — the task sweep (or the NOTIFY) reschedules it first. */
+ * while nobody listened is not due under its old key — the task sweep (or the NOTIFY) reschedules it first.  The
+ * same holds for an abandoned lease (in_progress, its holder died): the claim takes it again only in step. */
 #define LOCAL_TASK_LIVE " task_name LIKE 'local/%%' AND status <> 'cancelled' AND idempotency_key IS NOT NULL"
 #define LOCAL_TASK_CURRENT                                                                                        \
     " floor(extract(epoch FROM scheduled_at) * 1000) = floor(extract(epoch FROM task_scheduled_at) * 1000)"
@@ -167,7 +168,7 @@ static const char *const templates[ST_COUNT] = {
         "  AND" LOCAL_TASK_LIVE " AND" LOCAL_TASK_CURRENT "),"
         "(SELECT min(execution_started_at) + make_interval(secs => $2::int) FROM %s.lead_bookings"
         "  WHERE task_status IN ('failed', 'in_progress') AND task_status = 'in_progress'"
-        "  AND" LOCAL_TASK_LIVE "))) * 1000)::bigint",
+        "  AND" LOCAL_TASK_LIVE " AND" LOCAL_TASK_CURRENT "))) * 1000)::bigint",
 
     /* compliance: cross-tenant LOCAL-DISPATCH — due local tasks of every tenant; each is then claimed and
        executed by the tenant-scoped claim statement. $1 lead s, $2 lease s, $3 limit. */
@@ -177,7 +178,8 @@ static const char *const templates[ST_COUNT] = {
         " (task_status = 'scheduled' AND scheduled_at <= now() + make_interval(secs => $1::int)"
         "  AND" LOCAL_TASK_CURRENT ")"
         " OR (task_status = 'failed' AND next_attempt_at <= now() AND" LOCAL_TASK_CURRENT ")"
-        " OR (task_status = 'in_progress' AND execution_started_at <= now() - make_interval(secs => $2::int)))"
+        " OR (task_status = 'in_progress' AND execution_started_at <= now() - make_interval(secs => $2::int)"
+        "  AND" LOCAL_TASK_CURRENT "))"
         " ORDER BY scheduled_at LIMIT $3::int FOR UPDATE SKIP LOCKED",
 
     [ST_MARK_EXECUTED] =
