@@ -23,9 +23,10 @@ class DbPoolTest(unittest.TestCase):
         require_pg(self)
         self.db = scratch_database(self)
 
-    def start_pool(self, size, max_queue, conninfo=None, wait=True):
+    def start_pool(self, size, max_queue, conninfo=None, wait=True, prepare=False):
         probe = Probe(self)
-        probe.send(f"pool {size} {max_queue} {conninfo if conninfo is not None else 'dbname=' + self.db}")
+        command = "poolprep" if prepare else "pool"
+        probe.send(f"{command} {size} {max_queue} {conninfo if conninfo is not None else 'dbname=' + self.db}")
         probe.event("pool")
         if wait:
             probe.event("pool_state", connected=size)
@@ -91,9 +92,7 @@ class DbPoolTest(unittest.TestCase):
         return r["rows"]
 
     def test_pool_prepare__same_statement_thrice__prepared_once_by_name_results_right(self):
-        probe = Probe(self)
-        probe.send(f"poolprep 1 10 dbname={self.db}")
-        probe.event("pool_state", connected=1)
+        probe = self.start_pool(1, 10, prepare=True)
         sql = "SELECT $1::int * 2, $2::text"
         for i in range(3):
             probe.send('queryp p%d {"sql":"%s","params":["%d","v%d"]}' % (i, sql, i, i))
@@ -113,9 +112,7 @@ class DbPoolTest(unittest.TestCase):
         probe.quit(self)
 
     def test_pool_prepare__statement_that_does_not_parse__error_reported_then_next_ones_run(self):
-        probe = Probe(self)
-        probe.send(f"poolprep 1 10 dbname={self.db}")
-        probe.event("pool_state", connected=1)
+        probe = self.start_pool(1, 10, prepare=True)
         probe.send('queryp bad {"sql":"SELEC $1::int","params":["1"]}')
         probe.send('queryp bad2 {"sql":"SELECT $1::int FROM no_such_table","params":["1"]}')
         probe.send('queryp good {"sql":"SELECT $1::int + 1","params":["1"]}')
@@ -128,9 +125,7 @@ class DbPoolTest(unittest.TestCase):
         probe.quit(self)
 
     def test_pool_prepare__backend_terminated__statements_prepared_again_on_the_new_session(self):
-        probe = Probe(self)
-        probe.send(f"poolprep 1 10 dbname={self.db}")
-        probe.event("pool_state", connected=1)
+        probe = self.start_pool(1, 10, prepare=True)
         probe.send('queryp a {"sql":"SELECT $1::int, pg_backend_pid()","params":["1"]}')
         first_pid = probe.result("a")["rows"][0][1]
         self.assertEqual(psql(f"SELECT pg_terminate_backend({first_pid})", db=self.db), [["t"]])

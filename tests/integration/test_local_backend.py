@@ -164,45 +164,40 @@ class LocalBackendTest(unittest.TestCase):
         s.wait_row(SCHEMA, cancelled, lambda r: r["task_status"] == "cancelled")
         self.assertEqual(s.voice_attempts_for(cancelled), [])
 
-    def test_crashed_mid_call_then_cancelled__never_re_called__dispatcher_does_not_busy_loop(self):
-        # A replica died during the call (row left in_progress, lease long expired), then the booking was
-        # cancelled. The expired lease must not be re-run (cancelled), and the dispatcher must not keep
-        # re-arming its timer for a row it will never take.
+    def run_with_abandoned_lease(self, tenant, key, status="scheduled", task_scheduled_at="scheduled_at"):
+        """A replica died during the call: the row is left in_progress with a lease expired an hour ago (and
+        whatever the booking became meanwhile). Starts the daemon, proves with a control booking that the
+        dispatcher went past that due time, and returns the booking's voice attempts under the old key and
+        how often the dispatcher armed its timer meanwhile."""
         s = self.stack(start_daemon=False, log_level="debug")
-        tenant = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
-        dead = s.insert_booking(SCHEMA, tenant=tenant, at=due_in(-60), status="cancelled")
+        dead = s.insert_booking(SCHEMA, tenant=tenant, at=due_in(-60), status=status)
         s.db.psql(f"UPDATE {quote_ident(SCHEMA)}.lead_bookings SET task_status = 'in_progress', "
-                  "task_name = 'local/' || repeat('d', 64), task_scheduled_at = scheduled_at, "
-                  "idempotency_key = 'followup:crashed', execution_attempts = 1, "
+                  f"task_name = 'local/' || repeat('d', 64), task_scheduled_at = {task_scheduled_at}, "
+                  f"idempotency_key = '{key}', execution_attempts = 1, "
                   f"execution_started_at = now() - interval '1 hour' WHERE id = '{dead}'")
         d = s.start()
         control_at = due_in(1.0)
         control = s.insert_booking(SCHEMA, tenant=tenant, at=control_at)
         self.assertTrue(s.va.wait_until(lambda: s.va.calls_for_booking(control), PROMPT_S + 2))
         self.assertCalledOnce(s, control, s.followup_key(tenant, control, control_at), control_at)
-        self.assertEqual(s.voice_attempts_for(dead), [])
-        armed = len(d.find_logs(msg_contains("local dispatcher armed")))
+        old_key_calls = [k for _, k, _ in s.voice_attempts_for(dead) if k == key]
+        return old_key_calls, len(d.find_logs(msg_contains("local dispatcher armed")))
+
+    def test_crashed_mid_call_then_cancelled__never_re_called__dispatcher_does_not_busy_loop(self):
+        # The booking was then cancelled: the expired lease must not be re-run, and the dispatcher must not keep
+        # re-arming its timer for a row it will never take.
+        calls, armed = self.run_with_abandoned_lease("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", "followup:crashed",
+                                                     status="cancelled")
+        self.assertEqual(calls, [])
         self.assertLess(armed, 30, f"the dispatcher re-armed its timer {armed} times in ~1 s (busy loop)")
 
     def test_crashed_mid_call_then_rescheduled__old_key_never_re_called__dispatcher_does_not_busy_loop(self):
-        # A replica died during the call (row left in_progress, lease long expired), then the booking was moved
-        # while nobody listened: the expired lease belongs to the old time and key. The old key must not be
-        # re-called, and the dispatcher must not keep re-arming its timer for a row its claim turns down.
-        s = self.stack(start_daemon=False, log_level="debug")
-        tenant = "abababab-abab-4bab-8bab-abababababab"
-        moved = s.insert_booking(SCHEMA, tenant=tenant, at=due_in(-30))
-        s.db.psql(f"UPDATE {quote_ident(SCHEMA)}.lead_bookings SET task_status = 'in_progress', "
-                  "task_name = 'local/' || repeat('e', 64), task_scheduled_at = scheduled_at - interval '1 hour', "
-                  "idempotency_key = 'followup:crashed-moved', execution_attempts = 1, "
-                  f"execution_started_at = now() - interval '1 hour' WHERE id = '{moved}'")
-        d = s.start()
-        control_at = due_in(1.0)
-        control = s.insert_booking(SCHEMA, tenant=tenant, at=control_at)
-        self.assertTrue(s.va.wait_until(lambda: s.va.calls_for_booking(control), PROMPT_S + 2))
-        self.assertCalledOnce(s, control, s.followup_key(tenant, control, control_at), control_at)
-        self.assertEqual([k for _, k, _ in s.voice_attempts_for(moved)
-                          if k == "followup:crashed-moved"], [], "the old key was re-called")
-        armed = len(d.find_logs(msg_contains("local dispatcher armed")))
+        # The booking was then moved while nobody listened: the expired lease belongs to the old time and key.
+        # The old key must not be re-called, and the dispatcher must not keep re-arming its timer for a row its
+        # claim turns down.
+        calls, armed = self.run_with_abandoned_lease("abababab-abab-4bab-8bab-abababababab", "followup:crashed-moved",
+                                                     task_scheduled_at="scheduled_at - interval '1 hour'")
+        self.assertEqual(calls, [], "the old key was re-called")
         self.assertLess(armed, 30, f"the dispatcher re-armed its timer {armed} times in ~1 s (busy loop)")
 
     def test_restart_with_many_future_tasks__task_sweep_finds_only_the_moved_one_and_does_not_spin(self):
