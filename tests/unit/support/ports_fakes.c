@@ -22,9 +22,13 @@ struct deferred {
     struct tq_reply tq;
     char task_name[TASK_NAME_LEN];
     struct voice_reply vr;
+    int64_t time_ms;
+    struct booking_key *keys;   /* owned; freed after the callback */
+    int nkeys;
 };
 
 static struct deferred *queue_head, *queue_tail;
+static struct deferred *held_head, *held_tail;   /* voice answers held by voice_hold */
 
 static void defer(struct deferred *d)
 {
@@ -32,6 +36,20 @@ static void defer(struct deferred *d)
     if (queue_tail) queue_tail->next = d;
     else queue_head = d;
     queue_tail = d;
+}
+
+int fakes_release_voice(struct fake_world *w)
+{
+    (void)w;
+    int n = 0;
+    while (held_head != NULL) {
+        struct deferred *d = held_head;
+        held_head = d->next;
+        defer(d);
+        n++;
+    }
+    held_tail = NULL;
+    return n;
 }
 
 int fakes_drain(struct fake_world *w)
@@ -121,6 +139,7 @@ static int repo_mark_scheduled(void *impl, const char *schema, const char *tenan
         strcpy(r->b.task_name, m->task_name);
         strcpy(r->b.idempotency_key, m->idempotency_key);
         r->b.task_scheduled_at_ms = m->task_scheduled_at_ms;
+        r->next_attempt_ms = 0;
         d->rc = REPO_OK;
     }
     defer(d);
@@ -137,6 +156,7 @@ static int repo_mark_schedule_failed(void *impl, const char *schema, const char 
     if (r && !w->repo_down) {
         strcpy(r->b.task_status, "failed");
         r->retryable = false;
+        r->next_attempt_ms = 0;
         strncpy(r->last_error, error, sizeof(r->last_error) - 1);
     }
     defer(d);
@@ -183,6 +203,7 @@ static int repo_mark_executed(void *impl, const char *schema, const char *tenant
     if (d->rc == REPO_OK) {
         strcpy(r->b.task_status, "executed");
         r->last_error[0] = '\0';
+        r->next_attempt_ms = 0;
     }
     defer(d);
     return 0;
@@ -199,6 +220,7 @@ static int repo_mark_failed(void *impl, const char *schema, const char *tenant, 
         strcpy(r->b.task_status, "failed");
         r->retryable = retryable;
         r->retry_delay_s = retry_delay_s;
+        r->next_attempt_ms = retryable ? w->now_ms + (int64_t)retry_delay_s * 1000 : 0;
         strncpy(r->last_error, error, sizeof(r->last_error) - 1);
     }
     defer(d);
@@ -236,6 +258,7 @@ static int repo_mark_cancelled(void *impl, const char *schema, const char *tenan
     else if (r && (strcmp(r->b.task_status, "pending") == 0 || strcmp(r->b.task_status, "scheduled") == 0 ||
                    strcmp(r->b.task_status, "failed") == 0)) {
         strcpy(r->b.task_status, "cancelled");
+        r->next_attempt_ms = 0;
         d->rc = REPO_OK;
     }
     defer(d);
@@ -269,6 +292,7 @@ static int repo_reopen(void *impl, const char *schema, const char *tenant, const
         r->b.idempotency_key[0] = '\0';
         r->b.task_scheduled_at_ms = 0;
         r->b.task_generation++;
+        r->next_attempt_ms = 0;
         d->rc = REPO_OK;
     }
     defer(d);
@@ -295,7 +319,83 @@ static int repo_unschedule(void *impl, const char *schema, const char *tenant, c
     return 0;
 }
 
-static void run_keys(struct deferred *d) { ((repo_keys_cb)d->cb)(d->arg, d->rc, NULL, 0); }
+static void run_keys(struct deferred *d)
+{
+    ((repo_keys_cb)d->cb)(d->arg, d->rc, d->keys, d->nkeys);
+    free(d->keys);
+}
+static void run_time(struct deferred *d) { ((repo_time_cb)d->cb)(d->arg, d->rc, d->time_ms); }
+
+/* The local dispatcher's reads, as ST_NEXT_DUE / ST_FIND_DUE select them.  A live local task: task_name
+ * local/..., booking not cancelled, a key.  Scheduled and retrying tasks, and abandoned leases, count only
+ * while scheduled_at still equals task_scheduled_at (ms).  Its due moment: scheduled_at - lead for a
+ * scheduled task, next_attempt_at for a retryable failure, the end of the lease for in_progress. */
+static bool local_due_at(const struct fake_row *r, int lead_s, int lease_s, int64_t *due_ms)
+{
+    const struct booking *b = &r->b;
+    if (strncmp(b->task_name, "local/", 6) != 0 || strcmp(b->status, "cancelled") == 0 ||
+        b->idempotency_key[0] == '\0')
+        return false;
+    if (b->task_scheduled_at_ms == 0 || b->scheduled_at_ms != b->task_scheduled_at_ms) return false;
+    if (strcmp(b->task_status, "scheduled") == 0) *due_ms = b->scheduled_at_ms - (int64_t)lead_s * 1000;
+    else if (strcmp(b->task_status, "failed") == 0 && r->next_attempt_ms != 0) *due_ms = r->next_attempt_ms;
+    else if (strcmp(b->task_status, "in_progress") == 0) *due_ms = r->lease_started_ms + (int64_t)lease_s * 1000;
+    else return false;
+    return true;
+}
+
+static int repo_next_due(void *impl, const char *schema, int lead_s, int lease_s, repo_time_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_time, (void *)cb, arg);
+    w->next_due_calls++;
+    d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
+    for (int i = 0; !w->repo_down && i < FAKE_MAX_ROWS; i++) {
+        int64_t due;
+        const struct fake_row *r = &w->rows[i];
+        if (!r->used || strcmp(r->schema, schema) != 0 || !local_due_at(r, lead_s, lease_s, &due)) continue;
+        if (d->time_ms == 0 || due < d->time_ms) d->time_ms = due;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb,
+                         void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
+    w->find_due_calls++;
+    d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
+    const struct fake_row *due_rows[FAKE_MAX_ROWS];
+    int n = 0;
+    for (int i = 0; !w->repo_down && i < FAKE_MAX_ROWS; i++) {
+        int64_t due;
+        const struct fake_row *r = &w->rows[i];
+        if (!r->used || strcmp(r->schema, schema) != 0 || !local_due_at(r, lead_s, lease_s, &due) || due > w->now_ms)
+            continue;
+        /* ORDER BY scheduled_at (insertion keeps equal ones in row order) */
+        int j = n++;
+        while (j > 0 && due_rows[j - 1]->b.scheduled_at_ms > r->b.scheduled_at_ms) {
+            due_rows[j] = due_rows[j - 1];
+            j--;
+        }
+        due_rows[j] = r;
+    }
+    if (n > limit) n = limit;
+    if (n > 0 && (d->keys = calloc((size_t)n, sizeof(*d->keys))) == NULL) {
+        d->rc = REPO_ERROR;
+        n = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(d->keys[i].tenant_id, sizeof(d->keys[i].tenant_id), "%s", due_rows[i]->b.tenant_id);
+        snprintf(d->keys[i].booking_id, sizeof(d->keys[i].booking_id), "%s", due_rows[i]->b.id);
+        snprintf(d->keys[i].idempotency_key, sizeof(d->keys[i].idempotency_key), "%s", due_rows[i]->b.idempotency_key);
+    }
+    d->nkeys = n;
+    defer(d);
+    return 0;
+}
 
 static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
                              int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
@@ -333,6 +433,13 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
     d->vr.http_status = w->voice_status_script[i] ? w->voice_status_script[i] : (d->vr.outcome == VOICE_OK ? 200 : 500);
     d->vr.error = d->vr.outcome == VOICE_OK ? NULL : "scripted failure";
     w->voice_calls++;
+    if (w->voice_hold) {
+        d->next = NULL;
+        if (held_tail) held_tail->next = d;
+        else held_head = d;
+        held_tail = d;
+        return 0;
+    }
     defer(d);
     return 0;
 }
@@ -410,6 +517,7 @@ void fakes_advance(struct fake_world *w, int64_t ms)
 
 void fakes_init(struct fake_world *w)
 {
+    fakes_release_voice(w);
     fakes_drain(w);
     memset(w, 0, sizeof(*w));
     w->now_ms = 1795881600000LL; /* 2026-11-28T16:00:00Z */
@@ -420,7 +528,8 @@ void fakes_init(struct fake_world *w)
                                      .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
                                      .find_stale_tasks = repo_find_stale_tasks, .find_reopened = repo_find_catchup,
-                                     .unschedule = repo_unschedule};
+                                     .unschedule = repo_unschedule, .next_due = repo_next_due,
+                                     .find_due = repo_find_due};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};

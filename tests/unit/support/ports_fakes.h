@@ -12,8 +12,8 @@
 
 #include "features/deals_pipeline/services/ports.h"
 
-#define FAKE_MAX_ROWS 16
-#define FAKE_MAX_CALLS 64
+#define FAKE_MAX_ROWS 80             /* more than the local dispatcher's fast-path limit (64) */
+#define FAKE_MAX_CALLS 80
 
 struct fake_row {
     bool used;
@@ -22,6 +22,7 @@ struct fake_row {
     int64_t lease_started_ms;
     bool retryable;             /* for task_status failed */
     int retry_delay_s;
+    int64_t next_attempt_ms;    /* failed and retryable: claimable again from then (0 = NULL) */
     char last_error[256];
 };
 
@@ -46,6 +47,8 @@ struct fake_world {
     enum tq_result remove_result;
     char last_removed[TASK_NAME_LEN];
     int loads;                  /* repo->load calls started */
+    int next_due_calls, find_due_calls;   /* local dispatcher reads started */
+    bool voice_hold;            /* voice calls are started but answer only after fakes_release_voice */
     /* timers (clock.after) */
     struct { bool armed; int64_t due_ms; void (*cb)(void *); void *arg; } timers[FAKE_MAX_CALLS];
     /* ports handed to services */
@@ -64,5 +67,7 @@ void fakes_advance(struct fake_world *w, int64_t ms);
 int fakes_armed_timers(const struct fake_world *w);
 /* Run queued callbacks until none is left; returns how many ran. */
 int fakes_drain(struct fake_world *w);
+/* Let the voice calls held by voice_hold answer (on the next fakes_drain); returns how many. */
+int fakes_release_voice(struct fake_world *w);
 
 #endif
