@@ -176,20 +176,20 @@ static void on_executed(void *arg, enum execution_status st)
 }
 
 /* Start one execution; request ids say which path ran it (local-… a round, local-now-… the fast path). */
-static int dispatch_one(struct followup_dispatcher *d, const char *schema, const struct booking_key *k,
-                        bool immediate)
+static int dispatch_one(struct followup_dispatcher *d, const char *schema, const char *tenant_id,
+                        const char *booking_id, const char *idempotency_key, bool immediate)
 {
     struct dispatched_run *run = calloc(1, sizeof(*run));
     if (run == NULL) return -1;
     run->d = d;
     run->immediate = immediate;
     snprintf(run->schema, sizeof(run->schema), "%s", schema);
-    snprintf(run->booking_id, sizeof(run->booking_id), "%s", k->booking_id);
+    snprintf(run->booking_id, sizeof(run->booking_id), "%s", booking_id);
     char request_id[64];
-    snprintf(request_id, sizeof(request_id), "local-%s%.8s-%llu", immediate ? "now-" : "", k->booking_id,
+    snprintf(request_id, sizeof(request_id), "local-%s%.8s-%llu", immediate ? "now-" : "", booking_id,
              (unsigned long long)d->dispatched);
-    struct execution_request req = {.schema = schema, .tenant_id = k->tenant_id, .booking_id = k->booking_id,
-                                    .idempotency_key = k->idempotency_key, .request_id = request_id};
+    struct execution_request req = {.schema = schema, .tenant_id = tenant_id, .booking_id = booking_id,
+                                    .idempotency_key = idempotency_key, .request_id = request_id};
     if (followup_execution_execute(d->exec, &req, on_executed, run) != 0) {
         free(run);
         return -1;
@@ -209,7 +209,8 @@ static void on_due(void *arg, enum repo_rc rc, const struct booking_key *keys, i
     struct followup_dispatcher *d = arg;
     const char *schema = d->cfg->db_schemas.items[d->round_idx];
     if (rc != REPO_OK) LOG_WARN(d->log, &(struct log_ctx){.schema = schema}, "due-task query failed; retrying later");
-    for (int i = 0; i < n && !d->closed; i++) (void)dispatch_one(d, schema, &keys[i], false);
+    for (int i = 0; i < n && !d->closed; i++)
+        (void)dispatch_one(d, schema, keys[i].tenant_id, keys[i].booking_id, keys[i].idempotency_key, false);
     if (n >= DISPATCH_BATCH) d->round_full = true;
     d->round_idx++;
     round_next_schema(d);
@@ -244,23 +245,11 @@ static void start_round(struct followup_dispatcher *d)
 
 /* ---------- the fast path ---------- */
 
-static bool copy_key(struct booking_key *k, const struct recorded_task *t)
-{
-    if (strlen(t->tenant_id) >= sizeof(k->tenant_id) || strlen(t->booking_id) >= sizeof(k->booking_id) ||
-        strlen(t->idempotency_key) >= sizeof(k->idempotency_key))
-        return false;
-    memcpy(k->tenant_id, t->tenant_id, strlen(t->tenant_id) + 1);
-    memcpy(k->booking_id, t->booking_id, strlen(t->booking_id) + 1);
-    memcpy(k->idempotency_key, t->idempotency_key, strlen(t->idempotency_key) + 1);
-    return true;
-}
-
 void followup_dispatcher_task_recorded(struct followup_dispatcher *d, const struct recorded_task *t)
 {
     if (d->closed) return;
-    struct booking_key k;
-    if (t->due_ms <= now_ms(d) && d->immediate_running < DISPATCH_IMMEDIATE_MAX && copy_key(&k, t) &&
-        dispatch_one(d, t->schema, &k, true) == 0)
+    if (t->due_ms <= now_ms(d) && d->immediate_running < DISPATCH_IMMEDIATE_MAX &&
+        dispatch_one(d, t->schema, t->tenant_id, t->booking_id, t->idempotency_key, true) == 0)
         return;
     arm(d, t->due_ms);   /* due later, or the fast path is full: the timer (a round) takes it */
 }
