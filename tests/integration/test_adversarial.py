@@ -444,9 +444,8 @@ class SqlAdversarialTests(AdversarialCase):
         self.s.db.psql(sql)
 
         def dropped():
-            return self.d.find_logs(lambda r: r.get("msg") in ("malformed notification payload dropped",
-                                                               "notification for a schema not in database.schemas "
-                                                               "dropped"), since=mark)
+            return self.d.find_logs(lambda r: str(r.get("msg", "")).startswith("notification dropped:") and
+                                    r.get("reason") in ("malformed", "oversized", "unknown_schema"), since=mark)
         wait_for(lambda: len(dropped()) >= len(payloads), 15, "every hostile payload dropped")
         self.assertEqual(len(dropped()), len(payloads))
         self.assertEqual(len(self.s.ct.tasks), tasks_before)

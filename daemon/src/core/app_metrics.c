@@ -31,7 +31,8 @@ struct notify_stamp {
 struct app_metrics {
     struct app *app;
     struct metrics_registry *reg;
-    struct metric_family *notifications, *callbacks, *auth_failures, *executions, *voice_calls, *task_failures;
+    struct metric_family *notifications, *rejections, *callbacks, *auth_failures, *executions, *voice_calls, *task_failures;
+    struct metric_series *rejected[REJECT_N];
     struct metric_series *tasks_created, *tasks_existed;
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
@@ -82,6 +83,13 @@ static int register_all(struct app_metrics *m)
                                 "Booking notifications received from PostgreSQL, by schema.", "schema");
     for (int i = 0; i < cfg->db_schemas.n; i++)
         (void)with(m->notifications, cfg->db_schemas.items[i]);
+    m->rejections = labelled(r, METRIC_COUNTER, "followupd_notifications_rejected_total",
+                             "Booking notifications dropped by a check (untrusted input: any login can NOTIFY), "
+                             "by reason.",
+                             "reason");
+    bool rejections_ok = m->rejections != NULL;
+    for (int i = 0; i < REJECT_N && rejections_ok; i++)
+        rejections_ok = (m->rejected[i] = with(m->rejections, followup_rejection_name((enum notify_rejection)i)));
     m->tasks_created = one(r, METRIC_COUNTER, "followupd_tasks_created_total", "Follow-up tasks created.");
     m->tasks_existed = one(r, METRIC_COUNTER, "followupd_tasks_already_existed_total",
                            "Task creations answered ALREADY_EXISTS (counted as created).");
@@ -121,7 +129,7 @@ static int register_all(struct app_metrics *m)
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
     m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
-    bool ok = m->ready && m->notifications && m->tasks_created && m->tasks_existed && m->fail_transient &&
+    bool ok = m->ready && m->notifications && rejections_ok && m->tasks_created && m->tasks_existed && m->fail_transient &&
               m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
               m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns;
@@ -172,7 +180,7 @@ void app_metrics_on_notify(struct app_metrics *m, const char *channel, const cha
             break;
         }
     }
-    struct booking_ref ref;
+    struct booking_notification ref;
     if (payload == NULL || notification_parse(payload, strlen(payload), &ref) != 0) return;
     struct notify_stamp *s = &m->stamps[slot_of(ref.booking_id)];
     snprintf(s->booking_id, sizeof(s->booking_id), "%s", ref.booking_id);
@@ -265,6 +273,12 @@ static int queue_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
     return m->inner_queue.remove(m->inner_queue.impl, task_name, cb, arg);
 }
 
+static int queue_task_name(void *impl, const char *task_id, char *out, size_t cap)
+{
+    struct app_metrics *m = impl;
+    return m->inner_queue.task_name(m->inner_queue.impl, task_id, out, cap);
+}
+
 /* ---- lifecycle ---- */
 
 struct app_metrics *app_metrics_attach(struct app *app)
@@ -283,7 +297,8 @@ struct app_metrics *app_metrics_attach(struct app *app)
     m->inner_voice = c->voice;
     c->voice = (struct voice_agent_port){.impl = m, .start_call = voice_start};
     m->inner_queue = c->queue;
-    c->queue = (struct task_queue){.impl = m, .create = queue_create, .remove = queue_remove};
+    c->queue = (struct task_queue){
+        .impl = m, .create = queue_create, .remove = queue_remove, .task_name = queue_task_name};
     return m;
 fail:
     LOG_ERROR(&app->log, NULL, "metrics unavailable: out of memory");
@@ -313,6 +328,8 @@ static void refresh(struct app_metrics *m)
         metrics_counter_set(m->fail_permanent, (double)st->permanent_errors);
         metrics_counter_set(m->fail_gave_up, (double)st->gave_up);
         metrics_counter_set(m->fail_overflow, (double)st->dropped_overflow);
+        for (int i = 0; i < REJECT_N; i++)
+            metrics_counter_set(m->rejected[i], (double)st->rejected[i]);
         metrics_gauge_set(m->backlog, (double)(c->sched.queued + c->sched.inflight));
     }
     if (c->pool != NULL) {

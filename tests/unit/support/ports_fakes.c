@@ -444,6 +444,13 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
     return 0;
 }
 
+static int tq_task_name(void *impl, const char *task_id, char *out, size_t cap)
+{
+    (void)impl;
+    int n = snprintf(out, cap, "projects/p/locations/l/queues/q/tasks/%s", task_id);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 static int tq_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)
 {
     struct fake_world *w = impl;
@@ -456,7 +463,7 @@ static int tq_create(void *impl, const struct task_request *req, tq_cb cb, void 
     w->last_create.task_id = w->last_create_id;
     w->last_create.url = NULL;
     d->tq.result = w->create_script[i];
-    snprintf(d->task_name, sizeof(d->task_name), "projects/p/locations/l/queues/q/tasks/%s", req->task_id);
+    (void)tq_task_name(w, req->task_id, d->task_name, sizeof(d->task_name));
     d->tq.error = d->tq.result == TQ_OK || d->tq.result == TQ_ALREADY_EXISTS ? NULL : "scripted failure";
     w->creates++;
     defer(d);
@@ -531,7 +538,7 @@ void fakes_init(struct fake_world *w)
                                      .unschedule = repo_unschedule, .next_due = repo_next_due,
                                      .find_due = repo_find_due};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
-    w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
+    w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove, .task_name = tq_task_name};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};
 }
 

@@ -12,6 +12,7 @@
 #define FOLLOWUPD_DEALS_PIPELINE_PORTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -156,6 +157,8 @@ struct task_queue {
     void *impl;
     int (*create)(void *impl, const struct task_request *req, tq_cb cb, void *arg);
     int (*remove)(void *impl, const char *task_name, tq_cb cb, void *arg);
+    /* The full name this queue gives the task with `task_id` (synchronous, pure): 0, or -1 when it has none. */
+    int (*task_name)(void *impl, const char *task_id, char *out, size_t cap);
 };
 
 /* ---- voice agent ---- */
