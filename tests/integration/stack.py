@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE)))
 
 from daemon import Daemon, msg_contains, msg_is  # noqa: E402
-from pgutil import TempDB, quote_ident  # noqa: E402
+from pgutil import REPO_ROOT, TempDB, quote_ident  # noqa: E402
 from fakes.fake_cloudtasks import FakeCloudTasks  # noqa: E402
 from fakes.fake_voice_agent import FakeVoiceAgent  # noqa: E402
 from fakes import keys as keylib  # noqa: E402
@@ -92,6 +92,7 @@ class Stack:
         self.keyfile = os.path.join(self.tmp.name, "sa.json")
         self.ct.make_service_account_keyfile(self.keyfile)
         self.va = FakeVoiceAgent(token=self.voice_token).start()
+        self.migrate()
         if self.start_daemon:
             self.daemon = self.start()
         return self
@@ -117,6 +118,8 @@ public_url = http://127.0.0.1:{port}
 header_timeout_ms = 5000
 [followup]
 sweep_interval_s = 3600
+[capture]
+notify_within_s = 0
 [queue]
 backend = {self.backend}
 [cloudtasks]
@@ -139,6 +142,21 @@ timeout_ms = 3000
 level = {self.log_level}
 {self.extra_config}
 """
+
+    def migrate(self, config_text=None):
+        """`followupd migrate` with this stack's configuration (or `config_text`): the SQL files again (a no-op
+        after psql applied them) and the capture triggers with the configured arguments -- every follow-up
+        notifies (notify_within_s = 0), since the stack's periodic sweep is an hour apart."""
+        import subprocess
+        path = os.path.join(self.tmp.name, "migrate.conf")
+        with open(path, "w") as fh:
+            fh.write(config_text if config_text is not None else self.config(free_port()))
+        binary = os.path.join(os.environ.get("FOLLOWUPD_BUILD", os.path.join(REPO_ROOT, "build")), "followupd")
+        proc = subprocess.run([binary, "--config", path, "migrate", "--sql-dir", os.path.join(REPO_ROOT, "sql")],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"followupd migrate failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return proc
 
     def start(self, env=None, wait_ready=True, port=None):
         port = port or free_port()

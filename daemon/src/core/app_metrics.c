@@ -33,6 +33,7 @@ struct app_metrics {
     struct metrics_registry *reg;
     struct metric_family *notifications, *rejections, *callbacks, *auth_failures, *executions, *voice_calls, *task_failures;
     struct metric_series *rejected[REJECT_N];
+    struct metric_family *capture_mismatch;
     struct metric_series *tasks_created, *tasks_existed;
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
@@ -90,6 +91,12 @@ static int register_all(struct app_metrics *m)
     bool rejections_ok = m->rejections != NULL;
     for (int i = 0; i < REJECT_N && rejections_ok; i++)
         rejections_ok = (m->rejected[i] = with(m->rejections, followup_rejection_name((enum notify_rejection)i)));
+    m->capture_mismatch = labelled(r, METRIC_GAUGE, "followupd_capture_trigger_mismatch",
+                                   "1 while the schema's NOTIFY triggers differ from the configuration (run "
+                                   "followupd migrate); the sweep covers what they miss.",
+                                   "schema");
+    for (int i = 0; m->capture_mismatch != NULL && i < cfg->db_schemas.n; i++)
+        (void)with(m->capture_mismatch, cfg->db_schemas.items[i]);
     m->tasks_created = one(r, METRIC_COUNTER, "followupd_tasks_created_total", "Follow-up tasks created.");
     m->tasks_existed = one(r, METRIC_COUNTER, "followupd_tasks_already_existed_total",
                            "Task creations answered ALREADY_EXISTS (counted as created).");
@@ -129,7 +136,7 @@ static int register_all(struct app_metrics *m)
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
     m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
-    bool ok = m->ready && m->notifications && rejections_ok && m->tasks_created && m->tasks_existed && m->fail_transient &&
+    bool ok = m->ready && m->notifications && rejections_ok && m->capture_mismatch && m->tasks_created && m->tasks_existed && m->fail_transient &&
               m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
               m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns;
@@ -332,6 +339,9 @@ static void refresh(struct app_metrics *m)
             metrics_counter_set(m->rejected[i], (double)st->rejected[i]);
         metrics_gauge_set(m->backlog, (double)(c->sched.queued + c->sched.inflight));
     }
+    for (int i = 0; c->capture_ready && i < c->capture.n_schemas; i++)
+        metrics_gauge_set(with(m->capture_mismatch, app->cfg.db_schemas.items[i]),
+                          c->capture.state[i] == CAPTURE_DIFFERS ? 1 : 0);
     if (c->pool != NULL) {
         metrics_gauge_set(m->pool_in_use, db_pool_in_use(c->pool));
         metrics_gauge_set(m->pool_waiting, db_pool_waiting(c->pool));

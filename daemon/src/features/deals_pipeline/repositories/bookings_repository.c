@@ -32,6 +32,7 @@ enum stmt {
     ST_NEXT_DUE,
     ST_FIND_DUE,
     ST_UNSCHEDULE,
+    ST_CAPTURE_TRIGGERS,
     ST_COUNT
 };
 
@@ -181,6 +182,15 @@ static const char *const templates[ST_COUNT] = {
         " OR (task_status = 'in_progress' AND execution_started_at <= now() - make_interval(secs => $2::int)"
         "  AND" LOCAL_TASK_CURRENT "))"
         " ORDER BY scheduled_at LIMIT $3::int FOR UPDATE SKIP LOCKED",
+
+    /* A catalog read, no booking row: followupd's NOTIFY triggers on this schema's lead_bookings and their
+       arguments (encode(tgargs, 'escape'): each argument followed by \\000). $1 the schema name. */
+    [ST_CAPTURE_TRIGGERS] =
+        "SELECT t.tgname, t.tgenabled <> 'D', encode(t.tgargs, 'escape') FROM pg_trigger t"
+        " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relname = 'lead_bookings' AND NOT t.tgisinternal"
+        " AND t.tgname IN ('followupd_notify_insert', 'followupd_notify_update', 'followupd_notify_delete')"
+        " ORDER BY t.tgname",
 
     [ST_MARK_EXECUTED] =
         "UPDATE %s.lead_bookings SET task_status = 'executed', executed_at = now(), last_execution_error = NULL, "
@@ -365,6 +375,18 @@ static void on_result(void *arg, PGresult *res, const char *err)
         free(keys);
         break;
     }
+    case ST_CAPTURE_TRIGGERS: {
+        struct capture_trigger t[CAPTURE_TRIGGERS_MAX];
+        int n = rc == REPO_OK ? PQntuples(res) : 0;
+        if (n > CAPTURE_TRIGGERS_MAX) n = CAPTURE_TRIGGERS_MAX;
+        for (int i = 0; i < n; i++) {
+            copy_col(res, i, 0, t[i].name, sizeof(t[i].name));
+            t[i].enabled = strcmp(PQgetvalue(res, i, 1), "t") == 0;
+            copy_col(res, i, 2, t[i].args, sizeof(t[i].args));
+        }
+        ((repo_triggers_cb)op->cb)(op->arg, rc, t, n);
+        break;
+    }
     case ST_CLAIM: {
         enum claim_outcome o = rc == REPO_OK ? classify_claim(res, &b) : CLAIM_NOT_FOUND;
         ((repo_claim_cb)op->cb)(op->arg, rc, o, o == CLAIM_CLAIMED ? &b : NULL);
@@ -466,6 +488,12 @@ static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s
     snprintf(lim, sizeof(lim), "%d", limit);
     const char *p[] = {lead, lease, lim};
     return submit(impl, schema, ST_FIND_DUE, 3, p, (void *)cb, arg);
+}
+
+static int repo_capture_triggers(void *impl, const char *schema, repo_triggers_cb cb, void *arg)
+{
+    const char *p[] = {schema};
+    return submit(impl, schema, ST_CAPTURE_TRIGGERS, 1, p, (void *)cb, arg);
 }
 
 /* PostgreSQL array literal {"a","b"} with \ and " escaped. */
@@ -601,7 +629,7 @@ struct bookings_repository *bookings_repository_new(struct db_pool *pool, const 
                                      .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
                                      .find_stale_tasks = repo_find_stale_tasks, .next_due = repo_next_due,
-                                     .find_due = repo_find_due,
+                                     .find_due = repo_find_due, .capture_triggers = repo_capture_triggers,
                                      .mark_execution_failed = repo_mark_exec_failed};
     return r;
 }

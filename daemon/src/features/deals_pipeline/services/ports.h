@@ -68,7 +68,16 @@ struct reschedule_mark {
     int generation;                 /* new task_generation (old + 1) */
 };
 
+/* One of followupd's NOTIFY triggers as installed (a catalog read). */
+#define CAPTURE_TRIGGERS_MAX 3
+struct capture_trigger {
+    char name[64];
+    bool enabled;
+    char args[1200];        /* encode(tgargs, 'escape'): each argument followed by \000 */
+};
+
 typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
+typedef void (*repo_triggers_cb)(void *arg, enum repo_rc rc, const struct capture_trigger *t, int n);
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
 typedef void (*repo_time_cb)(void *arg, enum repo_rc rc, int64_t epoch_ms /* 0 = none */);
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
@@ -135,6 +144,8 @@ struct bookings_repo {
      * (scheduled_at - lead_s; a retry's next_attempt_at; an abandoned lease's end), and the due ones. */
     int (*next_due)(void *impl, const char *schema, int lead_s, int lease_s, repo_time_cb cb, void *arg);
     int (*find_due)(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb, void *arg);
+    /* Catalog read (no booking row): followupd's NOTIFY triggers of the schema with their arguments. */
+    int (*capture_triggers)(void *impl, const char *schema, repo_triggers_cb cb, void *arg);
 };
 
 /* ---- task queue ---- */
