@@ -183,8 +183,9 @@ static const char *const templates[ST_COUNT] = {
         "  AND" LOCAL_TASK_CURRENT "))"
         " ORDER BY scheduled_at LIMIT $3::int FOR UPDATE SKIP LOCKED",
 
-    /* A catalog read, no booking row: followupd's NOTIFY triggers on this schema's lead_bookings and their
-       arguments (encode(tgargs, 'escape'): each argument followed by \\000). $1 the schema name. */
+    /* compliance: cross-tenant CAPTURE-CHECK — a catalog read, no booking row: followupd's NOTIFY triggers on this
+       schema's lead_bookings and their arguments (encode(tgargs, 'escape'): each argument followed by \\000).
+       $1 the schema name. */
     [ST_CAPTURE_TRIGGERS] =
         "SELECT t.tgname, t.tgenabled <> 'D', encode(t.tgargs, 'escape') FROM pg_trigger t"
         " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
