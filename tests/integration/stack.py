@@ -221,14 +221,16 @@ level = {self.log_level}
         name, task = wait_for(lambda: self.task_for(booking_id), timeout, f"task for {booking_id}")
         return booking_id, row, name, task["body_json"]
 
-    def raw_request(self, d, method, path, headers=(), body=b"", timeout=10.0):
+    def raw_request(self, d, method, path, headers=(), body=b"", timeout=10.0, source=None):
         """One request sent with http.client exactly as given: `headers` is a list of (name, value) pairs, so
         a header may appear twice; Host and Content-Length are added. Returns (status, [(name, value)], body)
-        with the body parsed as JSON when it is JSON, else the raw bytes."""
+        with the body parsed as JSON when it is JSON, else the raw bytes. `source`: the local address to
+        connect from (e.g. "127.0.0.2": another peer for the per-peer connection cap)."""
         import http.client
         if isinstance(body, str):
             body = body.encode()
-        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             conn.putrequest(method, path, skip_accept_encoding=True)
             for name, value in headers:

@@ -202,6 +202,7 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->http_body_timeout_ms, 10000);
     assert_int_equal(c->http_idle_timeout_ms, 60000);
     assert_int_equal(c->http_max_connections, 1024);
+    assert_int_equal(c->http_max_connections_per_peer, 64);
     assert_strlist(&c->followup_booking_types, "follow_up", "followup", "auto_follow_up", "auto_followup");
     assert_int_equal(c->followup_lead_time_s, 0);
     assert_int_equal(c->followup_sweep_interval_s, 30);
@@ -312,7 +313,7 @@ static void config_load__example_defaults_uncommented__same_as_builtin(void **st
         strcat(out, "\n");
         uncommented += is_default;
     }
-    assert_int_equal(uncommented, 30); /* every optional key of the table is documented */
+    assert_int_equal(uncommented, 31); /* every optional key of the table is documented */
     assert_int_equal(load_text(f, out), -1);
     assert_only_example_missing(&f->errs);
     assert_documented_defaults(&f->cfg);

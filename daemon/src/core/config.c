@@ -48,6 +48,7 @@ static const struct opt opts[] = {
     {"http", "body_timeout_ms", OT_INT, O(http_body_timeout_ms), "10000", 10, 600000, 0},
     {"http", "idle_timeout_ms", OT_INT, O(http_idle_timeout_ms), "60000", 10, 3600000, 0},
     {"http", "max_connections", OT_INT, O(http_max_connections), "1024", 1, 100000, 0},
+    {"http", "max_connections_per_peer", OT_INT, O(http_max_connections_per_peer), "64", 0, 100000, 0},
     {"followup", "booking_types", OT_LIST, O(followup_booking_types),
      "follow_up,followup,auto_follow_up,auto_followup", 0, 0, OF_RELOAD},
     {"followup", "lead_time_s", OT_INT, O(followup_lead_time_s), "0", 0, 86400, OF_RELOAD},

@@ -42,6 +42,7 @@ struct config {
     int http_body_timeout_ms;
     int http_idle_timeout_ms;
     int http_max_connections;
+    int http_max_connections_per_peer; /* 0: no per-peer cap (max_connections) */
     /* [followup] */
     struct strlist followup_booking_types;
     int followup_lead_time_s;
