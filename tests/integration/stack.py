@@ -71,9 +71,15 @@ def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
 
 
 class Stack:
+    """early_tolerance_s: [followup] early_tolerance_s of the daemons. The suites deliver tasks whenever they
+    choose (the fake's dispatch(name), like `gcloud tasks run`), mostly long before the booking is due, so the
+    stack turns the early-delivery guard off (0); None leaves the product default (300 s), as the tests of the
+    guard itself do (test_execute.py EarlyDeliveryTests)."""
+
     def __init__(self, schemas=("tenant_a",), backend="cloudtasks", extra_config="", voice_token="va-secret-token",
-                 start_daemon=True, log_level="info"):
+                 start_daemon=True, log_level="info", early_tolerance_s=0):
         self.schemas = schemas
+        self.early_tolerance_s = early_tolerance_s
         self.backend = backend
         self.extra_config = extra_config
         self.voice_token = voice_token
@@ -117,6 +123,7 @@ public_url = http://127.0.0.1:{port}
 header_timeout_ms = 5000
 [followup]
 sweep_interval_s = 3600
+{"" if self.early_tolerance_s is None else f"early_tolerance_s = {self.early_tolerance_s}"}
 [queue]
 backend = {self.backend}
 [cloudtasks]

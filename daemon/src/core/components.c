@@ -115,6 +115,8 @@ static struct voice_agent_opts voice_opts(const struct config *cfg)
 static void apply_live_settings(struct app *app, struct app_components *c)
 {
     c->exec.max_attempts = app->cfg.followup_max_attempts;
+    c->exec.lead_time_s = app->cfg.followup_lead_time_s;
+    c->exec.early_tolerance_s = app->cfg.followup_early_tolerance_s;
     c->exec.retry_base_s = app->cfg.queue_backend == QUEUE_LOCAL ? app->cfg.followup_retry_base_s : 0;
 }
 

@@ -57,6 +57,7 @@ static const struct opt opts[] = {
     {"followup", "max_inflight", OT_INT, O(followup_max_inflight), "64", 1, 10000, 0},
     {"followup", "max_attempts", OT_INT, O(followup_max_attempts), "5", 1, 100, OF_RELOAD},
     {"followup", "retry_base_s", OT_INT, O(followup_retry_base_s), "10", 1, 3600, OF_RELOAD},
+    {"followup", "early_tolerance_s", OT_INT, O(followup_early_tolerance_s), "300", 0, 86400, OF_RELOAD},
     {"queue", "backend", OT_BACKEND, O(queue_backend), "cloudtasks", 0, 0, 0},
     {"cloudtasks", "endpoint", OT_URL, O(ct_endpoint), "https://cloudtasks.googleapis.com", 0, 0, 0},
     {"cloudtasks", "project", OT_STR, O(ct_project), NULL, 0, 0, 0},

@@ -51,6 +51,7 @@ struct config {
     int followup_max_inflight;
     int followup_max_attempts;
     int followup_retry_base_s;
+    int followup_early_tolerance_s;     /* 0: deliveries are never refused as too early */
     /* [queue] */
     enum queue_backend queue_backend;
     /* [cloudtasks] */

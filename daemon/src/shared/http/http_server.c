@@ -279,6 +279,8 @@ static const char *status_reason(int status)
         return "Expectation Failed";
     case 422:
         return "Unprocessable Content";
+    case 425:
+        return "Too Early";
     case 429:
         return "Too Many Requests";
     case 431:
