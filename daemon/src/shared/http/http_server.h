@@ -81,7 +81,10 @@ struct http_header_kv {
 /* ok != 0 lets the request through.  reason (may be NULL) is logged on rejection;
  * it must not contain secrets. */
 typedef void (*http_auth_done)(struct http_exchange *ex, int ok, const char *reason);
-/* Called for HTTP_AUTH_TASK routes; must call done exactly once (now or later). */
+/* Called for HTTP_AUTH_TASK routes, with the header section only (the body, if
+ * any, is read after approval); must call done exactly once, now or later and
+ * in bounded time: the connection has no deadline while it waits (followupd's
+ * authenticator waits at most for one JWKS fetch, 10 s). */
 typedef void (*http_authenticator)(void *auth_ctx, struct http_exchange *ex, http_auth_done done);
 
 struct http_server_opts {
