@@ -71,9 +71,15 @@ def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
 
 
 class Stack:
+    """early_tolerance_s: [followup] early_tolerance_s of the daemons. The suites deliver tasks whenever they
+    choose (the fake's dispatch(name), like `gcloud tasks run`), mostly long before the booking is due, so the
+    stack turns the early-delivery guard off (0); None leaves the product default (300 s), as the tests of the
+    guard itself do (test_execute.py EarlyDeliveryTests)."""
+
     def __init__(self, schemas=("tenant_a",), backend="cloudtasks", extra_config="", voice_token="va-secret-token",
-                 start_daemon=True, log_level="info"):
+                 start_daemon=True, log_level="info", early_tolerance_s=0):
         self.schemas = schemas
+        self.early_tolerance_s = early_tolerance_s
         self.backend = backend
         self.extra_config = extra_config
         self.voice_token = voice_token
@@ -118,6 +124,7 @@ public_url = http://127.0.0.1:{port}
 header_timeout_ms = 5000
 [followup]
 sweep_interval_s = 3600
+{"" if self.early_tolerance_s is None else f"early_tolerance_s = {self.early_tolerance_s}"}
 [capture]
 notify_within_s = 0
 [queue]
@@ -239,14 +246,16 @@ level = {self.log_level}
         name, task = wait_for(lambda: self.task_for(booking_id), timeout, f"task for {booking_id}")
         return booking_id, row, name, task["body_json"]
 
-    def raw_request(self, d, method, path, headers=(), body=b"", timeout=10.0):
+    def raw_request(self, d, method, path, headers=(), body=b"", timeout=10.0, source=None):
         """One request sent with http.client exactly as given: `headers` is a list of (name, value) pairs, so
         a header may appear twice; Host and Content-Length are added. Returns (status, [(name, value)], body)
-        with the body parsed as JSON when it is JSON, else the raw bytes."""
+        with the body parsed as JSON when it is JSON, else the raw bytes. `source`: the local address to
+        connect from (e.g. "127.0.0.2": another peer for the per-peer connection cap)."""
         import http.client
         if isinstance(body, str):
             body = body.encode()
-        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             conn.putrequest(method, path, skip_accept_encoding=True)
             for name, value in headers:

@@ -71,6 +71,8 @@ static void http_status__each_outcome__contract(void **state)
     assert_int_equal(execution_http_status(EXEC_FAILED_RETRYABLE, &body), 503);
     assert_string_equal(body, "{\"status\":\"failed\",\"retryable\":true}");
     assert_int_equal(execution_http_status(EXEC_UNAVAILABLE, &body), 503);
+    assert_int_equal(execution_http_status(EXEC_TOO_EARLY, &body), 425);
+    assert_string_equal(body, "{\"status\":\"too_early\"}");
 }
 
 static void notification__valid_payloads__parsed(void **state)

@@ -202,6 +202,7 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->http_body_timeout_ms, 10000);
     assert_int_equal(c->http_idle_timeout_ms, 60000);
     assert_int_equal(c->http_max_connections, 1024);
+    assert_int_equal(c->http_max_connections_per_peer, 64);
     assert_strlist(&c->followup_booking_types, "follow_up", "followup", "auto_follow_up", "auto_followup");
     assert_int_equal(c->followup_lead_time_s, 0);
     assert_int_equal(c->followup_sweep_interval_s, 30);
@@ -209,6 +210,7 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->followup_max_inflight, 64);
     assert_int_equal(c->followup_max_attempts, 5);
     assert_int_equal(c->followup_retry_base_s, 10);
+    assert_int_equal(c->followup_early_tolerance_s, 300);
     assert_int_equal(c->auth_jwks_refetch_interval_s, 30);
     assert_int_equal(c->capture_mode, CAPTURE_NOTIFY);
     assert_int_equal(c->capture_notify_within_s, 900);
@@ -335,7 +337,7 @@ static void config_load__example_defaults_uncommented__same_as_builtin(void **st
         strcat(out, "\n");
         uncommented += is_default;
     }
-    assert_int_equal(uncommented, 33); /* every optional key of the table is documented */
+    assert_int_equal(uncommented, 34); /* every optional key of the table is documented */
     assert_int_equal(load_text(f, out), -1);
     assert_only_example_missing(&f->errs);
     assert_documented_defaults(&f->cfg);

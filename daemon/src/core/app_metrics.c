@@ -38,6 +38,7 @@ struct app_metrics {
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
     struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
+    struct metric_series *http_refused_limit, *http_refused_peer;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -136,10 +137,16 @@ static int register_all(struct app_metrics *m)
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
     m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
-    bool ok = m->ready && m->notifications && rejections_ok && m->capture_mismatch && m->tasks_created && m->tasks_existed && m->fail_transient &&
-              m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
+    struct metric_family *refused = labelled(r, METRIC_COUNTER, "followupd_http_connections_refused_total",
+                                             "HTTP connections refused with a 503 at once, by limit reached.",
+                                             "reason");
+    m->http_refused_limit = with(refused, "max_connections");
+    m->http_refused_peer = with(refused, "per_peer");
+    bool ok = m->ready && m->notifications && rejections_ok && m->capture_mismatch && m->tasks_created &&
+              m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
-              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns;
+              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
+              m->http_refused_limit && m->http_refused_peer;
     return ok ? 0 : -1;
 }
 
@@ -348,7 +355,11 @@ static void refresh(struct app_metrics *m)
     }
     metrics_gauge_set(m->exec_inflight, c->exec.inflight);
     metrics_gauge_set(m->listener, c->listener_ready ? 1 : 0);
-    metrics_gauge_set(m->http_conns, (double)http_server_connection_count(c->http));
+    struct http_server_stats hs;
+    http_server_get_stats(c->http, &hs);
+    metrics_gauge_set(m->http_conns, (double)hs.connections);
+    metrics_counter_set(m->http_refused_limit, (double)hs.refused_max_connections);
+    metrics_counter_set(m->http_refused_peer, (double)hs.refused_per_peer);
 }
 
 char *app_metrics_render(struct app_metrics *m, size_t *len)

@@ -117,6 +117,8 @@ static struct voice_agent_opts voice_opts(const struct config *cfg)
 static void apply_live_settings(struct app *app, struct app_components *c)
 {
     c->exec.max_attempts = app->cfg.followup_max_attempts;
+    c->exec.lead_time_s = app->cfg.followup_lead_time_s;
+    c->exec.early_tolerance_s = app->cfg.followup_early_tolerance_s;
     c->exec.retry_base_s = app->cfg.queue_backend == QUEUE_LOCAL ? app->cfg.followup_retry_base_s : 0;
 }
 
@@ -195,7 +197,10 @@ static int start_http(struct app *app, struct app_components *c)
                    .header_timeout_ms = (unsigned)cfg->http_header_timeout_ms,
                    .body_timeout_ms = (unsigned)cfg->http_body_timeout_ms,
                    .idle_timeout_ms = (unsigned)cfg->http_idle_timeout_ms,
-                   .max_connections = (unsigned)cfg->http_max_connections},
+                   .max_connections = (unsigned)cfg->http_max_connections,
+                   .max_connections_per_peer = (unsigned)(cfg->http_max_connections_per_peer > 0
+                                                              ? cfg->http_max_connections_per_peer
+                                                              : cfg->http_max_connections)},
         .routes = c->routes, .n_routes = c->n_routes, .app_ctx = &c->dp,
         .authenticate = task_authenticator_authenticate, .auth_ctx = &c->auth,
     };
@@ -206,9 +211,14 @@ static int start_http(struct app *app, struct app_components *c)
                "cannot listen");
         return -1;
     }
-    char port[16];
+    char port[16], per_conn[24], total[24];
+    size_t bound = http_server_preauth_bytes_max(&opts.limits);
     snprintf(port, sizeof(port), "%d", http_server_port(c->http));
-    LOG_KV(&app->log, LOG_LEVEL_INFO, NULL, ((const char *[]){"listen", cfg->http_listen, "port", port, NULL}),
+    snprintf(per_conn, sizeof(per_conn), "%zu", bound);
+    snprintf(total, sizeof(total), "%zu", bound * (size_t)cfg->http_max_connections);
+    LOG_KV(&app->log, LOG_LEVEL_INFO, NULL,
+           ((const char *[]){"listen", cfg->http_listen, "port", port, "preauth_bytes_per_connection", per_conn,
+                             "preauth_bytes_max", total, NULL}),
            "HTTP listener ready");
     return 0;
 }

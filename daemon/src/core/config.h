@@ -44,6 +44,7 @@ struct config {
     int http_body_timeout_ms;
     int http_idle_timeout_ms;
     int http_max_connections;
+    int http_max_connections_per_peer; /* 0: no per-peer cap (max_connections) */
     /* [followup] */
     struct strlist followup_booking_types;
     int followup_lead_time_s;
@@ -52,6 +53,7 @@ struct config {
     int followup_max_inflight;
     int followup_max_attempts;
     int followup_retry_base_s;
+    int followup_early_tolerance_s;     /* 0: deliveries are never refused as too early */
     /* [capture] */
     enum capture_mode capture_mode;
     int capture_notify_within_s;   /* the trigger notifies follow-ups due within this; 0 = every follow-up */

@@ -51,6 +51,7 @@ enum claim_outcome {
     CLAIM_STALE,              /* idempotency key differs (rescheduled since) */
     CLAIM_IN_PROGRESS,        /* another delivery holds a live lease */
     CLAIM_FAILED_FINAL,       /* failed and not retryable */
+    CLAIM_TOO_EARLY,          /* claimable, but not before scheduled_at - early_window_s: untouched */
 };
 
 /* A booking reference found by a sweep. */
@@ -81,7 +82,9 @@ typedef void (*repo_triggers_cb)(void *arg, enum repo_rc rc, const struct captur
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
 typedef void (*repo_time_cb)(void *arg, enum repo_rc rc, int64_t epoch_ms /* 0 = none */);
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
-typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b);
+/* b: the claimed row (CLAIM_CLAIMED only); wait_s: seconds until the claim is allowed (CLAIM_TOO_EARLY only). */
+typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b,
+                              int wait_s);
 
 struct schedule_mark {
     const char *task_name;
@@ -101,9 +104,12 @@ struct bookings_repo {
     /* Scheduling failed permanently: pending → failed with the error (not retryable). */
     int (*mark_schedule_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                 const char *error, repo_done_cb cb, void *arg);
-    /* Phase 1: lock the booking and claim it for one call. */
+    /* Phase 1: lock the booking and claim it for one call.  early_window_s >= 0: a row otherwise claimable
+     * is left untouched (no attempt, no lease) and reported CLAIM_TOO_EARLY while the database's now() is
+     * before its scheduled_at - early_window_s; -1: no such check. */
     int (*claim_execution)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                           const char *idempotency_key, int lease_s, repo_claim_cb cb, void *arg);
+                           const char *idempotency_key, int lease_s, int early_window_s, repo_claim_cb cb,
+                           void *arg);
     /* Phase 3: record the outcome of the call. */
     int (*mark_executed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                          const char *idempotency_key, repo_done_cb cb, void *arg);
