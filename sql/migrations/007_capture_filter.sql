@@ -76,7 +76,7 @@ COMMENT ON FUNCTION followupd_notify_booking() IS
   '(trigger arguments: booking types, notify_within_s)';
 
 -- followupd_install_capture(tbl, types, notify_within_s, enabled): (re)creates the three triggers on `tbl` with
--- these arguments, or drops them (enabled = false: [capture] mode = poll). `followupd migrate` calls it with
+-- these arguments (and the same filter as WHEN clauses), or drops them (enabled = false: [capture] mode = poll). `followupd migrate` calls it with
 -- 'lead_bookings'::regclass (resolved in the schema being migrated) and the configuration.
 CREATE OR REPLACE FUNCTION followupd_install_capture(tbl regclass, booking_types text, notify_within_s int,
                                                      enabled boolean)
@@ -86,6 +86,9 @@ CREATE OR REPLACE FUNCTION followupd_install_capture(tbl regclass, booking_types
 AS $function$
 DECLARE
   args text;
+  types_array text;
+  wanted_new text;
+  wanted_old text;
 BEGIN
   IF booking_types !~ '^[A-Za-z0-9_-]{1,50}(,[A-Za-z0-9_-]{1,50})*$' OR notify_within_s NOT BETWEEN 0 AND 9999999 THEN
     RAISE EXCEPTION 'followupd_install_capture: invalid arguments';
@@ -97,15 +100,24 @@ BEGIN
     RETURN;
   END IF;
   args := format('%L, %L', booking_types, notify_within_s::text);
-  EXECUTE format('CREATE TRIGGER followupd_notify_insert AFTER INSERT ON %s FOR EACH ROW '
-                 'EXECUTE FUNCTION followupd_notify_booking(%s)', tbl, args);
+  -- The same filter as the function's, as WHEN clauses: PostgreSQL evaluates them before it calls the function,
+  -- so a row that does not notify does not even enter PL/pgSQL.
+  types_array := quote_literal('{' || booking_types || '}') || '::text[]';
+  wanted_new := format('NEW.booking_type = ANY (%s)', types_array);
+  wanted_old := format('OLD.booking_type = ANY (%s)', types_array);
+  IF notify_within_s > 0 THEN
+    wanted_new := wanted_new || format(' AND NEW.scheduled_at <= now() + %L::interval', notify_within_s || ' seconds');
+    wanted_old := wanted_old || format(' AND OLD.scheduled_at <= now() + %L::interval', notify_within_s || ' seconds');
+  END IF;
+  EXECUTE format('CREATE TRIGGER followupd_notify_insert AFTER INSERT ON %s FOR EACH ROW WHEN (%s) '
+                 'EXECUTE FUNCTION followupd_notify_booking(%s)', tbl, wanted_new, args);
   EXECUTE format('CREATE TRIGGER followupd_notify_update AFTER UPDATE OF status, scheduled_at, booking_type '
-                 'ON %s FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status '
+                 'ON %s FOR EACH ROW WHEN ((OLD.status IS DISTINCT FROM NEW.status '
                  'OR OLD.scheduled_at IS DISTINCT FROM NEW.scheduled_at '
-                 'OR OLD.booking_type IS DISTINCT FROM NEW.booking_type) '
-                 'EXECUTE FUNCTION followupd_notify_booking(%s)', tbl, args);
+                 'OR OLD.booking_type IS DISTINCT FROM NEW.booking_type) AND ((%s) OR (%s))) '
+                 'EXECUTE FUNCTION followupd_notify_booking(%s)', tbl, wanted_new, wanted_old, args);
   EXECUTE format('CREATE TRIGGER followupd_notify_delete AFTER DELETE ON %s FOR EACH ROW '
-                 'EXECUTE FUNCTION followupd_notify_booking(%s)', tbl, args);
+                 'WHEN (OLD.task_name IS NOT NULL) EXECUTE FUNCTION followupd_notify_booking(%s)', tbl, args);
 END
 $function$;
 
