@@ -10,6 +10,7 @@
 #include "core/app_metrics.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct app_metrics {
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
     struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
+    struct metric_series *jwks_refreshes[JWKS_REFRESH_RESULTS], *jwks_age;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -66,6 +68,28 @@ static struct metric_family *labelled(struct metrics_registry *r, enum metric_ty
 static struct metric_series *with(struct metric_family *f, const char *value)
 {
     return metrics_series(f, (const char *const[]){value});
+}
+
+static int register_jwks(struct app_metrics *m)
+{
+    struct metric_family *f = labelled(m->reg, METRIC_COUNTER, "followupd_jwks_refresh_total",
+                                       "Google JWKS fetches completed, by result.", "result");
+    for (int i = 0; i < JWKS_REFRESH_RESULTS; i++) {
+        m->jwks_refreshes[i] = with(f, jwks_refresh_result_name((enum jwks_refresh_result)i));
+        if (m->jwks_refreshes[i] == NULL) return -1;
+    }
+    m->jwks_age = one(m->reg, METRIC_GAUGE, "followupd_jwks_key_set_age_seconds",
+                      "Seconds since the Google signing keys in use were last fetched successfully; NaN before "
+                      "the first success.");
+    return m->jwks_age != NULL ? 0 : -1;
+}
+
+static void refresh_jwks(struct app_metrics *m, const struct jwks_cache *jwks)
+{
+    struct jwks_cache_stats st;
+    jwks_cache_get_stats(jwks, &st);
+    for (int i = 0; i < JWKS_REFRESH_RESULTS; i++) metrics_counter_set(m->jwks_refreshes[i], (double)st.refreshes[i]);
+    metrics_gauge_set(m->jwks_age, st.key_set_age_ms < 0 ? NAN : (double)st.key_set_age_ms / 1000.0);
 }
 
 /* Register every family; series that should read 0 before any event are created now. */
@@ -121,7 +145,7 @@ static int register_all(struct app_metrics *m)
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
     m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
-    bool ok = m->ready && m->notifications && m->tasks_created && m->tasks_existed && m->fail_transient &&
+    bool ok = register_jwks(m) == 0 && m->ready && m->notifications && m->tasks_created && m->tasks_existed && m->fail_transient &&
               m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
               m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns;
@@ -322,6 +346,7 @@ static void refresh(struct app_metrics *m)
     metrics_gauge_set(m->exec_inflight, c->exec.inflight);
     metrics_gauge_set(m->listener, c->listener_ready ? 1 : 0);
     metrics_gauge_set(m->http_conns, (double)http_server_connection_count(c->http));
+    refresh_jwks(m, c->jwks);
 }
 
 char *app_metrics_render(struct app_metrics *m, size_t *len)
