@@ -467,6 +467,20 @@ static void jwks_cache_refresh_for_kid__askers_during_a_fetch__join_it_and_absen
     assert_int_equal(f->fetcher.calls, 2);
 }
 
+static void jwks_cache_refresh_for_kid__fetch_in_flight_past_the_interval__joined_not_doubled(void **state)
+{
+    struct fx *f = *state;
+    f->opts.kid_fetch_interval_ms = 5;
+    start_cache(f); /* a slow start-up fetch: still in flight long after the interval */
+    let_loop_time_pass(f, 20);
+    struct kid_answer *a = ask(f, "key-a");
+    let_loop_time_pass(f, 20);
+    assert_int_equal(f->fetcher.calls, 1);
+    fake_answer(&f->fetcher, 200, f->keys->jwks_a, "max-age=3600");
+    expect_answer(f, a, JWKS_KID_FOUND);
+    assert_int_equal(f->fetcher.calls, 1);
+}
+
 static void jwks_cache_refresh_for_kid__absent_kid__answered_from_negative_cache_until_ttl(void **state)
 {
     struct fx *f = *state;
@@ -500,7 +514,7 @@ static void jwks_cache_refresh_for_kid__fetch_fails__waits_then_unchecked_and_ke
     uint64_t asked_ms = uv_now(&f->loop);
     struct kid_answer *a = ask(f, "key-b");
     /* Every fetch fails; the asker is retried every interval until its deadline. */
-    while (a->calls == 0) {
+    for (int round = 0; a->calls == 0 && round < 100; round++) {
         int want = f->fetcher.calls + 1;
         if (!run_until_at_least(f, &f->fetcher.calls, want, 200)) break;
         fake_answer(&f->fetcher, 503, NULL, NULL);
@@ -723,6 +737,7 @@ int main(void)
         T(jwks_cache_get_stats__after_success__age_counts_from_the_fetch),
         T(jwks_cache_refresh_for_kid__inside_interval__waits_for_the_fetch_at_its_end),
         T(jwks_cache_refresh_for_kid__askers_during_a_fetch__join_it_and_absent_only_after_a_newer_one),
+        T(jwks_cache_refresh_for_kid__fetch_in_flight_past_the_interval__joined_not_doubled),
         T(jwks_cache_refresh_for_kid__absent_kid__answered_from_negative_cache_until_ttl),
         T(jwks_cache_refresh_for_kid__fetch_fails__waits_then_unchecked_and_keys_kept),
         T(jwks_cache_refresh_for_kid__failed_fetch_then_success__found),
