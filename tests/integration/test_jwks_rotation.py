@@ -83,6 +83,13 @@ class JwksRotationCase(unittest.TestCase):
         """Google publishes a new key and signs with it from now on; returns its kid."""
         return self.s.ct.add_oidc_key(publish=True, activate=True)
 
+    def assert_new_kid_accepted(self, bid, name, new_kid):
+        """Deliver the booking's task, signed with the new key: executed within the promise."""
+        got, took, kid = self.deliver(name)
+        self.assertEqual(kid, new_kid)
+        self.assert_executed(bid, got)
+        self.assertLessEqual(took, ACCEPT_WITHIN_S)
+
 
 class RotationTests(JwksRotationCase):
     def test_rotation__right_after_start_up__new_kid_accepted_within_5_s(self):
@@ -95,11 +102,8 @@ class RotationTests(JwksRotationCase):
         [startup] = self.jwks_requests_since(since)
         new_kid = self.rotate()
 
-        got, took, kid = self.deliver(name)
+        self.assert_new_kid_accepted(bid, name, new_kid)
 
-        self.assertEqual(kid, new_kid)
-        self.assert_executed(bid, got)
-        self.assertLessEqual(took, ACCEPT_WITHIN_S)
         requests = self.jwks_requests_since(since)
         self.assertEqual([r["status"] for r in requests], [200, 200], "one fetch for the new kid, no more")
         # Premise: the delivery came inside the refetch interval after the start-up fetch, i.e. it had to
@@ -111,6 +115,7 @@ class RotationTests(JwksRotationCase):
         bid2, _, name2, _ = self.booking()
         got, took, _ = self.deliver(name2)
         self.assert_executed(bid2, got)
+        self.assertLess(took, 1.0)
         self.assertEqual(len(self.jwks_requests_since(since)), 2)
 
 
@@ -129,11 +134,8 @@ class RotationAfterRefreshTests(JwksRotationCase):
         self.assertEqual(refresh["status"], 200)
         new_kid = self.rotate()
 
-        got, took, kid = self.deliver(name)
+        self.assert_new_kid_accepted(bid, name, new_kid)
 
-        self.assertEqual(kid, new_kid)
-        self.assert_executed(bid, got)
-        self.assertLessEqual(took, ACCEPT_WITHIN_S)
         requests = self.jwks_requests_since(switched)
         self.assertEqual(len(requests), 2, "the refresh and one fetch for the new kid")
         self.assertLess(requests[1]["time"] - refresh["time"], REFETCH_INTERVAL_S + 1.0)
@@ -238,10 +240,7 @@ class JwksOutageTests(JwksRotationCase):
 
         # Back up: the retry of that delivery is accepted within the promise.
         self.s.ct.set_jwks_unavailable(False)
-        got, took, kid = self.deliver(new_name)
-        self.assertEqual(kid, new_kid)
-        self.assert_executed(new_bid, got)
-        self.assertLessEqual(took, ACCEPT_WITHIN_S)
+        self.assert_new_kid_accepted(new_bid, new_name, new_kid)
         self.assertLess(sample(self.metrics(), "followupd_jwks_key_set_age_seconds"), ACCEPT_WITHIN_S)
 
 

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "shared/gcp/jwks_cache.h"
+#include "support/kid_answers.h"
 #include "support/oidc_testkit.h"
 
 #define JWKS_URL "https://www.googleapis.com/oauth2/v3/certs"
@@ -70,16 +71,6 @@ static void fake_answer(struct fake_fetcher *f, long status, const char *body, c
 
 /* ---- fixture ------------------------------------------------------------ */
 
-/* Answers live in the fixture, not on a test's stack: if a test fails early,
- * callbacks delivered by the teardown's close still write to valid memory. */
-struct kid_answer {
-    int calls;
-    enum jwks_kid_result result;
-    uint64_t answered_ms;           /* loop time of the answer */
-    uv_loop_t *loop;
-};
-#define MAX_ANSWERS 64
-
 struct keys {
     struct oidc_test_key a, b;
     char *jwks_a, *jwks_b, *jwks_ab;
@@ -96,8 +87,7 @@ struct fx {
     struct jwks_cache_opts opts;
     struct jwks_cache *cache;
     int close_done;
-    struct kid_answer answers[MAX_ANSWERS];
-    int n_answers;
+    struct kid_answers answers;
 };
 
 static int group_setup(void **state)
@@ -217,35 +207,19 @@ static void let_loop_time_pass(struct fx *f, uint64_t ms)
 
 static struct kid_answer *new_answer(struct fx *f)
 {
-    assert_true(f->n_answers < MAX_ANSWERS);
-    struct kid_answer *a = &f->answers[f->n_answers++];
-    a->calls = 0;
-    a->result = (enum jwks_kid_result)-1;
-    a->loop = &f->loop;
+    struct kid_answer *a = kid_answers_new(&f->answers, &f->loop);
+    assert_non_null(a);
     return a;
-}
-
-static void kid_cb(void *arg, enum jwks_kid_result result)
-{
-    struct kid_answer *a = arg;
-    a->calls++;
-    a->result = result;
-    a->answered_ms = uv_now(a->loop);
 }
 
 static struct kid_answer *ask(struct fx *f, const char *kid)
 {
-    struct kid_answer *a = new_answer(f);
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, kid, kid_cb, a), 0);
-    assert_int_equal(a->calls, 0); /* never synchronous */
-    return a;
+    return kid_answers_ask(&f->answers, f->cache, &f->loop, kid);
 }
 
-static void expect_answer(struct fx *f, struct kid_answer *a, enum jwks_kid_result want)
+static void expect_answer(struct kid_answer *a, enum jwks_kid_result want)
 {
-    assert_true(run_until_at_least(f, &a->calls, 1, 5000));
-    assert_int_equal(a->calls, 1);
-    assert_int_equal(a->result, want);
+    (void)kid_answers_expect(a, want, 5000);
 }
 
 /* ---- tests: loading and refresh ---------------------------------------- */
@@ -400,7 +374,7 @@ static void jwks_cache__max_age_variants__refresh_ahead_clamped(void **state)
         fake_answer(&f->fetcher, 200, f->keys->jwks_a, cases[i].cc);
         /* checked before the loop runs again, so the loop time is the arming time */
         assert_int_equal(jwks_cache_next_refresh_ms(f->cache), cases[i].ms);
-        if (ans != NULL) expect_answer(f, ans, JWKS_KID_ABSENT);
+        if (ans != NULL) expect_answer(ans, JWKS_KID_ABSENT);
     }
 }
 
@@ -439,7 +413,7 @@ static void jwks_cache_refresh_for_kid__inside_interval__waits_for_the_fetch_at_
     assert_true(run_until_at_least(f, &f->fetcher.calls, 2, 5000));
     assert_true(uv_now(&f->loop) - first_fetch_ms >= 80);
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    expect_answer(f, a, JWKS_KID_FOUND);
+    expect_answer(a, JWKS_KID_FOUND);
     assert_true(oidc_keyset_has_kid(jwks_cache_keys(f->cache), "key-b"));
     assert_int_equal(jwks_cache_next_refresh_ms(f->cache) > 80, 1); /* back to the max-age schedule */
 }
@@ -456,14 +430,14 @@ static void jwks_cache_refresh_for_kid__askers_during_a_fetch__join_it_and_absen
     struct kid_answer *forged = ask(f, "forged");
     assert_int_equal(f->fetcher.calls, 1); /* all joined the fetch in flight */
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    expect_answer(f, b1, JWKS_KID_FOUND);
-    expect_answer(f, b2, JWKS_KID_FOUND);
+    expect_answer(b1, JWKS_KID_FOUND);
+    expect_answer(b2, JWKS_KID_FOUND);
     /* That fetch started before "forged" was asked: its body may predate the
      * key, so it cannot say ABSENT — a second fetch is made for it. */
     assert_int_equal(forged->calls, 0);
     assert_true(run_until_at_least(f, &f->fetcher.calls, 2, 5000));
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    expect_answer(f, forged, JWKS_KID_ABSENT);
+    expect_answer(forged, JWKS_KID_ABSENT);
     assert_int_equal(f->fetcher.calls, 2);
 }
 
@@ -477,7 +451,7 @@ static void jwks_cache_refresh_for_kid__fetch_in_flight_past_the_interval__joine
     let_loop_time_pass(f, 20);
     assert_int_equal(f->fetcher.calls, 1);
     fake_answer(&f->fetcher, 200, f->keys->jwks_a, "max-age=3600");
-    expect_answer(f, a, JWKS_KID_FOUND);
+    expect_answer(a, JWKS_KID_FOUND);
     assert_int_equal(f->fetcher.calls, 1);
 }
 
@@ -491,17 +465,17 @@ static void jwks_cache_refresh_for_kid__absent_kid__answered_from_negative_cache
     struct kid_answer *first = ask(f, "forged");
     assert_true(run_until_at_least(f, &f->fetcher.calls, 2, 5000));
     fake_answer(&f->fetcher, 200, f->keys->jwks_a, "max-age=3600");
-    expect_answer(f, first, JWKS_KID_ABSENT);
+    expect_answer(first, JWKS_KID_ABSENT);
     uint64_t absent_since = uv_now(&f->loop);
 
-    for (int i = 0; i < 20; i++) expect_answer(f, ask(f, "forged"), JWKS_KID_ABSENT);
+    for (int i = 0; i < 20; i++) expect_answer(ask(f, "forged"), JWKS_KID_ABSENT);
     assert_int_equal(f->fetcher.calls, 2); /* no fetch, no wait */
 
     run_loop_until_time(f, absent_since + 60);
     struct kid_answer *after_ttl = ask(f, "forged");
     assert_true(run_until_at_least(f, &f->fetcher.calls, 3, 5000));
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    expect_answer(f, after_ttl, JWKS_KID_ABSENT);
+    expect_answer(after_ttl, JWKS_KID_ABSENT);
 }
 
 static void jwks_cache_refresh_for_kid__fetch_fails__waits_then_unchecked_and_keys_kept(void **state)
@@ -519,7 +493,7 @@ static void jwks_cache_refresh_for_kid__fetch_fails__waits_then_unchecked_and_ke
         if (!run_until_at_least(f, &f->fetcher.calls, want, 200)) break;
         fake_answer(&f->fetcher, 503, NULL, NULL);
     }
-    expect_answer(f, a, JWKS_KID_UNCHECKED);
+    expect_answer(a, JWKS_KID_UNCHECKED);
     assert_true(a->answered_ms - asked_ms >= 120);
     assert_true(f->fetcher.calls >= 3); /* the startup fetch and at least two retries */
     assert_true(oidc_keyset_has_kid(jwks_cache_keys(f->cache), "key-a"));
@@ -538,7 +512,7 @@ static void jwks_cache_refresh_for_kid__failed_fetch_then_success__found(void **
     assert_int_equal(a->calls, 0); /* a failed fetch answers nobody ABSENT */
     assert_true(run_until_at_least(f, &f->fetcher.calls, 3, 5000));
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    expect_answer(f, a, JWKS_KID_FOUND);
+    expect_answer(a, JWKS_KID_FOUND);
 }
 
 static void jwks_cache_refresh_for_kid__kid_already_known__found_without_fetch(void **state)
@@ -546,7 +520,7 @@ static void jwks_cache_refresh_for_kid__kid_already_known__found_without_fetch(v
     struct fx *f = *state;
     start_cache(f);
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, NULL);
-    expect_answer(f, ask(f, "key-b"), JWKS_KID_FOUND);
+    expect_answer(ask(f, "key-b"), JWKS_KID_FOUND);
     assert_int_equal(f->fetcher.calls, 1);
 }
 
@@ -560,7 +534,7 @@ static void jwks_cache_refresh_for_kid__scheduled_refresh_in_flight__joins_it(vo
     struct kid_answer *a = ask(f, "key-b");
     assert_int_equal(f->fetcher.calls, 2);
     fake_answer(&f->fetcher, 200, f->keys->jwks_ab, "max-age=3600");
-    expect_answer(f, a, JWKS_KID_FOUND);
+    expect_answer(a, JWKS_KID_FOUND);
 }
 
 static void jwks_cache_refresh_for_kid__before_any_keys__fetches(void **state)
@@ -572,7 +546,7 @@ static void jwks_cache_refresh_for_kid__before_any_keys__fetches(void **state)
     assert_int_equal(jwks_cache_start(f->cache), 0); /* joins the fetch in flight */
     assert_int_equal(f->fetcher.calls, 1);
     fake_answer(&f->fetcher, 200, f->keys->jwks_a, NULL);
-    expect_answer(f, a, JWKS_KID_FOUND);
+    expect_answer(a, JWKS_KID_FOUND);
     assert_true(jwks_cache_ready(f->cache));
 }
 
@@ -584,9 +558,9 @@ static void jwks_cache_refresh_for_kid__bad_kid__refused_without_callback(void *
     memset(long_kid, 'k', sizeof(long_kid) - 1);
     long_kid[sizeof(long_kid) - 1] = '\0';
     struct kid_answer *a = new_answer(f);
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, NULL, kid_cb, a), -1);
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "", kid_cb, a), -1);
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, long_kid, kid_cb, a), -1);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, NULL, kid_answer_cb, a), -1);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "", kid_answer_cb, a), -1);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, long_kid, kid_answer_cb, a), -1);
     assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", NULL, a), -1);
     uv_run(&f->loop, UV_RUN_NOWAIT);
     assert_int_equal(a->calls, 0);
@@ -601,7 +575,7 @@ static void jwks_cache__fetcher_answers_synchronously__callbacks_still_deferred(
     assert_true(jwks_cache_ready(f->cache));
     f->fetcher.sync_body = f->keys->jwks_ab;
     struct kid_answer *a = ask(f, "key-b");
-    expect_answer(f, a, JWKS_KID_FOUND);
+    expect_answer(a, JWKS_KID_FOUND);
     assert_int_equal(f->fetcher.calls, 2);
 }
 
@@ -614,7 +588,7 @@ static void jwks_cache_close__fetch_in_flight__waiters_unchecked_and_late_answer
     struct kid_answer *a = ask(f, "key-a");
     jwks_cache_close(f->cache, close_done_cb, f);
     struct kid_answer *late = new_answer(f);
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_cb, late), -1);
+    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, "key-a", kid_answer_cb, late), -1);
     assert_int_equal(a->calls, 0);
     assert_int_equal(f->close_done, 0); /* done comes from the loop */
     f->cache = NULL;

@@ -33,10 +33,10 @@
 #include "shared/gcp/oidc_verifier.h"
 #include "shared/http/http_client.h"
 #include "support/curl_test_server.h"
+#include "support/kid_answers.h"
 #include "support/oidc_testkit.h"
 
 #define WAIT_MS 10000
-#define MAX_ANSWERS 256
 #define MAX_SCRIPT 8
 #define ACCEPT_WITHIN_MS 5000 /* the promise: a new kid is accepted within 5 s of its first arrival */
 
@@ -114,13 +114,6 @@ static void serve_jwks(void *arg, const struct cts_request *req, struct cts_repl
 
 /* ---- fixture ------------------------------------------------------------ */
 
-struct kid_answer {
-    int calls;
-    enum jwks_kid_result result;
-    uint64_t asked_ms, answered_ms;
-    uv_loop_t *loop;
-};
-
 struct fx {
     struct suite *keys;
     uv_loop_t loop;
@@ -132,8 +125,7 @@ struct fx {
     struct jwks_cache_opts opts;
     struct jwks_cache *cache;
     char url[128];
-    struct kid_answer answers[MAX_ANSWERS];
-    int n_answers;
+    struct kid_answers answers;
     int closed;
 };
 
@@ -193,35 +185,15 @@ static void start_cache_and_load(struct fx *f)
     assert_true(cts_run_until(&f->loop, cache_ready, f, WAIT_MS));
 }
 
-static void kid_cb(void *arg, enum jwks_kid_result result)
-{
-    struct kid_answer *a = arg;
-    a->calls++;
-    a->result = result;
-    a->answered_ms = uv_now(a->loop);
-}
-
 static struct kid_answer *ask(struct fx *f, const char *kid)
 {
-    assert_true(f->n_answers < MAX_ANSWERS);
-    struct kid_answer *a = &f->answers[f->n_answers++];
-    *a = (struct kid_answer){.result = (enum jwks_kid_result)-1, .asked_ms = uv_now(&f->loop), .loop = &f->loop};
-    assert_int_equal(jwks_cache_refresh_for_kid(f->cache, kid, kid_cb, a), 0);
-    return a;
-}
-
-static bool answered(void *arg)
-{
-    return ((struct kid_answer *)arg)->calls > 0;
+    return kid_answers_ask(&f->answers, f->cache, &f->loop, kid);
 }
 
 /* Wait for the answer; returns how long it took (loop ms). */
-static uint64_t expect_answer(struct fx *f, struct kid_answer *a, enum jwks_kid_result want)
+static uint64_t expect_answer(struct kid_answer *a, enum jwks_kid_result want)
 {
-    assert_true(cts_run_until(&f->loop, answered, a, WAIT_MS));
-    assert_int_equal(a->calls, 1);
-    assert_int_equal(a->result, want);
-    return a->answered_ms - a->asked_ms;
+    return kid_answers_expect(a, want, WAIT_MS);
 }
 
 struct stat_at_least {
@@ -286,7 +258,7 @@ static void rotation__right_after_start_up__new_kid_accepted_within_5_s(void **s
     f->ep.body = f->keys->jwks_ab; /* Google publishes key-b and signs with it at once */
     assert_int_equal(verify_token_of(f, &f->keys->b), OIDC_ERR_UNKNOWN_KID);
     struct kid_answer *a = ask(f, "key-b");
-    uint64_t took = expect_answer(f, a, JWKS_KID_FOUND);
+    uint64_t took = expect_answer(a, JWKS_KID_FOUND);
 
     assert_true(took <= ACCEPT_WITHIN_MS);
     assert_int_equal(verify_token_of(f, &f->keys->b), OIDC_OK);
@@ -306,7 +278,7 @@ static void rotation__right_after_a_scheduled_refresh__new_kid_accepted_within_5
 
     f->ep.body = f->keys->jwks_ab;
     struct kid_answer *a = ask(f, "key-b");
-    uint64_t took = expect_answer(f, a, JWKS_KID_FOUND);
+    uint64_t took = expect_answer(a, JWKS_KID_FOUND);
 
     assert_true(took <= ACCEPT_WITHIN_MS);
     assert_int_equal(verify_token_of(f, &f->keys->b), OIDC_OK);
@@ -348,8 +320,8 @@ static bool storm_over(void *arg)
 {
     struct storm *s = arg;
     if (s->asked < s->total) return false;
-    for (int i = 0; i < s->f->n_answers; i++)
-        if (s->f->answers[i].calls == 0) return false;
+    for (int i = 0; i < s->f->answers.n; i++)
+        if (s->f->answers.items[i].calls == 0) return false;
     return true;
 }
 
@@ -387,8 +359,8 @@ static void unknown_kids__storm_of_invented_kids__fetches_bounded_and_honest_kid
     int bound = (int)(storm_ms / 100) + 2;
     if (fetches > bound) fail_msg("%d fetches in a %llu ms storm (bound %d)", fetches, (unsigned long long)storm_ms, bound);
     assert_true(fetches >= 1);
-    for (int i = 0; i < f->n_answers; i++) {
-        struct kid_answer *a = &f->answers[i];
+    for (int i = 0; i < f->answers.n; i++) {
+        struct kid_answer *a = &f->answers.items[i];
         if (a == s.honest) continue;
         if (a->result != JWKS_KID_ABSENT) fail_msg("invented kid #%d answered %d", i, (int)a->result);
     }
@@ -408,7 +380,7 @@ static void unknown_kids__one_invented_kid_repeated__one_fetch_then_negative_cac
 
     assert_true(s.last_ms - s.first_ms > 2 * 50); /* long enough for more fetches without the cache */
     assert_int_equal(f->ep.requests - s.fetches_before, 1);
-    for (int i = 0; i < f->n_answers; i++) assert_int_equal(f->answers[i].result, JWKS_KID_ABSENT);
+    for (int i = 0; i < f->answers.n; i++) assert_int_equal(f->answers.items[i].result, JWKS_KID_ABSENT);
 }
 
 /* ---- the JWKS endpoint down --------------------------------------------- */
@@ -433,7 +405,7 @@ static void endpoint_down__during_rotation__old_tokens_verify_and_new_kid_after_
     assert_int_equal(verify_token_of(f, &f->keys->a), OIDC_OK);
 
     struct kid_answer *a = ask(f, "key-b");
-    uint64_t took = expect_answer(f, a, JWKS_KID_UNCHECKED);
+    uint64_t took = expect_answer(a, JWKS_KID_UNCHECKED);
     assert_true(took >= 400);
     assert_int_equal(verify_token_of(f, &f->keys->a), OIDC_OK); /* old tokens never stopped verifying */
     assert_int_equal(verify_token_of(f, &f->keys->b), OIDC_ERR_UNKNOWN_KID);
@@ -444,7 +416,7 @@ static void endpoint_down__during_rotation__old_tokens_verify_and_new_kid_after_
 
     f->ep.status = 200; /* back: Cloud Tasks' retry of the same token is accepted */
     struct kid_answer *retry = ask(f, "key-b");
-    assert_true(expect_answer(f, retry, JWKS_KID_FOUND) <= ACCEPT_WITHIN_MS);
+    assert_true(expect_answer(retry, JWKS_KID_FOUND) <= ACCEPT_WITHIN_MS);
     assert_int_equal(verify_token_of(f, &f->keys->b), OIDC_OK);
     jwks_cache_get_stats(f->cache, &st);
     assert_true(st.key_set_age_ms < 400);
