@@ -10,6 +10,7 @@
 #include "core/app_metrics.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ struct app_metrics {
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
     struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
     struct metric_series *http_refused_limit, *http_refused_peer;
+    struct metric_series *jwks_refreshes[JWKS_REFRESH_RESULTS], *jwks_age;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -69,6 +71,28 @@ static struct metric_family *labelled(struct metrics_registry *r, enum metric_ty
 static struct metric_series *with(struct metric_family *f, const char *value)
 {
     return metrics_series(f, (const char *const[]){value});
+}
+
+static int register_jwks(struct app_metrics *m)
+{
+    struct metric_family *f = labelled(m->reg, METRIC_COUNTER, "followupd_jwks_refresh_total",
+                                       "Google JWKS fetches completed, by result.", "result");
+    for (int i = 0; i < JWKS_REFRESH_RESULTS; i++) {
+        m->jwks_refreshes[i] = with(f, jwks_refresh_result_name((enum jwks_refresh_result)i));
+        if (m->jwks_refreshes[i] == NULL) return -1;
+    }
+    m->jwks_age = one(m->reg, METRIC_GAUGE, "followupd_jwks_key_set_age_seconds",
+                      "Seconds since the Google signing keys in use were last fetched successfully; NaN before "
+                      "the first success.");
+    return m->jwks_age != NULL ? 0 : -1;
+}
+
+static void refresh_jwks(struct app_metrics *m, const struct jwks_cache *jwks)
+{
+    struct jwks_cache_stats st;
+    jwks_cache_get_stats(jwks, &st);
+    for (int i = 0; i < JWKS_REFRESH_RESULTS; i++) metrics_counter_set(m->jwks_refreshes[i], (double)st.refreshes[i]);
+    metrics_gauge_set(m->jwks_age, st.key_set_age_ms < 0 ? NAN : (double)st.key_set_age_ms / 1000.0);
 }
 
 /* Register every family; series that should read 0 before any event are created now. */
@@ -142,9 +166,9 @@ static int register_all(struct app_metrics *m)
                                              "reason");
     m->http_refused_limit = with(refused, "max_connections");
     m->http_refused_peer = with(refused, "per_peer");
-    bool ok = m->ready && m->notifications && rejections_ok && m->capture_mismatch && m->tasks_created &&
-              m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
-              m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
+    bool ok = register_jwks(m) == 0 && m->ready && m->notifications && rejections_ok && m->capture_mismatch &&
+              m->tasks_created && m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up &&
+              m->fail_overflow && m->notify_latency && m->callbacks && m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
               m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
               m->http_refused_limit && m->http_refused_peer;
     return ok ? 0 : -1;
@@ -360,6 +384,7 @@ static void refresh(struct app_metrics *m)
     metrics_gauge_set(m->http_conns, (double)hs.connections);
     metrics_counter_set(m->http_refused_limit, (double)hs.refused_max_connections);
     metrics_counter_set(m->http_refused_peer, (double)hs.refused_per_peer);
+    refresh_jwks(m, c->jwks);
 }
 
 char *app_metrics_render(struct app_metrics *m, size_t *len)
