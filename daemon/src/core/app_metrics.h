@@ -15,8 +15,9 @@
  * callbacks_total{code}, callback_auth_failures_total{check},
  * executions_total{status}, execution_duration_seconds (histogram),
  * voice_calls_total{outcome}, voice_call_duration_seconds (histogram),
- * notify_to_task_created_seconds (histogram), db_pool_in_use_connections,
- * db_pool_waiting_queries, scheduler_backlog_bookings, executions_in_flight,
+ * notify_to_task_created_seconds (histogram), call_lateness_seconds
+ * (histogram), db_pool_in_use_connections, db_pool_waiting_queries,
+ * db_pool_max_connections, scheduler_backlog_bookings, executions_in_flight,
  * listener_connected, ready, http_connections, build_info{version}.
  */
 #ifndef FOLLOWUPD_CORE_APP_METRICS_H
