@@ -1,7 +1,8 @@
 # followupd build. `make` builds build/followupd; `make test` installs what it needs,
 # builds, and runs unit + integration tests (real PostgreSQL) + the compliance gate.
 # `make SANITIZE=address,undefined test` rebuilds everything with sanitizers (a flags
-# stamp forces the rebuild when flags change).
+# stamp forces the rebuild when flags change). Builds print one `  CC file` line per
+# step; `make V=1` prints the full commands.
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -20,13 +21,33 @@ LLHTTP_INC_DIR := /usr/share/include/llhttp
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
         -Wformat=2 -Wno-format-truncation -Wno-format-nonliteral -Wundef -Wpointer-arith -Wcast-align -Werror
-CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -fno-omit-frame-pointer \
+CFLAGS ?= -O2 -g -D_FORTIFY_SOURCE=2
+# Hardening Debian's buildflags also use (lintian checks them in the package): stack protector, full RELRO.
+HARDEN_CFLAGS  := -fstack-protector-strong
+HARDEN_LDFLAGS := -Wl,-z,relro -Wl,-z,now
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CPPFLAGS) $(CFLAGS) $(HARDEN_CFLAGS) $(WARN) -fno-omit-frame-pointer \
               -Idaemon/src -I$(LLHTTP_INC_DIR) $(PKG_CFLAGS)
-ALL_LDFLAGS := $(LDFLAGS)
+ALL_LDFLAGS := $(HARDEN_LDFLAGS) $(LDFLAGS)
 ifneq ($(SANITIZE),)
-ALL_CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+# The sanitizers check the plain libc functions; fortified variants would bypass them.
+ALL_CFLAGS  += -U_FORTIFY_SOURCE -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# Quiet build lines (redis/pgbouncer style): V=1 shows every command instead; `make -s` prints neither.
+V ?= 0
+ifeq ($(V),1)
+QUIET_CC   :=
+QUIET_LINK :=
+QUIET_AR   :=
+else ifneq ($(findstring s,$(firstword -$(MAKEFLAGS))),)
+QUIET_CC   := @
+QUIET_LINK := @
+QUIET_AR   := @
+else
+QUIET_CC    = @printf '  %-7s %s\n' CC $<;
+QUIET_LINK  = @printf '  %-7s %s\n' LINK $@;
+QUIET_AR    = @printf '  %-7s %s\n' AR $@;
 endif
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
@@ -59,32 +80,32 @@ BIN := $(BUILD)/followupd
 all: $(BIN) $(TEST_BINS) $(TOOL_BINS)
 
 $(BIN): $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB)
-	$(CC) $(ALL_CFLAGS) -o $@ $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -o $@ $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(QUIET_AR)ar rcs $@ $^
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 # Third-party llhttp sources from Debian's node-llhttp: their own flags, no -Werror.
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -g -w -fPIC -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
+	$(QUIET_CC)$(CC) -std=c11 -O2 -g -w -fPIC -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
 
 $(LLHTTP_LIB): $(LLHTTP_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(QUIET_AR)ar rcs $@ $^
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -o $@ $< $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(CMOCKA_LIBS) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -o $@ $< $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(CMOCKA_LIBS) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
 
 $(BUILD)/tools/%: tests/tools/%.c $(LIB) $(LLHTTP_LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -130,11 +151,11 @@ GRAPHILE_STAMP := bench/graphile/node_modules/.package-lock.json
 
 $(BUILD)/bench/sink: bench/src/sink.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags jansson) -o $@ $< $(shell pkg-config --libs jansson)
+	$(QUIET_LINK)$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags jansson) -o $@ $< $(shell pkg-config --libs jansson)
 
 $(BUILD)/bench/loadgen: bench/src/loadgen.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags libpq) -o $@ $< $(shell pkg-config --libs libpq) -pthread
+	$(QUIET_LINK)$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags libpq) -o $@ $< $(shell pkg-config --libs libpq) -pthread
 
 $(GRAPHILE_STAMP): bench/graphile/package.json bench/graphile/package-lock.json
 	cd bench/graphile && npm ci --no-audit --no-fund --loglevel=error
@@ -241,20 +262,20 @@ endif
 # Daemon sources (and the OIDC test kit): warnings shown, not fatal (the gcc build is the warning gate).
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+	$(QUIET_CC)$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
 $(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -g -O1 -w -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(QUIET_CC)$(FUZZ_CC) -std=c11 -g -O1 -w -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_LIB): $(FUZZ_LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(QUIET_AR)ar rcs $@ $^
 
 # Fuzz targets themselves: strict warnings, -Werror.
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -Werror -Ifuzz -Itests/unit/support -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm
+	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -Werror -Ifuzz -Itests/unit/support -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm
 
 fuzz: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
