@@ -114,12 +114,20 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libpq-dev libcurl4-openssl-dev
             libjansson-dev libssl-dev libjwt-dev libcmocka-dev node-llhttp \
             postgresql-15 postgresql-client-15 postgresql-common python3 python3-cryptography \
             openssl curl systemd cppcheck clang-tidy clang libclang-rt-14-dev valgrind
+# Tools the monitoring tests run (promtool from prometheus, YAML for the rule files), installed without their
+# Recommends (prometheus would bring its node exporter and smartmontools).
+DEB_PKGS_NORECOMMENDS := prometheus python3-yaml
+# Shell: print those of $(1) that are not installed.
+missing_pkgs = for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
+	@missing=$$($(call missing_pkgs,$(DEB_PKGS))); norec=$$($(call missing_pkgs,$(DEB_PKGS_NORECOMMENDS))); \
+	if [ -n "$$missing$$norec" ]; then \
+	  echo "installing:" $$missing $$norec; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null || { echo "apt-get install failed" >&2; exit 1; }; \
+	  apt-get update -qq >/dev/null && \
+	  { [ -z "$$missing" ] || apt-get install -y -qq $$missing >/dev/null; } && \
+	  { [ -z "$$norec" ] || apt-get install -y -qq --no-install-recommends $$norec >/dev/null; } \
+	  || { echo "apt-get install failed" >&2; exit 1; }; \
 	fi
 
 unit: all
@@ -162,7 +170,7 @@ $(GRAPHILE_STAMP): bench/graphile/package.json bench/graphile/package-lock.json
 
 .PHONY: bench-deps bench-tools
 bench-deps: deps
-	@missing=$$(for p in wrk; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$($(call missing_pkgs,wrk)); \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
@@ -195,7 +203,8 @@ compdb:
 
 # Install layout (PREFIX=/usr/local by default; packages use PREFIX=/usr): the binary, the systemd unit (ExecStart
 # rewritten to $(PREFIX)/bin/followupd), the SQL under share/followupd/sql (where `followupd migrate` finds it),
-# the man page, the example config, /etc/followupd/credentials/ (0700, for LoadCredential=) and
+# the man page, the example config, the Grafana dashboard and alert rules (share/followupd/monitoring),
+# /etc/followupd/credentials/ (0700, for LoadCredential=) and
 # /etc/followupd/followupd.conf from the example unless one exists (an operator's config is never overwritten; it is
 # 0644 because the unit's dynamic user must read it: secrets go in credentials/, never in the file). INSTALL_BIN installs an already built binary without building.
 # `make uninstall` removes all of that except /etc/followupd (operator data).
@@ -203,10 +212,11 @@ INSTALL_BIN ?= $(BIN)
 SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 MAN8_DIR ?= $(PREFIX)/share/man/man8
 SHARE_DIR := $(PREFIX)/share/followupd
+MONITORING_FILES := deploy/monitoring/followupd-dashboard.json deploy/monitoring/followupd-alerts.yml
 
 install: $(INSTALL_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHARE_DIR)/sql/migrations $(DESTDIR)$(SHARE_DIR)/sql/rollback \
-	  $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(MAN8_DIR) $(DESTDIR)/etc/followupd
+	  $(DESTDIR)$(SHARE_DIR)/monitoring $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(MAN8_DIR) $(DESTDIR)/etc/followupd
 	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/followupd
 	install -m 0644 sql/migrations/*.sql $(DESTDIR)$(SHARE_DIR)/sql/migrations/
 	install -m 0644 sql/rollback/*.sql $(DESTDIR)$(SHARE_DIR)/sql/rollback/
@@ -216,6 +226,7 @@ install: $(INSTALL_BIN)
 	rm -f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/followupd.service.tmp
 	install -m 0644 daemon/followupd.8 $(DESTDIR)$(MAN8_DIR)/followupd.8
 	install -m 0644 conf/followupd.conf.example $(DESTDIR)$(SHARE_DIR)/followupd.conf.example
+	install -m 0644 $(MONITORING_FILES) $(DESTDIR)$(SHARE_DIR)/monitoring/
 	install -d -m 0700 $(DESTDIR)/etc/followupd/credentials
 	[ -e $(DESTDIR)/etc/followupd/followupd.conf ] || \
 	  install -m 0644 conf/followupd.conf.example $(DESTDIR)/etc/followupd/followupd.conf
@@ -228,6 +239,7 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD)
+
 
 # ==== fuzzing (fuzz/) ==========================================================================
 # clang libFuzzer + ASan + UBSan.  The daemon and llhttp sources are recompiled with clang into
