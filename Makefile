@@ -76,7 +76,7 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 BIN := $(BUILD)/followupd
 
-.PHONY: all deps test unit integration compliance lint format install uninstall clean bench fuzz demo compdb
+.PHONY: all deps test unit integration compliance lint format install uninstall clean bench fuzz demo compdb deb
 all: $(BIN) $(TEST_BINS) $(TOOL_BINS)
 
 $(BIN): $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB)
@@ -114,9 +114,9 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libpq-dev libcurl4-openssl-dev
             libjansson-dev libssl-dev libjwt-dev libcmocka-dev node-llhttp \
             postgresql-15 postgresql-client-15 postgresql-common python3 python3-cryptography \
             openssl curl systemd cppcheck clang-tidy clang libclang-rt-14-dev valgrind
-# Tools the monitoring tests run (promtool from prometheus, YAML for the rule files), installed without their
-# Recommends (prometheus would bring its node exporter and smartmontools).
-DEB_PKGS_NORECOMMENDS := prometheus python3-yaml
+# Tools the monitoring and packaging tests run (promtool from prometheus, YAML for the rule files, `make deb`,
+# lintian), installed without their Recommends (prometheus would bring its node exporter and smartmontools).
+DEB_PKGS_NORECOMMENDS := prometheus python3-yaml debhelper lintian dpkg-dev fakeroot
 # Shell: print those of $(1) that are not installed.
 missing_pkgs = for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done
 deps:
@@ -240,6 +240,26 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
+# ---- deb: `make deb` ------------------------------------------------------------------------------------------
+# A Debian package (debian/, debhelper 13) in $(DEB_DIR): followupd_$(VERSION)_<arch>.deb (+ -dbgsym, .changes).
+# dpkg-buildpackage runs on a copy of the tree in $(DEB_DIR) (its output lands next to it; the checkout stays
+# clean) and packages $(INSTALL_BIN) as built, so the package holds the binary the tests ran (stripped, its debug
+# symbols in -dbgsym); then lintian, which fails the target on any error. debian/changelog must be at $(VERSION). V=1 shows dpkg-buildpackage's output.
+DEB_DIR := $(BUILD)/deb
+DEB_SRC := $(DEB_DIR)/followupd-$(VERSION)
+DEB_TREE := Makefile VERSION README.md daemon sql systemd conf deploy debian
+DEB_LOG := $(if $(filter 1,$(V)),,> $(abspath $(DEB_DIR))/build.log 2>&1 || { tail -n 40 $(abspath $(DEB_DIR))/build.log; exit 1; })
+
+deb: $(INSTALL_BIN)
+	@v=$$(dpkg-parsechangelog -l debian/changelog -SVersion); [ "$$v" = "$(VERSION)" ] || \
+	  { echo "debian/changelog is at $$v but VERSION is $(VERSION): add a changelog entry" >&2; exit 1; }
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC) && cp -a $(DEB_TREE) $(DEB_SRC)/
+	@printf '  %-7s %s\n' DEB $(DEB_DIR)/followupd_$(VERSION)_$$(dpkg-architecture -qDEB_HOST_ARCH).deb
+	@cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL FOLLOWUPD_INSTALL_BIN=$(abspath $(INSTALL_BIN)) \
+	  dpkg-buildpackage -b -us -uc $(DEB_LOG)
+	@printf '  %-7s %s\n' LINTIAN $(DEB_DIR)/followupd_$(VERSION)_*.changes
+	@lintian --fail-on error $(DEB_DIR)/followupd_$(VERSION)_*.changes
+# ---- end of deb ---------------------------------------------------------------------------------------------
 
 # ==== fuzzing (fuzz/) ==========================================================================
 # clang libFuzzer + ASan + UBSan.  The daemon and llhttp sources are recompiled with clang into
