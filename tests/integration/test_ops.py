@@ -370,6 +370,8 @@ class InstallTest(unittest.TestCase):
             "usr/lib/systemd/system/followupd.service": 0o644,
             "usr/share/man/man8/followupd.8": 0o644,
             "usr/share/followupd/followupd.conf.example": 0o644,
+            "usr/share/followupd/monitoring/followupd-dashboard.json": 0o644,
+            "usr/share/followupd/monitoring/followupd-alerts.yml": 0o644,
             "etc/followupd/followupd.conf": 0o644,
         }
         for name in sorted(os.listdir(os.path.join(ROOT, "sql", "migrations"))):

@@ -16,8 +16,9 @@
  * callbacks_total{code}, callback_auth_failures_total{check},
  * executions_total{status}, execution_duration_seconds (histogram),
  * voice_calls_total{outcome}, voice_call_duration_seconds (histogram),
- * notify_to_task_created_seconds (histogram), db_pool_in_use_connections,
- * db_pool_waiting_queries, scheduler_backlog_bookings, executions_in_flight,
+ * notify_to_task_created_seconds (histogram), call_lateness_seconds
+ * (histogram), db_pool_in_use_connections, db_pool_waiting_queries,
+ * db_pool_max_connections, scheduler_backlog_bookings, executions_in_flight,
  * listener_connected, ready, http_connections, jwks_refresh_total{result},
  * jwks_key_set_age_seconds, http_connections_refused_total{reason=max_connections|per_peer},
  * build_info{version}.
