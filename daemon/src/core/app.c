@@ -54,6 +54,7 @@ int app_init(struct app *app, struct config *cfg, const char *config_path)
     memset(cfg, 0, sizeof(*cfg));
     app->config_path = config_path != NULL ? strdup(config_path) : NULL;
     logger_init(&app->log, app->cfg.log_level, STDERR_FILENO);
+    config_apply_log_format(&app->cfg, &app->log);
     config_register_secrets(&app->cfg, &app->log);
     signal(SIGPIPE, SIG_IGN);
     int rc = uv_loop_init(&app->loop);
@@ -142,6 +143,7 @@ int app_reload(struct app *app)
     config_free(&app->cfg);
     app->cfg = next;
     app->log.level = app->cfg.log_level;
+    config_apply_log_format(&app->cfg, &app->log);
     log_clear_secrets(&app->log);
     config_register_secrets(&app->cfg, &app->log);
     components_reload(app);

@@ -19,7 +19,7 @@
 #include <strings.h>
 
 enum opt_type {
-    OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_CAPTURE_MODE, OT_AUTH_MODE, OT_LEVEL, OT_URL, OT_LISTEN
+    OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_CAPTURE_MODE, OT_AUTH_MODE, OT_LEVEL, OT_LOG_FORMAT, OT_URL, OT_LISTEN
 };
 
 #define OF_SECRET 0x1     /* has a *_file form; value never printed */
@@ -84,6 +84,7 @@ static const struct opt opts[] = {
     {"voice_agent", "token", OT_STR, O(va_token), NULL, 0, 0, OF_SECRET | OF_RELOAD},
     {"voice_agent", "timeout_ms", OT_INT, O(va_timeout_ms), "30000", 100, 600000, OF_RELOAD},
     {"log", "level", OT_LEVEL, O(log_level), "info", 0, 0, OF_RELOAD},
+    {"log", "format", OT_LOG_FORMAT, O(log_format), "json", 0, 0, OF_RELOAD},
     {"shutdown", "drain_timeout_ms", OT_INT, O(shutdown_drain_timeout_ms), "20000", 0, 600000, OF_RELOAD},
 };
 #undef O
@@ -301,6 +302,9 @@ static const char *apply_value(struct config *cfg, const struct opt *o, const ch
         return NULL;
     case OT_LEVEL:
         if (log_level_parse(value, (enum log_level *)field) != 0) return "must be debug, info, warn or error";
+        return NULL;
+    case OT_LOG_FORMAT:
+        if (log_format_parse(value, (enum log_format *)field) != 0) return "must be json or gcp";
         return NULL;
     }
     return "unsupported type";
@@ -616,6 +620,11 @@ void config_register_secrets(const struct config *cfg, struct logger *lg)
     PQconninfoFree(o);
 }
 
+void config_apply_log_format(const struct config *cfg, struct logger *lg)
+{
+    log_set_format(lg, cfg->log_format, cfg->ct_project);
+}
+
 static bool field_equal(const struct config *a, const struct config *b, const struct opt *o)
 {
     const void *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
@@ -646,6 +655,8 @@ static bool field_equal(const struct config *a, const struct config *b, const st
         return *(const enum auth_mode *)fa == *(const enum auth_mode *)fb;
     case OT_LEVEL:
         return *(const enum log_level *)fa == *(const enum log_level *)fb;
+    case OT_LOG_FORMAT:
+        return *(const enum log_format *)fa == *(const enum log_format *)fb;
     }
     return false;
 }
@@ -683,6 +694,8 @@ static size_t field_size(enum opt_type t)
         return sizeof(enum auth_mode);
     case OT_LEVEL:
         return sizeof(enum log_level);
+    case OT_LOG_FORMAT:
+        return sizeof(enum log_format);
     }
     return 0;
 }

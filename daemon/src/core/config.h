@@ -84,6 +84,7 @@ struct config {
     int va_timeout_ms;
     /* [log] */
     enum log_level log_level;
+    enum log_format log_format;   /* json | gcp (Cloud Logging field names and trace) */
     /* [shutdown] */
     int shutdown_drain_timeout_ms;
 };
@@ -104,6 +105,8 @@ void config_errors_free(struct config_errors *errs);
 
 /* Secrets a logger must redact (conninfo password, tokens). */
 void config_register_secrets(const struct config *cfg, struct logger *lg);
+/* [log] format on a logger; gcp traces name [cloudtasks] project. */
+void config_apply_log_format(const struct config *cfg, struct logger *lg);
 
 /* Names of keys whose value differs between a and b but cannot change on a
  * live reload (listen address, conninfo, schemas, backend...). Writes up to

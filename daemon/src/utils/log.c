@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,23 @@ void log_clear_secrets(struct logger *lg)
 void logger_free(struct logger *lg)
 {
     log_clear_secrets(lg);
+    free(lg->trace_project);
+    lg->trace_project = NULL;
+}
+
+void log_set_format(struct logger *lg, enum log_format format, const char *trace_project)
+{
+    lg->format = format;
+    free(lg->trace_project);
+    lg->trace_project = trace_project != NULL && trace_project[0] != '\0' ? strdup(trace_project) : NULL;
+}
+
+int log_format_parse(const char *s, enum log_format *out)
+{
+    if (strcmp(s, "json") == 0) *out = LOG_FORMAT_JSON;
+    else if (strcmp(s, "gcp") == 0) *out = LOG_FORMAT_GCP;
+    else return -1;
+    return 0;
 }
 
 void log_add_secret(struct logger *lg, const char *secret)
@@ -150,23 +168,58 @@ static void format_ts(char *buf, size_t cap)
     snprintf(buf + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
 
-char *log_format_line(const struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
-                      const char *const *fields, const char *msg)
+/* The context as name/value pairs (NULL values included), in line order. */
+#define CTX_PAIRS 6
+static void ctx_pairs(const struct log_ctx *ctx, const char *out[2 * CTX_PAIRS])
+{
+    const char *names[CTX_PAIRS] = {"request_id", "tenant_id", "booking_id", "schema", "task_name", "trace_id"};
+    const char *values[CTX_PAIRS] = {ctx->request_id, ctx->tenant_id, ctx->booking_id,
+                                     ctx->schema,     ctx->task_name, ctx->trace_id};
+    for (int i = 0; i < CTX_PAIRS; i++) {
+        out[2 * i] = names[i];
+        out[2 * i + 1] = values[i];
+    }
+}
+
+static bool gcp_trace(const struct logger *lg, const char *name)
+{
+    return lg != NULL && lg->format == LOG_FORMAT_GCP && lg->trace_project != NULL && strcmp(name, "trace_id") == 0;
+}
+
+/* gcp: the trace as Cloud Logging's resource name of it. */
+static int set_trace(json_t *obj, const struct logger *lg, const char *trace_id)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "projects/%s/traces/%s", lg->trace_project, trace_id);
+    return set_clean(obj, lg, "logging.googleapis.com/trace", name);
+}
+
+static const char *gcp_severity(enum log_level lvl)
+{
+    static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
+    return (lvl >= LOG_LEVEL_DEBUG && lvl <= LOG_LEVEL_ERROR) ? names[lvl] : "INFO";
+}
+
+static char *format_json_line(const struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+                              const char *const *fields, const char *msg)
 {
     char ts[40];
     format_ts(ts, sizeof(ts));
     json_t *obj = json_object();
     if (obj == NULL) return NULL;
+    bool gcp = lg != NULL && lg->format == LOG_FORMAT_GCP;
     int rc = 0;
-    rc |= json_object_set_new(obj, "ts", json_string(ts));
-    rc |= json_object_set_new(obj, "level", json_string(log_level_name(lvl)));
-    rc |= set_clean(obj, lg, "msg", msg);
+    rc |= json_object_set_new(obj, gcp ? "time" : "ts", json_string(ts));
+    rc |= json_object_set_new(obj, gcp ? "severity" : "level",
+                              json_string(gcp ? gcp_severity(lvl) : log_level_name(lvl)));
+    rc |= set_clean(obj, lg, gcp ? "message" : "msg", msg);
     if (ctx != NULL) {
-        rc |= set_clean(obj, lg, "request_id", ctx->request_id);
-        rc |= set_clean(obj, lg, "tenant_id", ctx->tenant_id);
-        rc |= set_clean(obj, lg, "booking_id", ctx->booking_id);
-        rc |= set_clean(obj, lg, "schema", ctx->schema);
-        rc |= set_clean(obj, lg, "task_name", ctx->task_name);
+        const char *pairs[2 * CTX_PAIRS];
+        ctx_pairs(ctx, pairs);
+        for (int i = 0; i < 2 * CTX_PAIRS; i += 2) {
+            if (pairs[i + 1] != NULL && gcp_trace(lg, pairs[i])) rc |= set_trace(obj, lg, pairs[i + 1]);
+            else rc |= set_clean(obj, lg, pairs[i], pairs[i + 1]);
+        }
     }
     for (size_t i = 0; fields != NULL && fields[i] != NULL && fields[i + 1] != NULL; i += 2) {
         char *key = sanitize_value(lg, fields[i]);
@@ -177,6 +230,82 @@ char *log_format_line(const struct logger *lg, enum log_level lvl, const struct 
     char *line = rc == 0 ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(obj);
     return line;
+}
+
+/* ---- text: plain lines for a terminal ---- */
+
+struct text_buf {
+    char *s;
+    size_t len, cap;
+    bool failed;
+};
+
+/* Append s sanitized (secrets redacted, invalid UTF-8 replaced), control bytes as spaces. */
+static void text_add(struct text_buf *b, const struct logger *lg, const char *s)
+{
+    char *clean = b->failed ? NULL : sanitize_value(lg, s);
+    size_t n = clean != NULL ? strlen(clean) : 0;
+    if (clean != NULL && b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *grown = realloc(b->s, cap);
+        if (grown == NULL) {
+            free(clean);
+            clean = NULL;
+        } else {
+            b->s = grown;
+            b->cap = cap;
+        }
+    }
+    if (clean == NULL) {
+        b->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)clean[i];
+        b->s[b->len++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    b->s[b->len] = '\0';
+    free(clean);
+}
+
+static void text_pair(struct text_buf *b, const struct logger *lg, bool *first, const char *k, const char *v)
+{
+    if (k == NULL || v == NULL) return;
+    text_add(b, lg, *first ? " (" : ", ");
+    text_add(b, lg, k);
+    text_add(b, lg, "=");
+    text_add(b, lg, v);
+    *first = false;
+}
+
+static char *format_text_line(const struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+                              const char *const *fields, const char *msg)
+{
+    struct text_buf b = {0};
+    if (lvl == LOG_LEVEL_WARN) text_add(&b, lg, "warning: ");
+    else if (lvl == LOG_LEVEL_ERROR) text_add(&b, lg, "error: ");
+    text_add(&b, lg, msg != NULL ? msg : "");
+    bool first = true;
+    if (ctx != NULL) {
+        const char *pairs[2 * CTX_PAIRS];
+        ctx_pairs(ctx, pairs);
+        for (int i = 0; i < 2 * CTX_PAIRS; i += 2) text_pair(&b, lg, &first, pairs[i], pairs[i + 1]);
+    }
+    for (size_t i = 0; fields != NULL && fields[i] != NULL && fields[i + 1] != NULL; i += 2)
+        text_pair(&b, lg, &first, fields[i], fields[i + 1]);
+    if (!first) text_add(&b, lg, ")");
+    if (b.failed) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
+char *log_format_line(const struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
+                      const char *const *fields, const char *msg)
+{
+    if (lg != NULL && lg->format == LOG_FORMAT_TEXT) return format_text_line(lg, lvl, ctx, fields, msg);
+    return format_json_line(lg, lvl, ctx, fields, msg);
 }
 
 void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,

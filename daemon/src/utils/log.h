@@ -8,6 +8,20 @@
  * before anything is formatted (LOG_* macros).  Values registered with
  * log_add_secret() are replaced by "[REDACTED]" wherever they would appear, as a
  * last line of defence on top of never passing secrets to the logger.
+ *
+ * Line formats (log_set_format):
+ *   json  {"ts","level","msg", context..., fields...} (the default);
+ *   gcp   the same line with Cloud Logging's names, so Cloud Logging structures
+ *         it without a parser: "severity" (DEBUG/INFO/WARNING/ERROR),
+ *         "message", "time", and "logging.googleapis.com/trace" =
+ *         "projects/<project>/traces/<trace_id>" when the context carries a
+ *         trace and a project is set;
+ *   text  one plain line for a person at a terminal (the interactive command
+ *         line modes): the message, "warning: "/"error: " in front at those
+ *         levels, context and fields appended as " (key=value, ...)"; control
+ *         bytes become spaces.  Secrets are redacted in every format.
+ * The context's trace_id appears as "trace_id" in json and text (and in gcp
+ * when no project is set).
  */
 #ifndef FOLLOWUPD_UTILS_LOG_H
 #define FOLLOWUPD_UTILS_LOG_H
@@ -20,11 +34,15 @@ enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_
 
 #define LOG_MAX_SECRETS 16
 
+enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_GCP, LOG_FORMAT_TEXT };
+
 struct logger {
     enum log_level level;
     int fd;                            /* output, 2 by default */
     char *secrets[LOG_MAX_SECRETS];    /* owned copies, redacted from every line */
     int n_secrets;
+    enum log_format format;            /* json unless log_set_format() said otherwise */
+    char *trace_project;               /* gcp: the project of logging.googleapis.com/trace (owned) */
 };
 
 /* Optional per-line context; NULL members are omitted. */
@@ -34,6 +52,7 @@ struct log_ctx {
     const char *booking_id;
     const char *schema;
     const char *task_name;
+    const char *trace_id;               /* 32 lowercase hex (utils/trace_context), validated by the caller */
 };
 
 void logger_init(struct logger *lg, enum log_level level, int fd);
@@ -41,6 +60,11 @@ void logger_free(struct logger *lg);
 /* Remember a secret value (copied); ignored when empty or shorter than 4 bytes. */
 void log_add_secret(struct logger *lg, const char *secret);
 void log_clear_secrets(struct logger *lg);
+
+/* Line format, and for gcp the Google Cloud project of the trace field (NULL/"": trace_id only). */
+void log_set_format(struct logger *lg, enum log_format format, const char *trace_project);
+/* "json" or "gcp" (the [log] format values; text is for terminals only). 0, or -1. */
+int log_format_parse(const char *s, enum log_format *out);
 
 int log_level_parse(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level lvl);
