@@ -5,6 +5,7 @@
       Content-Type: application/json                      (else 415)
       Authorization: Bearer <token>                       (only when the fake was given a token; else 401)
       X-Tenant-Id: <uuid>, Idempotency-Key: <key>, X-Request-Id: <id>   (each exactly once; else 400)
+      traceparent: 00-<32 hex>-<16 hex>-<2 hex>            (optional; at most once and well-formed, else 400)
       body: exactly {tenantId, bookingId, leadId, assignedUserId (uuid or null), scheduledAt (RFC 3339),
              idempotencyKey, bookingType, source: "followupd"}
              with tenantId == X-Tenant-Id and idempotencyKey == Idempotency-Key
@@ -48,6 +49,7 @@ BODY_KEYS = ("tenantId", "bookingId", "leadId", "assignedUserId", "scheduledAt",
 REQUIRED_HEADERS = ("X-Tenant-Id", "Idempotency-Key", "X-Request-Id")
 EXPECTED_SOURCE = "followupd"
 MAX_KEY_CHARS = 255
+TRACEPARENT_RE = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -99,6 +101,9 @@ class StartCallValidator:
             raise api_error(400, "invalid_header", "X-Tenant-Id must be a UUID")
         if len(headers["Idempotency-Key"]) > MAX_KEY_CHARS:
             raise api_error(400, "invalid_header", f"Idempotency-Key longer than {MAX_KEY_CHARS} characters")
+        traceparent = request.header_values("traceparent")
+        if len(traceparent) > 1 or (traceparent and not TRACEPARENT_RE.fullmatch(traceparent[0])):
+            raise api_error(400, "invalid_header", "traceparent must appear at most once, as 00-trace-parent-flags")
         return headers
 
     @staticmethod

@@ -31,6 +31,7 @@ static struct voice_call_request sample_request(void)
                            "22222222-2222-2222-2222-222222222222:2026-11-28T16:00:00.000Z",
         .booking_type = "followup",
         .request_id = "req-abc",
+        .traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     };
 }
 
@@ -64,7 +65,7 @@ static void voice_agent_build_body__no_assigned_user__json_null(void **state)
 static void voice_agent_build_body__missing_or_unsafe_fields__null(void **state)
 {
     (void)state;
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 10; i++) {
         struct voice_call_request r = sample_request();
         switch (i) {
         case 0: r.tenant_id = NULL; break;
@@ -76,6 +77,7 @@ static void voice_agent_build_body__missing_or_unsafe_fields__null(void **state)
         case 6: r.idempotency_key = "k\r\nX-Evil: 1"; break;
         case 7: r.request_id = "r\n"; break;
         case 8: r.lead_id = "\xff\xfe"; break; /* not UTF-8 */
+        case 9: r.traceparent = "00-x\r\nX-Evil: 1"; break;
         }
         char *body = voice_agent_build_body(&r);
         if (body != NULL) fail_msg("case %d accepted: %s", i, body);
@@ -223,6 +225,7 @@ static void voice_agent_start_call__2xx__ok_with_exact_headers_body_and_call_id(
     assert_string_equal(cts_header(req, "Authorization"), "Bearer " TOKEN);
     assert_string_equal(cts_header(req, "Idempotency-Key"), r.idempotency_key);
     assert_string_equal(cts_header(req, "X-Request-Id"), "req-abc");
+    assert_string_equal(cts_header(req, "traceparent"), r.traceparent);
     char *want = voice_agent_build_body(&r);
     assert_string_equal(req->body, want);
     free(want);
@@ -242,6 +245,7 @@ static void voice_agent_start_call__no_token_no_request_id__headers_omitted(void
     fx.agent.body = "{\"data\":{\"callId\":\"nested-1\"}}";
     struct voice_call_request r = sample_request();
     r.request_id = NULL;
+    r.traceparent = NULL;
     struct got g = {0};
     assert_int_equal(voice_agent_start_call(fx.va, &r, on_reply, &g), 0);
     wait_reply(&fx, &g);
@@ -250,6 +254,7 @@ static void voice_agent_start_call__no_token_no_request_id__headers_omitted(void
     const struct cts_request *req = cts_request_at(fx.srv, 0);
     assert_null(cts_header(req, "Authorization"));
     assert_null(cts_header(req, "X-Request-Id"));
+    assert_null(cts_header(req, "traceparent"));
     free(fixture_finish(&fx));
 }
 

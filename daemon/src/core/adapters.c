@@ -197,7 +197,7 @@ static int va_start_call(void *impl, const struct voice_call *call, voice_cb cb,
         .tenant_id = call->tenant_id, .booking_id = call->booking_id, .lead_id = call->lead_id,
         .assigned_user_id = call->assigned_user_id, .scheduled_at_iso = call->scheduled_at_iso,
         .idempotency_key = call->idempotency_key, .booking_type = call->booking_type,
-        .request_id = call->request_id,
+        .request_id = call->request_id, .traceparent = call->traceparent,
     };
     struct voice_call_ctx *ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL) return -1;

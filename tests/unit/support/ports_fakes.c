@@ -434,12 +434,15 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
     struct deferred *d = new_deferred(run_voice, (void *)cb, arg);
     int i = w->voice_calls < FAKE_MAX_CALLS ? w->voice_calls : FAKE_MAX_CALLS - 1;
     strncpy(w->call_keys[i], call->idempotency_key, IDEMPOTENCY_KEY_LEN - 1);
-    const char *src[8] = {call->tenant_id, call->booking_id, call->lead_id, call->assigned_user_id,
-                          call->scheduled_at_iso, call->idempotency_key, call->booking_type, call->request_id};
-    const char **dst[8] = {&w->last_call.tenant_id, &w->last_call.booking_id, &w->last_call.lead_id,
-                           &w->last_call.assigned_user_id, &w->last_call.scheduled_at_iso,
-                           &w->last_call.idempotency_key, &w->last_call.booking_type, &w->last_call.request_id};
-    for (int k = 0; k < 8; k++) {
+    const char *src[9] = {call->tenant_id,        call->booking_id,      call->lead_id,
+                          call->assigned_user_id, call->scheduled_at_iso, call->idempotency_key,
+                          call->booking_type,     call->request_id,      call->traceparent};
+    const char **dst[9] = {&w->last_call.tenant_id,        &w->last_call.booking_id,
+                           &w->last_call.lead_id,          &w->last_call.assigned_user_id,
+                           &w->last_call.scheduled_at_iso, &w->last_call.idempotency_key,
+                           &w->last_call.booking_type,     &w->last_call.request_id,
+                           &w->last_call.traceparent};
+    for (int k = 0; k < 9; k++) {
         snprintf(w->last_call_buf[k], IDEMPOTENCY_KEY_LEN, "%s", src[k] != NULL ? src[k] : "");
         *dst[k] = src[k] != NULL ? w->last_call_buf[k] : NULL;
     }

@@ -33,7 +33,7 @@ struct fake_world {
     /* voice agent */
     int voice_calls;
     struct voice_call last_call;          /* points into last_call_buf */
-    char last_call_buf[8][IDEMPOTENCY_KEY_LEN];
+    char last_call_buf[9][IDEMPOTENCY_KEY_LEN];
     char call_keys[FAKE_MAX_CALLS][IDEMPOTENCY_KEY_LEN];
     enum va_outcome voice_script[FAKE_MAX_CALLS];   /* outcome of call i (default OK) */
     long voice_status_script[FAKE_MAX_CALLS];

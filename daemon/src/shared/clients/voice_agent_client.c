@@ -49,7 +49,8 @@ static bool request_valid(const struct voice_call_request *r)
 {
     return r != NULL && present(r->tenant_id) && present(r->booking_id) && present(r->lead_id) &&
            present(r->scheduled_at_iso) && present(r->idempotency_key) && present(r->booking_type) &&
-           header_safe(r->tenant_id) && header_safe(r->idempotency_key) && header_safe(r->request_id);
+           header_safe(r->tenant_id) && header_safe(r->idempotency_key) && header_safe(r->request_id) &&
+           header_safe(r->traceparent);
 }
 
 char *voice_agent_build_body(const struct voice_call_request *r)
@@ -204,13 +205,14 @@ int voice_agent_start_call(struct voice_agent_client *c, const struct voice_call
     op->request_id = present(req->request_id) ? strdup(req->request_id) : NULL;
     if (op->tenant_id == NULL || op->booking_id == NULL || (present(req->request_id) && !op->request_id))
         goto fail;
-    struct http_header hdrs[5];
+    struct http_header hdrs[6];
     size_t n = 0;
     hdrs[n++] = (struct http_header){"Content-Type", "application/json"};
     hdrs[n++] = (struct http_header){"X-Tenant-Id", req->tenant_id};
     if (c->auth_header != NULL) hdrs[n++] = (struct http_header){"Authorization", c->auth_header};
     hdrs[n++] = (struct http_header){"Idempotency-Key", req->idempotency_key};
     if (op->request_id != NULL) hdrs[n++] = (struct http_header){"X-Request-Id", op->request_id};
+    if (present(req->traceparent)) hdrs[n++] = (struct http_header){"traceparent", req->traceparent};
     struct http_request hreq = {.method = "POST", .url = c->url, .headers = hdrs, .n_headers = n,
                                 .body = body, .body_len = strlen(body), .timeout_ms = c->timeout_ms};
     if (http_client_send(c->http, &hreq, on_http_done, op) != 0) goto fail;

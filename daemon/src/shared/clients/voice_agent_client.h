@@ -4,7 +4,8 @@
  *
  * Request headers: Content-Type: application/json, X-Tenant-Id,
  * Authorization: Bearer <token> (only when a token is configured),
- * Idempotency-Key, X-Request-Id (when given).  Body, exactly these camelCase
+ * Idempotency-Key, X-Request-Id (when given), traceparent (when given: the W3C
+ * trace context the call belongs to).  Body, exactly these camelCase
  * keys in this order: tenantId, bookingId, leadId, assignedUserId (JSON null
  * when absent), scheduledAt, idempotencyKey, bookingType, source:"followupd".
  *
@@ -43,6 +44,7 @@ struct voice_call_request {
     const char *idempotency_key;
     const char *booking_type;
     const char *request_id;         /* may be NULL → no X-Request-Id */
+    const char *traceparent;        /* may be NULL → no traceparent */
 };
 
 enum va_result { VA_OK, VA_TRANSIENT, VA_PERMANENT };

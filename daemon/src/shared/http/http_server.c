@@ -120,6 +120,7 @@ struct http_exchange {
     size_t body_len, body_cap;
     int http_minor, keep_alive, is_head;
     char request_id[REQUEST_ID_MAX + 1];
+    struct trace_context trace; /* from traceparent / X-Cloud-Trace-Context; trace_id "" when none */
     uint64_t start_ns;
 };
 
@@ -509,6 +510,20 @@ static void exchange_choose_request_id(struct http_exchange *ex)
     generate_request_id(ex->srv, ex->request_id);
 }
 
+/* The request's trace, when exactly one well-formed header names it (utils/trace_context). */
+static void exchange_read_trace(struct http_exchange *ex)
+{
+    size_t n_parent = 0, n_cloud = 0;
+    const char *parent = find_header(ex, "traceparent", &n_parent);
+    const char *cloud = find_header(ex, "X-Cloud-Trace-Context", &n_cloud);
+    (void)trace_context_from_headers(n_parent == 1 ? parent : NULL, n_cloud == 1 ? cloud : NULL, &ex->trace);
+}
+
+static const char *exchange_trace_id(const struct http_exchange *ex)
+{
+    return ex != NULL && ex->trace.trace_id[0] != '\0' ? ex->trace.trace_id : NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 
@@ -525,7 +540,8 @@ static void log_access(struct http_server *srv, const struct http_exchange *ex, 
     const char *fields[] = {
         "method", method, "path", path, "status", status_s, "duration_ms", dur_s, client_gone ? "client_gone" : NULL,
         "true",   NULL};
-    log_write(srv->lg, LOG_LEVEL_INFO, &(struct log_ctx){.request_id = request_id}, fields, "http request");
+    log_write(srv->lg, LOG_LEVEL_INFO, &(struct log_ctx){.request_id = request_id, .trace_id = exchange_trace_id(ex)},
+              fields, "http request");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -971,6 +987,7 @@ static int on_headers_complete(llhttp_t *p)
     if (p->http_major != 1 || p->http_minor > 1) return cb_fail(p, 505);
     ex->http_minor = p->http_minor;
     exchange_choose_request_id(ex);
+    exchange_read_trace(ex);
     if (exchange_prepare_target(ex) != 0) return cb_fail(p, 400);
     size_t hosts = 0;
     find_header(ex, "Host", &hosts);
@@ -1059,7 +1076,7 @@ static void exchange_auth_done(struct http_exchange *ex, int ok, const char *rea
     struct http_conn *conn = ex->conn;
     if (conn->state == CS_AUTHENTICATING) conn->state = CS_DISPATCHED; /* answered, or admitted below */
     if (!ok) {
-        LOG_KV(ex->srv->lg, LOG_LEVEL_WARN, &(struct log_ctx){.request_id = ex->request_id},
+        LOG_KV(ex->srv->lg, LOG_LEVEL_WARN, &(struct log_ctx){.request_id = ex->request_id, .trace_id = exchange_trace_id(ex)},
                ((const char *[]){"reason", reason != NULL ? reason : "-", "path", ex->arena + ex->path_off, NULL}),
                "request rejected by authenticator");
         static const struct http_header_kv challenge[] = {{"WWW-Authenticate", "Bearer"}};
@@ -1725,6 +1742,11 @@ const char *http_exchange_body(const struct http_exchange *ex, size_t *len)
 const char *http_exchange_request_id(const struct http_exchange *ex)
 {
     return ex->request_id;
+}
+
+const struct trace_context *http_exchange_trace(const struct http_exchange *ex)
+{
+    return exchange_trace_id(ex) != NULL ? &ex->trace : NULL;
 }
 
 int http_exchange_is_cancelled(const struct http_exchange *ex)

@@ -57,6 +57,7 @@
 #include <uv.h>
 
 #include "shared/http/http_router.h"
+#include "utils/trace_context.h"
 
 struct logger;
 struct http_server;
@@ -151,6 +152,8 @@ const char *http_exchange_header(const struct http_exchange *ex,
 size_t http_exchange_header_count(const struct http_exchange *ex, const char *name);
 const char *http_exchange_body(const struct http_exchange *ex, size_t *len); /* NUL-terminated, "" if none */
 const char *http_exchange_request_id(const struct http_exchange *ex);        /* sane X-Request-Id, else 16 random hex */
+/* The trace of a single well-formed traceparent (preferred) or X-Cloud-Trace-Context header, else NULL. */
+const struct trace_context *http_exchange_trace(const struct http_exchange *ex);
 
 /* Respond exactly once (now or later from the loop).  json_body may be NULL (empty
  * body).  Adds Content-Type: application/json, Content-Length, X-Request-Id and

@@ -123,7 +123,8 @@ void bookings_controller_execute_followup(struct http_exchange *ex, void *app_ct
     struct pending_response *p = malloc(sizeof(*p));
     struct execution_request req = {.schema = body.schema, .tenant_id = body.tenant_id, .booking_id = body.booking_id,
                                     .idempotency_key = body.idempotency_key,
-                                    .request_id = http_exchange_request_id(ex), .refuse_early = true};
+                                    .request_id = http_exchange_request_id(ex), .trace = http_exchange_trace(ex),
+                                    .refuse_early = true};
     if (p == NULL) {
         respond_error(ex, 503, "unavailable", NULL);
         return;

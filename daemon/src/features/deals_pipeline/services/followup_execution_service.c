@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "features/deals_pipeline/services/followup_keys.h"
+#include "utils/trace_context.h"
 
 struct execution {
     struct followup_execution_service *svc;
@@ -17,6 +18,7 @@ struct execution {
     char booking_id[UUID_STR_LEN];
     char idempotency_key[IDEMPOTENCY_KEY_LEN];
     char request_id[72];
+    struct trace_context trace;  /* logged with every line, sent to the voice agent as traceparent */
     struct booking booking;
     enum execution_status final_status;
     int retry_after_s;           /* EXEC_TOO_EARLY */
@@ -51,7 +53,7 @@ void followup_execution_service_init(struct followup_execution_service *svc, str
 static struct log_ctx exec_ctx(const struct execution *ex)
 {
     return (struct log_ctx){.request_id = ex->request_id, .tenant_id = ex->tenant_id,
-                            .booking_id = ex->booking_id, .schema = ex->schema};
+                            .booking_id = ex->booking_id, .schema = ex->schema, .trace_id = ex->trace.trace_id};
 }
 
 static void finish(struct execution *ex, enum execution_status st)
@@ -151,7 +153,8 @@ static void start_call(struct execution *ex)
 {
     struct followup_execution_service *svc = ex->svc;
     const struct booking *b = &ex->booking;
-    char iso[ISO_TIME_LEN];
+    char iso[ISO_TIME_LEN], traceparent[TRACEPARENT_LEN + 1];
+    trace_context_format(&ex->trace, traceparent);
     if (followup_iso_time(b->scheduled_at_ms, iso) != 0) {
         record_failure(ex, "scheduled_at out of range", false);
         return;
@@ -160,7 +163,7 @@ static void start_call(struct execution *ex)
         .tenant_id = b->tenant_id, .booking_id = b->id, .lead_id = b->lead_id,
         .assigned_user_id = b->assigned_user_id[0] != '\0' ? b->assigned_user_id : NULL,
         .scheduled_at_iso = iso, .idempotency_key = ex->idempotency_key, .booking_type = b->booking_type,
-        .request_id = ex->request_id,
+        .request_id = ex->request_id, .traceparent = traceparent,
     };
     if (svc->voice->start_call(svc->voice->impl, &call, on_call_done, ex) != 0)
         record_failure(ex, "voice agent: request not started", true);
@@ -224,6 +227,8 @@ int followup_execution_execute(struct followup_execution_service *svc, const str
     ex->cb = cb;
     ex->arg = arg;
     ex->refuse_early = req->refuse_early;
+    if (req->trace != NULL) ex->trace = *req->trace;
+    else trace_context_new(&ex->trace);
     if (copy_field(ex->schema, sizeof(ex->schema), req->schema) != 0 ||
         copy_field(ex->tenant_id, sizeof(ex->tenant_id), req->tenant_id) != 0 ||
         copy_field(ex->booking_id, sizeof(ex->booking_id), req->booking_id) != 0 ||

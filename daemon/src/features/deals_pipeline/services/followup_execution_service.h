@@ -28,6 +28,7 @@
 
 #include "features/deals_pipeline/services/ports.h"
 #include "utils/log.h"
+#include "utils/trace_context.h"
 
 enum execution_status {
     EXEC_EXECUTED,           /* 200 {"status":"executed"} */
@@ -48,6 +49,7 @@ struct execution_request {
     const char *booking_id;
     const char *idempotency_key;
     const char *request_id;
+    const struct trace_context *trace;   /* the delivery's trace; NULL: a new trace is started */
     bool refuse_early;           /* a delivery from outside: refused before its time (see above) */
 };
 

@@ -191,6 +191,7 @@ struct voice_call {
     const char *tenant_id, *booking_id, *lead_id;
     const char *assigned_user_id;   /* NULL when absent */
     const char *scheduled_at_iso, *idempotency_key, *booking_type, *request_id;
+    const char *traceparent;        /* W3C traceparent to send on; NULL or "" when none */
 };
 
 struct voice_agent_port {
