@@ -246,6 +246,26 @@ static void host_to_resolve__literal_socket_list_or_hostaddr__left_to_libpq(void
     assert_null(db_host_to_resolve("not a conninfo", NULL, NULL));
 }
 
+static void sql_render__placeholders_and_percent__quoted_schema_everywhere(void **state)
+{
+    (void)state;
+    char *out = db_sql_render("SELECT 100%% FROM %s.t JOIN %s.u", "\"We\"\"ird\"");
+    assert_string_equal(out, "SELECT 100% FROM \"We\"\"ird\".t JOIN \"We\"\"ird\".u");
+    free(out);
+}
+
+static void text_array_literal__quotes_and_backslashes__escaped(void **state)
+{
+    (void)state;
+    char *items[] = {"follow_up", "a\"b", "c\\d"};
+    char *out = db_text_array_literal(items, 3);
+    assert_string_equal(out, "{\"follow_up\",\"a\\\"b\",\"c\\\\d\"}");
+    free(out);
+    out = db_text_array_literal(items, 0);
+    assert_string_equal(out, "{}");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +286,8 @@ int main(void)
         cmocka_unit_test(connect_params__libpq_merge__user_setting_wins),
         cmocka_unit_test(host_to_resolve__name__resolved_by_us),
         cmocka_unit_test(host_to_resolve__literal_socket_list_or_hostaddr__left_to_libpq),
+        cmocka_unit_test(sql_render__placeholders_and_percent__quoted_schema_everywhere),
+        cmocka_unit_test(text_array_literal__quotes_and_backslashes__escaped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

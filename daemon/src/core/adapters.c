@@ -55,7 +55,8 @@ static void on_ct_reply(void *arg, const struct ct_reply *r)
 {
     struct tq_call *call = arg;
     call_unlink(call);
-    struct tq_reply reply = {.result = tq_from_ct(r->result), .task_name = r->task_name, .error = r->error};
+    struct tq_reply reply = {.result = tq_from_ct(r->result), .task_name = r->task_name, .error = r->error,
+                             .http_status = r->http_status, .google_status = r->google_status};
     call->cb(call->arg, &reply);
     free(call);
 }

@@ -41,13 +41,14 @@ struct app_metrics {
     struct metrics_registry *reg;
     struct metric_family *notifications, *rejections, *callbacks, *auth_failures, *executions, *voice_calls, *task_failures;
     struct metric_series *rejected[REJECT_N];
-    struct metric_family *capture_mismatch;
+    struct metric_family *capture_mismatch, *create_errors;
     struct metric_series *tasks_created, *tasks_existed;
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency, *call_lateness;
     struct metric_series *pool_in_use, *pool_waiting, *pool_max, *backlog, *exec_inflight, *listener, *ready;
     struct metric_series *http_conns, *http_refused_limit, *http_refused_peer;
     struct metric_series *jwks_refreshes[JWKS_REFRESH_RESULTS], *jwks_age;
+    struct metric_family *bookings, *lease_expired, *oldest_due;   /* per schema, from the state service */
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -103,6 +104,60 @@ static void refresh_jwks(struct app_metrics *m, const struct jwks_cache *jwks)
     metrics_gauge_set(m->jwks_age, st.key_set_age_ms < 0 ? NAN : (double)st.key_set_age_ms / 1000.0);
 }
 
+/* The states of followupd_bookings{schema,state}: what booking_state counts without reading history. */
+static const char *const booking_states[] = {"pending", "pending_beyond_horizon", "scheduled", "in_progress",
+                                             "failed_retryable", "failed_final"};
+
+static void booking_state_counts(const struct booking_state *st, int64_t out[])
+{
+    const int64_t counts[] = {st->waiting,          st->beyond_horizon,   st->scheduled, st->in_progress,
+                              st->failed_retryable, st->failed_final};
+    memcpy(out, counts, sizeof(counts));
+}
+
+/* Per schema, NaN until the first read of its state. */
+static int register_booking_state(struct app_metrics *m)
+{
+    struct metrics_registry *r = m->reg;
+    const struct config *cfg = &m->app->cfg;
+    m->bookings = metrics_family_new(r, METRIC_GAUGE, "followupd_bookings",
+                                     "Follow-up bookings by state, per schema, as of the last read (every "
+                                     "sweep_interval_s): pending = waiting for a task inside the catch-up window "
+                                     "and the horizon; executed, cancelled and older history are not counted.",
+                                     (const char *const[]){"schema", "state", NULL}, NULL, 0);
+    m->lease_expired = labelled(r, METRIC_GAUGE, "followupd_bookings_lease_expired",
+                                "In-progress bookings whose lease expired (the process calling them died).", "schema");
+    m->oldest_due = labelled(r, METRIC_GAUGE, "followupd_oldest_due_booking_age_seconds",
+                             "Seconds the oldest due follow-up without a started call (pending inside the catch-up "
+                             "window, or with a task) had been due at the last read; 0 when none.",
+                             "schema");
+    if (m->bookings == NULL || m->lease_expired == NULL || m->oldest_due == NULL) return -1;
+    for (int i = 0; i < cfg->db_schemas.n; i++) {
+        const char *schema = cfg->db_schemas.items[i];
+        for (size_t k = 0; k < N_OF(booking_states); k++)
+            metrics_gauge_set(metrics_series(m->bookings, (const char *const[]){schema, booking_states[k]}), NAN);
+        metrics_gauge_set(with(m->lease_expired, schema), NAN);
+        metrics_gauge_set(with(m->oldest_due, schema), NAN);
+    }
+    return 0;
+}
+
+static void refresh_booking_state(struct app_metrics *m, const struct followup_state *fs)
+{
+    for (int i = 0; i < fs->n_schemas; i++) {
+        if (fs->read_at_ms[i] == 0) continue;
+        const char *schema = m->app->cfg.db_schemas.items[i];
+        const struct booking_state *st = &fs->state[i];
+        int64_t counts[N_OF(booking_states)];
+        booking_state_counts(st, counts);
+        for (size_t k = 0; k < N_OF(booking_states); k++)
+            metrics_gauge_set(metrics_series(m->bookings, (const char *const[]){schema, booking_states[k]}),
+                              (double)counts[k]);
+        metrics_gauge_set(with(m->lease_expired, schema), (double)st->lease_expired);
+        metrics_gauge_set(with(m->oldest_due, schema), followup_state_oldest_due_age_s(st));
+    }
+}
+
 /* Register every family; series that should read 0 before any event are created now. */
 static int register_all(struct app_metrics *m)
 {
@@ -139,6 +194,11 @@ static int register_all(struct app_metrics *m)
     m->fail_permanent = with(m->task_failures, "permanent");
     m->fail_gave_up = with(m->task_failures, "gave_up");
     m->fail_overflow = with(m->task_failures, "queue_full");
+    m->create_errors = metrics_family_new(r, METRIC_COUNTER, "followupd_task_create_errors_total",
+                                          "Cloud Tasks createTask calls that failed (ALREADY_EXISTS is success), by "
+                                          "HTTP status and Google's canonical status; none = no answer or none "
+                                          "named.",
+                                          (const char *const[]){"http_status", "google_status", NULL}, NULL, 0);
     m->notify_latency = histogram(r, "followupd_notify_to_task_created_seconds",
                                   "Time from a booking's notification to its task being created.", latency_buckets,
                                   N_OF(latency_buckets));
@@ -178,9 +238,9 @@ static int register_all(struct app_metrics *m)
                                              "reason");
     m->http_refused_limit = with(refused, "max_connections");
     m->http_refused_peer = with(refused, "per_peer");
-    bool ok = register_jwks(m) == 0 && m->ready && m->notifications && rejections_ok && m->capture_mismatch &&
+    bool ok = register_jwks(m) == 0 && register_booking_state(m) == 0 && m->ready && m->notifications && rejections_ok && m->capture_mismatch &&
               m->tasks_created && m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up &&
-              m->fail_overflow && m->notify_latency && m->callbacks && m->auth_failures && m->executions &&
+              m->fail_overflow && m->create_errors && m->notify_latency && m->callbacks && m->auth_failures && m->executions &&
               m->exec_duration && m->voice_calls && m->voice_duration && m->call_lateness && m->pool_in_use &&
               m->pool_waiting && m->pool_max && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
               m->http_refused_limit && m->http_refused_peer;
@@ -304,10 +364,33 @@ struct create_probe {
     char *body_json;
 };
 
+/* The HTTP status as a label from a fixed set (a bounded series count whatever Google answers). */
+static void http_status_label(long status, char out[8])
+{
+    static const long known[] = {400, 401, 403, 404, 408, 409, 412, 429, 500, 502, 503, 504};
+    for (size_t i = 0; i < N_OF(known); i++) {
+        if (status == known[i]) {
+            snprintf(out, 8, "%ld", status);
+            return;
+        }
+    }
+    const char *range = status >= 400 && status <= 499 ? "4xx" : status >= 500 && status <= 599 ? "5xx" : "other";
+    snprintf(out, 8, "%s", status == 0 ? "none" : range);
+}
+
+static void count_create_error(struct app_metrics *m, const struct tq_reply *r)
+{
+    char http[8];
+    http_status_label(r->http_status, http);
+    const char *google = r->google_status != NULL ? r->google_status : "none"; /* one of Google's 17 names */
+    metrics_counter_add(metrics_series(m->create_errors, (const char *const[]){http, google}), 1);
+}
+
 static void create_done(void *arg, const struct tq_reply *r)
 {
     struct create_probe *p = arg;
     if (r->result == TQ_OK || r->result == TQ_ALREADY_EXISTS) observe_created(p->m, p->body_json);
+    else count_create_error(p->m, r);
     p->cb(p->arg, r);
     free(p->body_json);
     free(p);
@@ -409,6 +492,7 @@ static void refresh(struct app_metrics *m)
     metrics_counter_set(m->http_refused_limit, (double)hs.refused_max_connections);
     metrics_counter_set(m->http_refused_peer, (double)hs.refused_per_peer);
     refresh_jwks(m, c->jwks);
+    if (c->state_ready) refresh_booking_state(m, &c->state);
 }
 
 char *app_metrics_render(struct app_metrics *m, size_t *len)

@@ -9,18 +9,22 @@
  *     time each call and pass everything through unchanged;
  *   - stats read at render time: the scheduler's stats struct and queue
  *     sizes, the DB pool's in-use/waiting counts, listener and readiness state,
- *     the JWKS cache's fetch results and key-set age.
+ *     the JWKS cache's fetch results and key-set age, the state service's last
+ *     read of each schema's bookings by state.
  *
  * Metric names (all followupd_*): notifications_received_total{schema},
  * tasks_created_total, tasks_already_existed_total, task_failures_total{reason},
  * callbacks_total{code}, callback_auth_failures_total{check},
  * executions_total{status}, execution_duration_seconds (histogram),
  * voice_calls_total{outcome}, voice_call_duration_seconds (histogram),
+ * task_create_errors_total{http_status,google_status},
  * notify_to_task_created_seconds (histogram), call_lateness_seconds
  * (histogram), db_pool_in_use_connections, db_pool_waiting_queries,
  * db_pool_max_connections, scheduler_backlog_bookings, executions_in_flight,
  * listener_connected, ready, http_connections, jwks_refresh_total{result},
  * jwks_key_set_age_seconds, http_connections_refused_total{reason=max_connections|per_peer},
+ * bookings{schema,state}, bookings_lease_expired{schema}, oldest_due_booking_age_seconds{schema}
+ * (the state service's last read of each schema),
  * build_info{version}.
  */
 #ifndef FOLLOWUPD_CORE_APP_METRICS_H

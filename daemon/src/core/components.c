@@ -163,6 +163,10 @@ static int start_services(struct app *app, struct app_components *c)
         c->sched.on_task_recorded_arg = &c->dispatcher;
     }
     c->dp = (struct deals_pipeline_ctx){.cfg = &app->cfg, .exec = &c->exec, .log = &app->log, .host = app};
+    if (followup_state_init(&c->state, &app->cfg, repo, &c->clock, &app->log, lease_s) != 0 ||
+        followup_state_start(&c->state) != 0)
+        return -1;
+    c->state_ready = true;
     return followup_sweep_start_periodic(&c->sweep);
 }
 
@@ -326,6 +330,7 @@ static void close_phase(struct app *app)
     switch (c->phase) {
     case 1:       /* stop intake */
         followup_sweep_close(&c->sweep);
+        followup_state_close(&c->state);
         if (c->capture_ready) followup_capture_close(&c->capture);
         followup_dispatcher_close(&c->dispatcher);
         if (c->sched_ready) followup_scheduler_close(&c->sched);
@@ -435,6 +440,7 @@ void components_free(struct app *app)
     if (c->sched_ready) followup_scheduler_free(&c->sched);
     if (c->capture_ready) followup_capture_free(&c->capture);
     followup_dispatcher_free(&c->dispatcher);
+    followup_state_free(&c->state);
     app_metrics_free(c->metrics);
     free(c->qualify_fp);
     bookings_repository_free(c->repo);

@@ -15,6 +15,7 @@
 #include "features/deals_pipeline/services/followup_dispatcher_service.h"
 #include "features/deals_pipeline/services/followup_execution_service.h"
 #include "features/deals_pipeline/services/followup_scheduler_service.h"
+#include "features/deals_pipeline/services/followup_state_service.h"
 #include "features/deals_pipeline/services/followup_sweep_service.h"
 #include "shared/clients/voice_agent_client.h"
 #include "shared/db/db_listener.h"
@@ -54,6 +55,8 @@ struct app_components {
     struct followup_capture capture;         /* are the NOTIFY triggers what the configuration says? */
     bool capture_ready;
     struct followup_dispatcher dispatcher;   /* local backend only */
+    struct followup_state state;             /* bookings by state per schema (operations: /metrics) */
+    bool state_ready;
     bool local;
     struct deals_pipeline_ctx dp;
     struct jwks_cache *jwks;

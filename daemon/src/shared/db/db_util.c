@@ -193,3 +193,46 @@ char *db_host_to_resolve(const char *conninfo, const char *env_host, const char 
     PQconninfoFree(opts);
     return out;
 }
+
+char *db_sql_render(const char *tmpl, const char *quoted)
+{
+    size_t qlen = strlen(quoted), n = strlen(tmpl) + 1;
+    for (const char *p = strstr(tmpl, "%s"); p != NULL; p = strstr(p + 2, "%s")) n += qlen;
+    char *out = malloc(n), *o = out;
+    if (out == NULL) return NULL;
+    for (const char *p = tmpl; *p;) {
+        if (p[0] == '%' && p[1] == 's') {
+            memcpy(o, quoted, qlen);
+            o += qlen;
+            p += 2;
+        } else if (p[0] == '%' && p[1] == '%') {
+            *o++ = '%';
+            p += 2;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+char *db_text_array_literal(char *const *items, int n)
+{
+    size_t cap = 3;
+    for (int i = 0; i < n; i++) cap += 2 * strlen(items[i]) + 3;
+    char *out = malloc(cap), *p = out;
+    if (out == NULL) return NULL;
+    *p++ = '{';
+    for (int i = 0; i < n; i++) {
+        if (i > 0) *p++ = ',';
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\') *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}

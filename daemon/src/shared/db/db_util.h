@@ -12,6 +12,9 @@
  *   PQconnectStartParams(expand_dbname=1): our defaults (keepalives, timeouts,
  *   application_name) first, then dbname=<user conninfo> so every setting the
  *   user gives wins (libpq: later entries override earlier ones).
+ * - db_sql_render(): a statement template with the quoted schema put in for
+ *   every %s ("%%" is a literal %); db_text_array_literal(): a text[] literal
+ *   for a $n parameter.
  */
 #ifndef FOLLOWUPD_SHARED_DB_DB_UTIL_H
 #define FOLLOWUPD_SHARED_DB_DB_UTIL_H
@@ -63,5 +66,12 @@ void db_connect_params_build(struct db_connect_params *p, const char *conninfo, 
  * default), a socket path, an IP literal, a host list, or an unparseable
  * conninfo. env_host is the PGHOST fallback (may be NULL), env_hostaddr PGHOSTADDR. */
 char *db_host_to_resolve(const char *conninfo, const char *env_host, const char *env_hostaddr);
+
+/* tmpl with every "%s" replaced by `quoted` (an identifier already quoted by PQescapeIdentifier) and "%%" by
+ * "%"; malloc'd, NULL on allocation failure. */
+char *db_sql_render(const char *tmpl, const char *quoted);
+/* The PostgreSQL array literal {"a","b"} (backslash and double quote escaped) of n strings; malloc'd, NULL on
+ * allocation failure. */
+char *db_text_array_literal(char *const *items, int n);
 
 #endif

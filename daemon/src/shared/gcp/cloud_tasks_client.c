@@ -48,6 +48,7 @@ struct ct_op {
     void *arg;
     bool retried_after_401;
     bool waiting_for_token;
+    const char *google_status;         /* canonical status of the last answer (static), or NULL */
 };
 
 /* ---- validation ----------------------------------------------------------------------------- */
@@ -278,7 +279,7 @@ static void op_finish(struct ct_op *op, enum ct_result result, long http_status,
     op_unlink(op);
     struct ct_reply reply = {.result = result, .http_status = http_status,
                              .task_name = task_name != NULL ? task_name : op->task_name,
-                             .error = result == CT_OK ? NULL : error};
+                             .error = result == CT_OK ? NULL : error, .google_status = op->google_status};
     op->cb(op->arg, &reply);
     op_free(op);
 }
@@ -313,6 +314,7 @@ static void on_http_done(void *arg, const struct http_response *r)
     }
     const char *status = NULL;
     enum ct_result result = cloud_tasks_classify(r->status, r->transport_error, r->body, &status);
+    op->google_status = status;
     if (r->transport_error == 0 && r->status == 401 && !op->retried_after_401) {
         op->retried_after_401 = true;
         google_auth_invalidate(op->client->auth);

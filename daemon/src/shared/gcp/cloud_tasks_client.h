@@ -67,6 +67,8 @@ struct ct_reply {
     long http_status;            /* 0 when there was no HTTP response */
     const char *task_name;       /* full name (from the reply on success, else the requested one) */
     const char *error;           /* NULL on CT_OK */
+    const char *google_status;   /* Google's canonical status of the error body ("RESOURCE_EXHAUSTED", ...;
+                                    a static string), NULL when the answer named none or there was none */
 };
 
 typedef void (*ct_cb)(void *arg, const struct ct_reply *r);

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "shared/db/db_pool.h"
+#include "features/deals_pipeline/repositories/booking_state_sql.h"
+#include "shared/db/db_util.h"
 
 enum stmt {
     ST_LOAD,
@@ -33,6 +35,7 @@ enum stmt {
     ST_FIND_DUE,
     ST_UNSCHEDULE,
     ST_CAPTURE_TRIGGERS,
+    ST_BOOKING_STATE,
     ST_COUNT
 };
 
@@ -196,6 +199,8 @@ static const char *const templates[ST_COUNT] = {
         " AND t.tgname IN ('followupd_notify_insert', 'followupd_notify_update', 'followupd_notify_delete')"
         " ORDER BY t.tgname",
 
+    [ST_BOOKING_STATE] = booking_state_sql, /* cross-tenant BOOKING-STATE (booking_state_sql.c) */
+
     [ST_MARK_EXECUTED] =
         "UPDATE %s.lead_bookings SET task_status = 'executed', executed_at = now(), last_execution_error = NULL, "
         "next_attempt_at = NULL "
@@ -230,29 +235,6 @@ struct repo_op {
     char schema[SCHEMA_NAME_LEN];
 };
 
-/* Replace every %s of the template by the quoted schema ("%%" → "%"). */
-static char *render(const char *tmpl, const char *quoted)
-{
-    size_t qlen = strlen(quoted), n = strlen(tmpl) + 1;
-    for (const char *p = strstr(tmpl, "%s"); p != NULL; p = strstr(p + 2, "%s")) n += qlen;
-    char *out = malloc(n), *o = out;
-    if (out == NULL) return NULL;
-    for (const char *p = tmpl; *p;) {
-        if (p[0] == '%' && p[1] == 's') {
-            memcpy(o, quoted, qlen);
-            o += qlen;
-            p += 2;
-        } else if (p[0] == '%' && p[1] == '%') {
-            *o++ = '%';
-            p += 2;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 /* Build the statement texts of one schema with the identifier quoted by libpq. */
 static int build_schema_sql(struct bookings_repository *r, struct schema_sql *s)
 {
@@ -260,7 +242,7 @@ static int build_schema_sql(struct bookings_repository *r, struct schema_sql *s)
     if (quoted == NULL) return -1;
     int rc = 0;
     for (int i = 0; i < ST_COUNT && rc == 0; i++)
-        if ((s->sql[i] = render(templates[i], quoted)) == NULL) rc = -1;
+        if ((s->sql[i] = db_sql_render(templates[i], quoted)) == NULL) rc = -1;
     free(quoted);
     return rc;
 }
@@ -404,6 +386,12 @@ static void on_result(void *arg, PGresult *res, const char *err)
         ((repo_triggers_cb)op->cb)(op->arg, rc, t, n);
         break;
     }
+    case ST_BOOKING_STATE: {
+        struct booking_state st;
+        if (rc == REPO_OK && booking_state_parse(res, &st) != 0) rc = REPO_ERROR;
+        ((repo_state_cb)op->cb)(op->arg, rc, rc == REPO_OK ? &st : NULL);
+        break;
+    }
     case ST_CLAIM: {
         int wait_s = 0;
         enum claim_outcome o = rc == REPO_OK ? classify_claim(res, &b, &wait_s) : CLAIM_NOT_FOUND;
@@ -515,26 +503,14 @@ static int repo_capture_triggers(void *impl, const char *schema, repo_triggers_c
     return submit(impl, schema, ST_CAPTURE_TRIGGERS, 1, p, (void *)cb, arg);
 }
 
-/* PostgreSQL array literal {"a","b"} with \ and " escaped. */
-static char *text_array_literal(const struct strlist *l)
+static int repo_booking_state(void *impl, const char *schema, const struct booking_state_query *q,
+                              repo_state_cb cb, void *arg)
 {
-    size_t cap = 3;
-    for (int i = 0; i < l->n; i++) cap += 2 * strlen(l->items[i]) + 3;
-    char *out = malloc(cap), *p = out;
-    if (out == NULL) return NULL;
-    *p++ = '{';
-    for (int i = 0; i < l->n; i++) {
-        if (i > 0) *p++ = ',';
-        *p++ = '"';
-        for (const char *c = l->items[i]; *c; c++) {
-            if (*c == '"' || *c == '\\') *p++ = '\\';
-            *p++ = *c;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return out;
+    struct booking_state_params p;
+    if (booking_state_params_build(q, &p) != 0) return -1;
+    int rc = submit(impl, schema, ST_BOOKING_STATE, BOOKING_STATE_NPARAMS, p.values, (void *)cb, arg);
+    booking_state_params_free(&p);
+    return rc;
 }
 
 /* Shared by the two windowed sweep reads (catch-up, re-opened): same parameters. */
@@ -546,7 +522,7 @@ static int submit_window_read(void *impl, const char *schema, enum stmt st, cons
     snprintf(lb, sizeof(lb), "%d", lookback_s);
     snprintf(hz, sizeof(hz), "%d", horizon_s);
     snprintf(lim, sizeof(lim), "%d", limit);
-    char *arr = text_array_literal(types);
+    char *arr = db_text_array_literal(types->items, types->n);
     if (arr == NULL) return -1;
     const char *p[] = {arr, lb, hz, lim, now};
     int rc = submit(impl, schema, st, 5, p, (void *)cb, arg);
@@ -611,7 +587,7 @@ static int repo_find_stale_tasks(void *impl, const char *schema, const struct st
 {
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", limit);
-    char *arr = text_array_literal(types);
+    char *arr = db_text_array_literal(types->items, types->n);
     if (arr == NULL) return -1;
     const char *p[] = {arr, lim};
     int rc = submit(impl, schema, ST_FIND_STALE_TASKS, 2, p, (void *)cb, arg);
@@ -649,6 +625,7 @@ struct bookings_repository *bookings_repository_new(struct db_pool *pool, const 
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
                                      .find_stale_tasks = repo_find_stale_tasks, .next_due = repo_next_due,
                                      .find_due = repo_find_due, .capture_triggers = repo_capture_triggers,
+                                     .booking_state = repo_booking_state,
                                      .mark_execution_failed = repo_mark_exec_failed};
     return r;
 }

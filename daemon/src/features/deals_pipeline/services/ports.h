@@ -82,9 +82,40 @@ typedef void (*repo_triggers_cb)(void *arg, enum repo_rc rc, const struct captur
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
 typedef void (*repo_time_cb)(void *arg, enum repo_rc rc, int64_t epoch_ms /* 0 = none */);
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
+struct booking_state;
+typedef void (*repo_state_cb)(void *arg, enum repo_rc rc, const struct booking_state *st);
 /* b: the claimed row (CLAIM_CLAIMED only); wait_s: seconds until the claim is allowed (CLAIM_TOO_EARLY only). */
 typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b,
                               int wait_s);
+
+/* A schema's follow-ups by state, across tenants (counts and epoch-ms timestamps only; 0 = none), as of the
+ * database clock db_now_ms.  What is counted (repositories/booking_state_sql.h): */
+struct booking_state {
+    int64_t waiting;                 /* pending follow-ups, not cancelled, inside [now - lookback, now + horizon] */
+    int64_t waiting_due;             /*   of which scheduled_at has passed (no task yet: late) */
+    int64_t beyond_horizon;          /* pending follow-ups after now + horizon (the sweep schedules them later) */
+    int64_t scheduled;               /* with a live task */
+    int64_t scheduled_due;           /*   of which scheduled_at has passed and no call started */
+    int64_t cancel_owed;             /* cancelled, their task's deletion still owed */
+    int64_t in_progress;             /* a call is being made (lease held) */
+    int64_t lease_expired;           /*   of which the lease has expired (the holder died mid-call) */
+    int64_t failed_retryable;        /* failed, another attempt is due (next_attempt_at set) */
+    int64_t failed_final;            /* failed for good (next_attempt_at NULL) */
+    int64_t failed_final_recent;     /*   of which scheduled inside the lookback window (`retry` can re-drive them) */
+    int64_t oldest_waiting_ms;       /* earliest scheduled_at of the waiting ones */
+    int64_t next_due_ms;             /* earliest future scheduled_at of waiting or scheduled ones */
+    int64_t oldest_due_ms;           /* earliest passed scheduled_at of waiting or scheduled ones: due, not called */
+    int64_t oldest_in_progress_ms;   /* earliest execution_started_at of the in-progress ones */
+    int64_t oldest_failed_ms;        /* earliest scheduled_at of the failed ones */
+    int64_t db_now_ms;
+};
+
+struct booking_state_query {
+    const struct strlist *types;     /* follow-up booking types */
+    int lookback_s;                  /* [followup] catchup_window_s */
+    int horizon_s;                   /* the sweep's horizon (720 h - 1 h + lead time) */
+    int lease_s;                     /* the execution lease */
+};
 
 struct schedule_mark {
     const char *task_name;
@@ -152,6 +183,9 @@ struct bookings_repo {
     int (*find_due)(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb, void *arg);
     /* Catalog read (no booking row): followupd's NOTIFY triggers of the schema with their arguments. */
     int (*capture_triggers)(void *impl, const char *schema, repo_triggers_cb cb, void *arg);
+    /* Cross-tenant aggregate (counts and timestamps only): the schema's follow-ups by state. */
+    int (*booking_state)(void *impl, const char *schema, const struct booking_state_query *q, repo_state_cb cb,
+                         void *arg);
 };
 
 /* ---- task queue ---- */
@@ -160,6 +194,8 @@ struct tq_reply {
     enum tq_result result;
     const char *task_name;   /* full name of the created task */
     const char *error;       /* short, no secrets */
+    long http_status;        /* Cloud Tasks: the HTTP status answered (0: none, or the local queue) */
+    const char *google_status; /* Cloud Tasks: Google's canonical status name (static), or NULL */
 };
 typedef void (*tq_cb)(void *arg, const struct tq_reply *r);
 
