@@ -1,11 +1,14 @@
 /*
- * main — followupd's command line.  Parses flags, loads the configuration,
- * then either reports on it (--check-config) or runs the daemon in the
- * foreground (systemd style, no self-daemonizing).  Only print_usage() and
- * print_version() write to stdout/stderr directly; everything else goes
- * through the structured logger.
+ * main — followupd's command line.  Parses flags, then either reports on the
+ * configuration (--check-config), runs a command (migrate, status, inspect,
+ * retry) or runs the daemon in the foreground (systemd style, no
+ * self-daemonizing).  Only print_usage() and print_version() write to
+ * stdout/stderr directly; everything else goes through the structured logger
+ * (the interactive modes through core/cli_output).
  *
- * Exit codes: 0 ok, 1 runtime/config failure, 2 usage error.
+ * Exit codes: 0 ok, 1 runtime/config failure, 2 usage error; status 3 when
+ * something needs attention, retry 3 when refused, inspect/retry 4 when the
+ * booking is not found.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -17,14 +20,18 @@
 #include "core/cli.h"
 #include "core/config.h"
 #include "core/migrate.h"
+#include "core/operator_cli.h"
 
 #define DEFAULT_CONFIG "/etc/followupd/followupd.conf"
 
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: followupd [--config FILE] [--check-config]\n"
-            "       followupd [--config FILE] migrate [--rollback] [--sql-dir DIR]\n"
+            "Usage: followupd [--config FILE] [--check-config [--json]]\n"
+            "       followupd [--config FILE] migrate [--rollback] [--sql-dir DIR] [--json]\n"
+            "       followupd [--config FILE] status [--schema S] [--json]\n"
+            "       followupd [--config FILE] inspect --schema S --tenant T BOOKING_ID [--json]\n"
+            "       followupd [--config FILE] retry --schema S --tenant T BOOKING_ID [--dry-run] [--json]\n"
             "       followupd --version | --help\n"
             "\n"
             "followupd turns follow-up bookings inserted into <schema>.lead_bookings into\n"
@@ -33,8 +40,10 @@ static void print_usage(FILE *out)
             "\n"
             "Options:\n"
             "  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
-            "      --check-config   load and validate the configuration, report every problem,\n"
-            "                       exit 0 when valid, 1 otherwise\n"
+            "      --check-config   load and validate the configuration, report every problem\n"
+            "                       (file:line: problem), exit 0 when valid, 1 otherwise\n"
+            "      --json           --check-config and the commands: JSON even on a terminal\n"
+            "                       (plain lines on a terminal, JSON otherwise)\n"
             "  -V, --version        print the version and exit\n"
             "  -h, --help           print this help and exit\n"
             "\n"
@@ -46,6 +55,17 @@ static void print_usage(FILE *out)
             "      --sql-dir DIR    directory holding migrations/ and rollback/ (default:\n"
             "                       <prefix>/share/followupd/sql next to the installed binary,\n"
             "                       else ./sql)\n"
+            "  status               per schema: follow-ups by state (cross-tenant counts and\n"
+            "                       timestamps only), oldest pending/failed/in progress, next\n"
+            "                       due, oldest due not called, expired leases; exit 3 when\n"
+            "                       something needs attention\n"
+            "      --schema S       only schema S\n"
+            "  inspect BOOKING_ID   one booking of tenant T in schema S (--schema, --tenant):\n"
+            "                       followupd's columns, its key and task name, and what\n"
+            "                       followupd would do with it now and why; exit 4: not found\n"
+            "  retry BOOKING_ID     re-drive a booking failed for good under a new task name\n"
+            "                       (never an executed one); exit 3: refused, 4: not found\n"
+            "      --dry-run        say what would happen, change nothing\n"
             "\n"
             "HTTP endpoints (on [http] listen, no authentication):\n"
             "  GET /healthz         200 while the event loop runs\n"
@@ -84,9 +104,18 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *path = cli.config_path != NULL ? cli.config_path : DEFAULT_CONFIG;
-    if (cli.migrate) {
-        struct migrate_opts mo = {.config_path = path, .sql_dir = cli.sql_dir, .rollback = cli.rollback};
+    switch (cli.command) {
+    case CLI_MIGRATE: {
+        struct migrate_opts mo = {.config_path = path, .sql_dir = cli.sql_dir, .rollback = cli.rollback,
+                                  .json = cli.json};
         return migrate_run(&mo);
     }
-    return cli.check_config ? cli_check_config(path) : cli_run_daemon(path);
+    case CLI_STATUS:
+    case CLI_INSPECT:
+    case CLI_RETRY:
+        return operator_cli_run(&cli, path);
+    case CLI_RUN:
+        break;
+    }
+    return cli.check_config ? cli_check_config(path, cli.json) : cli_run_daemon(path);
 }

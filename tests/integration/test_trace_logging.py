@@ -37,6 +37,9 @@ class TraceTest(unittest.TestCase):
         headers.update(extra_headers)
         status, answer = s.http(s.daemon, "POST", s.EXECUTE_PATH.format(booking_id), body, headers)
         self.assertEqual((status, answer), (200, {"status": "executed"}))
+        # the access line is the exchange's last; once it is read, every line about the delivery is
+        path = s.EXECUTE_PATH.format(booking_id)
+        s.daemon.wait_for_log(lambda r: r.get("path") == path and "http request" in (r.get("msg"), r.get("message")))
         calls = s.va.calls_for_booking(booking_id)
         self.assertEqual(len(calls), 1, calls)
         return _header(calls[0]["headers"], "traceparent"), booking_id

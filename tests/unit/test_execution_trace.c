@@ -50,10 +50,7 @@ static int setup(void **state)
     fakes_init(&f->w);
     logger_init(&f->log, LOG_LEVEL_INFO, fds[1]);
     followup_execution_service_init(&f->svc, &f->w.repo, &f->w.voice, &f->log, 60);
-    struct fake_row *r = fakes_add_booking(&f->w, SCHEMA, TENANT, BOOKING, "follow_up", f->w.now_ms + 1000);
-    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, r->b.scheduled_at_ms, f->key, sizeof(f->key)), 0);
-    strcpy(r->b.idempotency_key, f->key);
-    strcpy(r->b.task_status, "scheduled");
+    assert_non_null(fakes_add_scheduled(&f->w, SCHEMA, TENANT, BOOKING, f->w.now_ms + 1000, f->key));
     *state = f;
     return 0;
 }

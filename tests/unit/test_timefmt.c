@@ -137,6 +137,26 @@ static void timefmt_roundtrip__format_then_parse__identical(void **state)
     }
 }
 
+static void expect_duration(int64_t ms, const char *want)
+{
+    char buf[32];
+    timefmt_duration(ms, buf, sizeof(buf));
+    assert_string_equal(buf, want);
+}
+
+static void timefmt_duration__units__two_at_most(void **state)
+{
+    (void)state;
+    expect_duration(0, "0ms");
+    expect_duration(850, "850ms");
+    expect_duration(42999, "42s");
+    expect_duration(190000, "3m 10s");
+    expect_duration(180000, "3m");
+    expect_duration(7500000, "2h 5m");
+    expect_duration(3 * 86400000LL + 4 * 3600000LL + 59000, "3d 4h");
+    expect_duration(-61000, "1m 1s");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +169,7 @@ int main(void)
         cmocka_unit_test(timefmt_parse__leap_years__validated),
         cmocka_unit_test(timefmt_parse__malformed__rejected),
         cmocka_unit_test(timefmt_roundtrip__format_then_parse__identical),
+        cmocka_unit_test(timefmt_duration__units__two_at_most),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,14 +102,18 @@ static int ct_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
     return 0;
 }
 
-static int ct_task_name(void *impl, const char *task_id, char *out, size_t cap)
+static int cloud_task_name(const struct config *c, const char *task_id, char *out, size_t cap)
 {
-    const struct config *c = ((struct cloud_tasks_queue_adapter *)impl)->cfg;
     struct cloud_tasks_opts opts = {.project = c->ct_project, .location = c->ct_location, .queue = c->ct_queue};
     char *name = cloud_tasks_task_name(&opts, task_id);
     int n = name != NULL ? snprintf(out, cap, "%s", name) : -1;
     free(name);
     return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+static int ct_task_name(void *impl, const char *task_id, char *out, size_t cap)
+{
+    return cloud_task_name(((struct cloud_tasks_queue_adapter *)impl)->cfg, task_id, out, cap);
 }
 
 void cloud_tasks_queue_port(struct cloud_tasks_queue_adapter *a, struct task_queue *out)
@@ -150,11 +154,22 @@ static int local_complete_later(struct local_queue_adapter *a, const char *name,
     return 0;
 }
 
+static int local_name(const char *task_id, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "local/%s", task_id);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 static int local_task_name(void *impl, const char *task_id, char *out, size_t cap)
 {
     (void)impl;
-    int n = snprintf(out, cap, "local/%s", task_id);
-    return n > 0 && (size_t)n < cap ? 0 : -1;
+    return local_name(task_id, out, cap);
+}
+
+int configured_task_name(const struct config *cfg, const char *task_id, char *out, size_t cap)
+{
+    if (cfg->queue_backend == QUEUE_LOCAL) return local_name(task_id, out, cap);
+    return cloud_task_name(cfg, task_id, out, cap);
 }
 
 static int local_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)

@@ -40,5 +40,8 @@ void cloud_tasks_queue_port(struct cloud_tasks_queue_adapter *a, struct task_que
 void cloud_tasks_queue_adapter_drop_calls(struct cloud_tasks_queue_adapter *a);
 void local_queue_port(struct local_queue_adapter *a, struct task_queue *out);
 void voice_agent_port_init(struct voice_agent_adapter *a, struct voice_agent_port *out);
+/* The full name the configured queue gives the task with `task_id` (projects/P/locations/L/queues/Q/tasks/ID,
+ * or local/ID for the local backend), as the ports' task_name does. 0, or -1 when it does not fit / is invalid. */
+int configured_task_name(const struct config *cfg, const char *task_id, char *out, size_t cap);
 
 #endif

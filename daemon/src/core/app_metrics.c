@@ -238,9 +238,10 @@ static int register_all(struct app_metrics *m)
                                              "reason");
     m->http_refused_limit = with(refused, "max_connections");
     m->http_refused_peer = with(refused, "per_peer");
-    bool ok = register_jwks(m) == 0 && register_booking_state(m) == 0 && m->ready && m->notifications && rejections_ok && m->capture_mismatch &&
-              m->tasks_created && m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up &&
-              m->fail_overflow && m->create_errors && m->notify_latency && m->callbacks && m->auth_failures && m->executions &&
+    bool ok = register_jwks(m) == 0 && register_booking_state(m) == 0 && m->ready && m->notifications &&
+              rejections_ok && m->capture_mismatch && m->tasks_created && m->tasks_existed && m->fail_transient &&
+              m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->create_errors && m->notify_latency &&
+              m->callbacks && m->auth_failures && m->executions &&
               m->exec_duration && m->voice_calls && m->voice_duration && m->call_lateness && m->pool_in_use &&
               m->pool_waiting && m->pool_max && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
               m->http_refused_limit && m->http_refused_peer;

@@ -1,7 +1,7 @@
 /*
  * core/cli — flag parsing and the two run modes (see cli.h).  Configuration
- * problems are reported as structured log lines, one per problem, so
- * --check-config lists everything wrong at once.
+ * problems are reported one per line (core/cli_output: plain on a terminal,
+ * JSON otherwise), so --check-config lists everything wrong at once.
  */
 #include "core/cli.h"
 
@@ -11,7 +11,48 @@
 #include <unistd.h>
 
 #include "core/app.h"
+#include "core/cli_output.h"
 #include "core/config.h"
+#include "features/deals_pipeline/services/followup_keys.h"
+
+static const struct {
+    const char *name;
+    enum cli_command command;
+    int operands;   /* positional arguments after the name */
+} commands[] = {
+    {"migrate", CLI_MIGRATE, 0}, {"status", CLI_STATUS, 0}, {"inspect", CLI_INSPECT, 1}, {"retry", CLI_RETRY, 1},
+};
+
+/* The command word at argv[*next] (if any) and its operands. */
+static int parse_command(int argc, char **argv, int next, struct cli_options *out)
+{
+    if (next >= argc) return CLI_OK;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[next], commands[i].name) != 0) continue;
+        out->command = commands[i].command;
+        if (argc - next - 1 != commands[i].operands) return CLI_USAGE_ERROR;
+        if (commands[i].operands == 1) out->booking_id = argv[next + 1];
+        return CLI_OK;
+    }
+    return CLI_USAGE_ERROR;
+}
+
+/* Options that belong to one command only, and what each command needs. */
+static int check_combination(const struct cli_options *o)
+{
+    enum cli_command c = o->command;
+    bool booking = c == CLI_INSPECT || c == CLI_RETRY;
+    if ((o->rollback || o->sql_dir != NULL) && c != CLI_MIGRATE) return CLI_USAGE_ERROR;
+    if (o->schema != NULL && c != CLI_STATUS && !booking) return CLI_USAGE_ERROR;
+    if (o->tenant != NULL && !booking) return CLI_USAGE_ERROR;
+    if (o->dry_run && c != CLI_RETRY) return CLI_USAGE_ERROR;
+    if (o->check_config && c != CLI_RUN) return CLI_USAGE_ERROR;
+    if (o->json && c == CLI_RUN && !o->check_config) return CLI_USAGE_ERROR; /* the daemon always logs JSON */
+    if (booking && (o->schema == NULL || o->tenant == NULL || !followup_is_uuid(o->tenant) ||
+                    !followup_is_uuid(o->booking_id)))
+        return CLI_USAGE_ERROR;
+    return CLI_OK;
+}
 
 int cli_parse(int argc, char **argv, struct cli_options *out)
 {
@@ -19,6 +60,8 @@ int cli_parse(int argc, char **argv, struct cli_options *out)
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
         {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
         {"rollback", no_argument, NULL, 'r'},     {"sql-dir", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},         {"schema", required_argument, NULL, 'S'},
+        {"tenant", required_argument, NULL, 'T'}, {"dry-run", no_argument, NULL, 'n'},
         {NULL, 0, NULL, 0},
     };
     memset(out, 0, sizeof(*out));
@@ -33,62 +76,51 @@ int cli_parse(int argc, char **argv, struct cli_options *out)
         case 'h': out->help = true; break;
         case 'r': out->rollback = true; break;
         case 's': out->sql_dir = optarg; break;
+        case 'j': out->json = true; break;
+        case 'S': out->schema = optarg; break;
+        case 'T': out->tenant = optarg; break;
+        case 'n': out->dry_run = true; break;
         default: return CLI_USAGE_ERROR;
         }
     }
-    if (optind < argc && strcmp(argv[optind], "migrate") == 0) {   /* the one command */
-        out->migrate = true;
-        optind++;
-    }
-    if (optind < argc) return CLI_USAGE_ERROR;
-    if ((out->rollback || out->sql_dir != NULL) && !out->migrate) return CLI_USAGE_ERROR;
-    if (out->migrate && out->check_config) return CLI_USAGE_ERROR;
-    return CLI_OK;
+    if (out->help || out->version) return CLI_OK; /* whatever else is given */
+    if (parse_command(argc, argv, optind, out) != CLI_OK) return CLI_USAGE_ERROR;
+    return check_combination(out);
 }
 
-/* Load the configuration, logging every problem. Returns 0 when usable. */
-static int load_reporting(struct logger *lg, const char *path, struct config *cfg)
+int cli_check_config(const char *path, bool json)
 {
-    struct config_errors errs = {0};
-    int rc = config_load(cfg, path, NULL, &errs);
-    for (int i = 0; i < errs.n; i++)
-        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", errs.msgs[i], "config", path, NULL}),
-               "configuration error");
-    config_errors_free(&errs);
-    return rc;
-}
-
-int cli_check_config(const char *path)
-{
-    struct logger lg;
-    logger_init(&lg, LOG_LEVEL_INFO, STDERR_FILENO);
+    struct cli_output o;
+    cli_output_init(&o, json, STDERR_FILENO);
     struct config cfg;
-    int rc = load_reporting(&lg, path, &cfg);
+    int rc = cli_output_load_config(&o, path, &cfg);
     if (rc == 0) {
-        LOG_KV(&lg, LOG_LEVEL_INFO, NULL,
-               ((const char *[]){"config", path, "log_level", log_level_name(cfg.log_level), "backend",
-                                 cfg.queue_backend == QUEUE_LOCAL ? "local" : "cloudtasks", NULL}),
-               "configuration OK");
+        const char *backend = cfg.queue_backend == QUEUE_LOCAL ? "local" : "cloudtasks";
+        cli_say(&o, LOG_LEVEL_INFO, NULL,
+                (const char *[]){"config", path, "log_level", log_level_name(cfg.log_level), "backend", backend, NULL},
+                "configuration OK", "followupd: configuration %s OK (backend %s, %d schema(s), log level %s)", path,
+                backend, cfg.db_schemas.n, log_level_name(cfg.log_level));
     } else {
-        LOG_KV(&lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"config", path, NULL}), "configuration invalid");
+        cli_say(&o, LOG_LEVEL_ERROR, NULL, (const char *[]){"config", path, NULL}, "configuration invalid",
+                "followupd: configuration %s invalid", path);
     }
     config_free(&cfg);
-    logger_free(&lg);
+    cli_output_free(&o);
     return rc == 0 ? 0 : 1;
 }
 
 int cli_run_daemon(const char *path)
 {
-    struct logger boot;
-    logger_init(&boot, LOG_LEVEL_INFO, STDERR_FILENO);
+    struct cli_output boot;
+    cli_output_init(&boot, true, STDERR_FILENO); /* the daemon logs JSON lines, also on a terminal */
     struct config cfg;
-    if (load_reporting(&boot, path, &cfg) != 0) {
-        LOG_ERROR(&boot, NULL, "cannot start: invalid configuration");
+    if (cli_output_load_config(&boot, path, &cfg) != 0) {
+        LOG_ERROR(&boot.diag, NULL, "cannot start: invalid configuration");
         config_free(&cfg);
-        logger_free(&boot);
+        cli_output_free(&boot);
         return 1;
     }
-    logger_free(&boot);
+    cli_output_free(&boot);
     struct app *app = calloc(1, sizeof(*app));
     if (app == NULL) {
         config_free(&cfg);

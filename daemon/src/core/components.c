@@ -26,8 +26,6 @@
 #include "features/deals_pipeline/routes/bookings_routes.h"
 #include "shared/db/db_notify.h"
 
-#define LEASE_MARGIN_S 30
-
 static char *qualify_fingerprint(const struct config *cfg);   /* reload (operations), below */
 
 static void on_listener_ready(void *arg)
@@ -145,7 +143,7 @@ static int start_services(struct app *app, struct app_components *c)
     c->va_adapter.client = c->va;
     voice_agent_port_init(&c->va_adapter, &c->voice);
     struct bookings_repo *repo = bookings_repository_port(c->repo);
-    int lease_s = (app->cfg.va_timeout_ms + 999) / 1000 + LEASE_MARGIN_S;
+    int lease_s = config_lease_s(&app->cfg);
     followup_execution_service_init(&c->exec, repo, &c->voice, &app->log, lease_s);
     apply_live_settings(app, c);
     if (followup_scheduler_init(&c->sched, &app->cfg, repo, &c->queue, &c->clock, &app->log, 100000) != 0)

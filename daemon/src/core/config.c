@@ -19,7 +19,8 @@
 #include <strings.h>
 
 enum opt_type {
-    OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_CAPTURE_MODE, OT_AUTH_MODE, OT_LEVEL, OT_LOG_FORMAT, OT_URL, OT_LISTEN
+    OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_CAPTURE_MODE, OT_AUTH_MODE, OT_LEVEL, OT_LOG_FORMAT,
+    OT_URL, OT_LISTEN
 };
 
 #define OF_SECRET 0x1     /* has a *_file form; value never printed */
@@ -618,6 +619,11 @@ void config_register_secrets(const struct config *cfg, struct logger *lg)
     for (PQconninfoOption *p = o; p->keyword != NULL; p++)
         if (strcmp(p->keyword, "password") == 0 && p->val != NULL) log_add_secret(lg, p->val);
     PQconninfoFree(o);
+}
+
+int config_lease_s(const struct config *cfg)
+{
+    return (cfg->va_timeout_ms + 999) / 1000 + CONFIG_LEASE_MARGIN_S;
 }
 
 void config_apply_log_format(const struct config *cfg, struct logger *lg)

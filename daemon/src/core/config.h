@@ -105,6 +105,9 @@ void config_errors_free(struct config_errors *errs);
 
 /* Secrets a logger must redact (conninfo password, tokens). */
 void config_register_secrets(const struct config *cfg, struct logger *lg);
+/* The execution lease: an in_progress row older than this is abandoned (voice_agent.timeout_ms + 30 s). */
+#define CONFIG_LEASE_MARGIN_S 30
+int config_lease_s(const struct config *cfg);
 /* [log] format on a logger; gcp traces name [cloudtasks] project. */
 void config_apply_log_format(const struct config *cfg, struct logger *lg);
 

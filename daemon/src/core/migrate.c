@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/cli_output.h"
 #include "core/config.h"
 #include "shared/db/db_migrate.h"
 #include "utils/log.h"
@@ -186,9 +187,15 @@ static long elapsed_ms(const struct timespec *t0)
     return (t1.tv_sec - t0->tv_sec) * 1000L + (t1.tv_nsec - t0->tv_nsec) / 1000000L;
 }
 
-/* Apply every file to one schema. 0, or -1 (logged with schema and file). */
+/* "line N: message" → N (0 when the error names no line). */
+static int error_line(const char *err)
+{
+    int line = 0;
+    return sscanf(err, "line %d:", &line) == 1 ? line : 0;
+}
+
 /* The NOTIFY triggers as configured: booking types and notify_within_s, or none in poll mode. */
-static int install_capture(struct logger *lg, struct db_migrate_session *s, const char *schema,
+static int install_capture(struct cli_output *o, struct db_migrate_session *s, const char *schema,
                            const struct config *cfg)
 {
     char types[1024], within[16], err[768] = "[followup] booking_types too long";
@@ -196,26 +203,47 @@ static int install_capture(struct logger *lg, struct db_migrate_session *s, cons
     bool notify = cfg->capture_mode == CAPTURE_NOTIFY;
     if (config_join_list(&cfg->followup_booking_types, types, sizeof(types)) != 0 ||
         db_migrate_install_capture(s, types, cfg->capture_notify_within_s, notify, err, sizeof(err)) != 0) {
-        LOG_KV(lg, LOG_LEVEL_ERROR, &ctx, ((const char *[]){"error", err, NULL}),
-               "cannot install the capture triggers in schema %s", schema);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot install the capture triggers in schema %s", schema);
+        cli_say(o, LOG_LEVEL_ERROR, &ctx, (const char *[]){"error", err, NULL}, msg, "error: %s: %s", msg, err);
         return -1;
     }
     snprintf(within, sizeof(within), "%d", cfg->capture_notify_within_s);
     if (notify)
-        LOG_KV(lg, LOG_LEVEL_INFO, &ctx, ((const char *[]){"booking_types", types, "notify_within_s", within, NULL}),
-               "capture triggers installed");
+        cli_say(o, LOG_LEVEL_INFO, &ctx, (const char *[]){"booking_types", types, "notify_within_s", within, NULL},
+                "capture triggers installed", "%s: capture triggers installed (booking types %s, notify_within_s %s)",
+                schema, types, within);
     else
-        LOG_INFO(lg, &ctx, "capture mode poll: NOTIFY triggers removed");
+        cli_say(o, LOG_LEVEL_INFO, &ctx, NULL, "capture mode poll: NOTIFY triggers removed",
+                "%s: capture mode poll: NOTIFY triggers removed", schema);
     return 0;
 }
 
-static int migrate_schema(struct logger *lg, struct db_migrate_session *s, const char *schema,
-                          const struct file_set *fs, const char *direction, const struct config *cfg)
+/* A failed script: `file:line: schema S: error` in plain lines. */
+static void say_script_failed(struct cli_output *o, const char *dir, const char *schema, const char *file,
+                              const char *direction, const char *err)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "migration failed in schema %s, file %s", schema, file);
+    int line = error_line(err);
+    const char *detail = line > 0 ? strchr(err, ':') + 1 : err;
+    while (*detail == ' ') detail++;
+    char place[32] = "";
+    if (line > 0) snprintf(place, sizeof(place), ":%d", line);
+    cli_say(o, LOG_LEVEL_ERROR, &(struct log_ctx){.schema = schema},
+            (const char *[]){"file", file, "direction", direction, "error", err, NULL}, msg, "%s/%s%s: schema %s: %s",
+            dir, file, place, schema, detail);
+}
+
+/* Apply every file to one schema. 0, or -1 (reported with schema and file). */
+static int migrate_schema(struct cli_output *o, struct db_migrate_session *s, const char *schema,
+                          const char *dir, const struct file_set *fs, const char *direction, const struct config *cfg)
 {
     char err[768];
     struct log_ctx ctx = {.schema = schema};
     if (db_migrate_use_schema(s, schema, err, sizeof(err)) != 0) {
-        LOG_KV(lg, LOG_LEVEL_ERROR, &ctx, ((const char *[]){"error", err, NULL}), "cannot select schema");
+        cli_say(o, LOG_LEVEL_ERROR, &ctx, (const char *[]){"error", err, NULL}, "cannot select schema",
+                "error: cannot select schema %s: %s", schema, err);
         return -1;
     }
     for (int i = 0; i < fs->n; i++) {
@@ -227,68 +255,71 @@ static int migrate_schema(struct logger *lg, struct db_migrate_session *s, const
         snprintf(ms, sizeof(ms), "%ld", elapsed_ms(&t0));
         snprintf(count, sizeof(count), "%d", statements);
         if (rc != 0) {
-            LOG_KV(lg, LOG_LEVEL_ERROR, &ctx,
-                   ((const char *[]){"file", fs->files[i].name, "direction", direction, "error", err, NULL}),
-                   "migration failed in schema %s, file %s", schema, fs->files[i].name);
+            say_script_failed(o, dir, schema, fs->files[i].name, direction, err);
             return -1;
         }
-        LOG_KV(lg, LOG_LEVEL_INFO, &ctx,
-               ((const char *[]){"file", fs->files[i].name, "direction", direction, "statements", count, "duration_ms",
-                                 ms, NULL}),
-               "applied");
+        cli_say(o, LOG_LEVEL_INFO, &ctx,
+                (const char *[]){"file", fs->files[i].name, "direction", direction, "statements", count,
+                                 "duration_ms", ms, NULL},
+                "applied", "%s: %s applied (%s statements, %s ms)", schema, fs->files[i].name, count, ms);
     }
-    if (strcmp(direction, "migrate") == 0 && install_capture(lg, s, schema, cfg) != 0) return -1;
+    if (strcmp(direction, "migrate") == 0 && install_capture(o, s, schema, cfg) != 0) return -1;
     char files[16];
     snprintf(files, sizeof(files), "%d", fs->n);
-    LOG_KV(lg, LOG_LEVEL_INFO, &ctx, ((const char *[]){"files", files, "direction", direction, NULL}), "schema done");
+    cli_say(o, LOG_LEVEL_INFO, &ctx, (const char *[]){"files", files, "direction", direction, NULL}, "schema done",
+            "%s: done (%s files)", schema, files);
     return 0;
 }
 
-static int load_config(struct logger *lg, const char *path, struct config *cfg)
-{
-    struct config_errors errs = {0};
-    int rc = config_load(cfg, path, NULL, &errs);
-    for (int i = 0; i < errs.n; i++)
-        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", errs.msgs[i], "config", path, NULL}),
-               "configuration error");
-    config_errors_free(&errs);
-    return rc;
-}
-
-static int run(struct logger *lg, const struct migrate_opts *opts, struct config *cfg)
+/* The SQL files of the direction, read from the resolved directory (into sub). 0, or -1 (reported). */
+static int load_scripts(struct cli_output *o, const struct migrate_opts *opts, char *sub, size_t cap,
+                        struct file_set *fs)
 {
     char exe[PATH_MAX], dir[PATH_MAX], tried[3 * PATH_MAX], err[768];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n > 0) exe[n] = '\0';
     if (migrate_resolve_sql_dir(opts->sql_dir, n > 0 ? exe : NULL, dir, sizeof(dir), tried, sizeof(tried)) != 0) {
-        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"tried", tried, NULL}),
-               "no SQL directory (with migrations/ and rollback/) found; use --sql-dir");
+        cli_say(o, LOG_LEVEL_ERROR, NULL, (const char *[]){"tried", tried, NULL},
+                "no SQL directory (with migrations/ and rollback/) found; use --sql-dir",
+                "error: no SQL directory with migrations/ and rollback/ found (tried %s); use --sql-dir", tried);
         return -1;
     }
-    const char *direction = opts->rollback ? "rollback" : "migrate";
-    char sub[PATH_MAX + 16];
-    snprintf(sub, sizeof(sub), "%s/%s", dir, opts->rollback ? "rollback" : "migrations");
+    snprintf(sub, cap, "%s/%s", dir, opts->rollback ? "rollback" : "migrations");
+    if (load_files(sub, opts->rollback, fs, err, sizeof(err)) != 0) {
+        cli_say(o, LOG_LEVEL_ERROR, NULL, (const char *[]){"error", err, NULL}, "cannot read the SQL files",
+                "error: cannot read the SQL files: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int run(struct cli_output *o, const struct migrate_opts *opts, struct config *cfg)
+{
+    char sub[PATH_MAX + 16], err[768];
     struct file_set fs = {0};
-    if (load_files(sub, opts->rollback, &fs, err, sizeof(err)) != 0) {
-        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", err, NULL}), "cannot read the SQL files");
+    if (load_scripts(o, opts, sub, sizeof(sub), &fs) != 0) {
         files_free(&fs);
         return -1;
     }
+    const char *direction = opts->rollback ? "rollback" : "migrate";
     char nfiles[16], nschemas[16];
     snprintf(nfiles, sizeof(nfiles), "%d", fs.n);
     snprintf(nschemas, sizeof(nschemas), "%d", cfg->db_schemas.n);
-    LOG_KV(lg, LOG_LEVEL_INFO, NULL,
-           ((const char *[]){"sql_dir", sub, "files", nfiles, "schemas", nschemas, "direction", direction, NULL}),
-           "starting");
-    struct db_migrate_session *s = db_migrate_connect(cfg->db_conninfo, lg, err, sizeof(err));
+    cli_say(o, LOG_LEVEL_INFO, NULL,
+            (const char *[]){"sql_dir", sub, "files", nfiles, "schemas", nschemas, "direction", direction, NULL},
+            "starting", "followupd: %s %s schema(s) with the %s files of %s",
+            opts->rollback ? "rolling back" : "migrating", nschemas, nfiles, sub);
+    struct db_migrate_session *s = db_migrate_connect(cfg->db_conninfo, &o->diag, err, sizeof(err));
     int rc = s != NULL ? 0 : -1;
     if (s == NULL)
-        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", err, NULL}), "cannot connect to the database");
+        cli_say(o, LOG_LEVEL_ERROR, NULL, (const char *[]){"error", err, NULL}, "cannot connect to the database",
+                "error: cannot connect to the database: %s", err);
     for (int i = 0; rc == 0 && i < cfg->db_schemas.n; i++)
-        rc = migrate_schema(lg, s, cfg->db_schemas.items[i], &fs, direction, cfg);
+        rc = migrate_schema(o, s, cfg->db_schemas.items[i], sub, &fs, direction, cfg);
     if (rc == 0)
-        LOG_KV(lg, LOG_LEVEL_INFO, NULL, ((const char *[]){"schemas", nschemas, "direction", direction, NULL}),
-               "all schemas done");
+        cli_say(o, LOG_LEVEL_INFO, NULL, (const char *[]){"schemas", nschemas, "direction", direction, NULL},
+                "all schemas done", "followupd: all %s schema(s) %s", nschemas,
+                opts->rollback ? "rolled back" : "migrated");
     db_migrate_close(s);
     files_free(&fs);
     return rc;
@@ -296,18 +327,18 @@ static int run(struct logger *lg, const struct migrate_opts *opts, struct config
 
 int migrate_run(const struct migrate_opts *opts)
 {
-    struct logger lg;
-    logger_init(&lg, LOG_LEVEL_INFO, STDERR_FILENO);
+    struct cli_output o;
+    cli_output_init(&o, opts->json, STDERR_FILENO);
     struct config cfg;
-    int rc = load_config(&lg, opts->config_path, &cfg);
+    int rc = cli_output_load_config(&o, opts->config_path, &cfg);
     if (rc == 0) {
-        lg.level = cfg.log_level < LOG_LEVEL_INFO ? cfg.log_level : LOG_LEVEL_INFO; /* always report progress */
-        config_register_secrets(&cfg, &lg);
-        rc = run(&lg, opts, &cfg);
+        if (cfg.log_level < LOG_LEVEL_INFO) o.diag.level = cfg.log_level; /* always report progress */
+        rc = run(&o, opts, &cfg);
     } else {
-        LOG_ERROR(&lg, NULL, "cannot migrate: invalid configuration");
+        cli_say(&o, LOG_LEVEL_ERROR, NULL, NULL, "cannot migrate: invalid configuration",
+                "error: cannot migrate: invalid configuration");
     }
     config_free(&cfg);
-    logger_free(&lg);
+    cli_output_free(&o);
     return rc == 0 ? 0 : 1;
 }

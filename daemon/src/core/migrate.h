@@ -6,8 +6,10 @@
  * session (shared/db/db_migrate: search_path set to the quoted schema, each
  * script run statement by statement like `psql -f`; the scripts are
  * idempotent and carry their own transactions).  Stops at the first failure
- * and names the schema, the file and the line.  Output: JSON log lines only
- * (one per applied file and one per schema).  Exit code 0, or 1.
+ * and names the schema, the file and the line.  Output (core/cli_output): one
+ * line per applied file and per schema on stderr — plain on a terminal (a
+ * failure reads `DIR/FILE:LINE: schema S: error`), JSON log lines otherwise
+ * or with --json.  Exit code 0, or 1.
  *
  * SQL directory: --sql-dir DIR; otherwise <prefix>/share/followupd/sql where
  * the running binary is <prefix>/bin/followupd (the `make install` layout);
@@ -24,6 +26,7 @@ struct migrate_opts {
     const char *config_path;
     const char *sql_dir; /* NULL: installed share dir, else ./sql */
     bool rollback;
+    bool json;          /* --json: JSON lines even on a terminal */
 };
 
 int migrate_run(const struct migrate_opts *opts); /* exit code */

@@ -165,3 +165,25 @@ int64_t timefmt_now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+void timefmt_duration(int64_t ms, char *out, size_t outlen)
+{
+    uint64_t v = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+    if (v < 1000) {
+        snprintf(out, outlen, "%llums", (unsigned long long)v);
+        return;
+    }
+    uint64_t s = v / 1000;
+    static const struct { uint64_t seconds; const char *name; } units[] = {
+        {86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (s < units[i].seconds) continue;
+        uint64_t big = s / units[i].seconds, rest = s % units[i].seconds;
+        if (i + 1 < sizeof(units) / sizeof(units[0]) && rest / units[i + 1].seconds > 0)
+            snprintf(out, outlen, "%llu%s %llu%s", (unsigned long long)big, units[i].name,
+                     (unsigned long long)(rest / units[i + 1].seconds), units[i + 1].name);
+        else
+            snprintf(out, outlen, "%llu%s", (unsigned long long)big, units[i].name);
+        return;
+    }
+}

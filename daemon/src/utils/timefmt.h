@@ -27,6 +27,10 @@
 int timefmt_iso_ms(int64_t epoch_ms, char *out, size_t outlen);
 int timefmt_parse(const char *s, int64_t *epoch_ms);
 
+/* A duration for people: "850ms", "42s", "3m 10s", "2h 5m", "3d 4h" (two units at most, rounded down; a
+ * negative duration is written as its absolute value). */
+void timefmt_duration(int64_t ms, char *out, size_t outlen);
+
 /* Wall-clock now in epoch milliseconds (CLOCK_REALTIME). */
 int64_t timefmt_now_ms(void);
 

@@ -579,3 +579,14 @@ struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, con
     }
     return NULL;
 }
+
+struct fake_row *fakes_add_scheduled(struct fake_world *w, const char *schema, const char *tenant_id,
+                                     const char *booking_id, int64_t scheduled_at_ms, char key[IDEMPOTENCY_KEY_LEN])
+{
+    struct fake_row *r = fakes_add_booking(w, schema, tenant_id, booking_id, "follow_up", scheduled_at_ms);
+    if (r == NULL || followup_idempotency_key(tenant_id, booking_id, scheduled_at_ms, key, IDEMPOTENCY_KEY_LEN) != 0)
+        return NULL;
+    snprintf(r->b.idempotency_key, sizeof(r->b.idempotency_key), "%s", key);
+    snprintf(r->b.task_status, sizeof(r->b.task_status), "scheduled");
+    return r;
+}

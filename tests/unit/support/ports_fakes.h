@@ -64,6 +64,9 @@ void fakes_init(struct fake_world *w);
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,
                                    const char *booking_id, const char *booking_type, int64_t scheduled_at_ms);
 struct fake_row *fakes_find(struct fake_world *w, const char *booking_id);
+/* A follow-up booking due at scheduled_at_ms whose task is scheduled under its key (written to key). */
+struct fake_row *fakes_add_scheduled(struct fake_world *w, const char *schema, const char *tenant_id,
+                                     const char *booking_id, int64_t scheduled_at_ms, char key[IDEMPOTENCY_KEY_LEN]);
 /* Move the clock forward, firing due timers (then their deferred work). */
 void fakes_advance(struct fake_world *w, int64_t ms);
 int fakes_armed_timers(const struct fake_world *w);

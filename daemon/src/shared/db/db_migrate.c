@@ -188,6 +188,17 @@ static void on_notice(void *arg, const PGresult *res)
            "server message during migration");
 }
 
+PGconn *db_blocking_connect(const char *conninfo, char *err, size_t errlen)
+{
+    struct db_connect_params p;
+    db_connect_params_build(&p, conninfo, NULL, NULL);
+    PGconn *conn = PQconnectdbParams(p.keys, p.values, 1);
+    if (conn != NULL && PQstatus(conn) == CONNECTION_OK) return conn;
+    db_message_clean(conn != NULL ? PQerrorMessage(conn) : "out of memory", err, errlen);
+    PQfinish(conn);
+    return NULL;
+}
+
 struct db_migrate_session *db_migrate_connect(const char *conninfo, struct logger *lg, char *err, size_t errlen)
 {
     struct db_migrate_session *s = calloc(1, sizeof(*s));
@@ -196,11 +207,7 @@ struct db_migrate_session *db_migrate_connect(const char *conninfo, struct logge
         return NULL;
     }
     s->lg = lg;
-    struct db_connect_params p;
-    db_connect_params_build(&p, conninfo, NULL, NULL);
-    s->conn = PQconnectdbParams(p.keys, p.values, 1);
-    if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
-        db_message_clean(s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory", err, errlen);
+    if ((s->conn = db_blocking_connect(conninfo, err, errlen)) == NULL) {
         db_migrate_close(s);
         return NULL;
     }

@@ -23,6 +23,7 @@
 #ifndef FOLLOWUPD_SHARED_DB_DB_MIGRATE_H
 #define FOLLOWUPD_SHARED_DB_DB_MIGRATE_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -38,6 +39,10 @@ struct sql_statement {
  * past it; 0: no statement left; -1: an unterminated quote, dollar quote or
  * comment, or a meta-command (out->line says where). */
 int db_sql_next_statement(const char *sql, size_t len, size_t *pos, struct sql_statement *out);
+
+/* A blocking connection for the command-line modes (our connection defaults, the user's conninfo wins; never
+ * on the event loop). NULL with err filled with one cleaned line (never the conninfo). */
+PGconn *db_blocking_connect(const char *conninfo, char *err, size_t errlen);
 
 /* Blocking connect (our connection defaults, the user's conninfo wins). NULL with err filled. */
 struct db_migrate_session *db_migrate_connect(const char *conninfo, struct logger *lg, char *err, size_t errlen);

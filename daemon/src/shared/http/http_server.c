@@ -1076,7 +1076,8 @@ static void exchange_auth_done(struct http_exchange *ex, int ok, const char *rea
     struct http_conn *conn = ex->conn;
     if (conn->state == CS_AUTHENTICATING) conn->state = CS_DISPATCHED; /* answered, or admitted below */
     if (!ok) {
-        LOG_KV(ex->srv->lg, LOG_LEVEL_WARN, &(struct log_ctx){.request_id = ex->request_id, .trace_id = exchange_trace_id(ex)},
+        struct log_ctx ctx = {.request_id = ex->request_id, .trace_id = exchange_trace_id(ex)};
+        LOG_KV(ex->srv->lg, LOG_LEVEL_WARN, &ctx,
                ((const char *[]){"reason", reason != NULL ? reason : "-", "path", ex->arena + ex->path_off, NULL}),
                "request rejected by authenticator");
         static const struct http_header_kv challenge[] = {{"WWW-Authenticate", "Bearer"}};

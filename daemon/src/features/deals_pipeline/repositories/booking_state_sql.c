@@ -1,8 +1,8 @@
 /*
  * deals_pipeline/repositories/booking_state_sql — see the header.  Each
  * aggregate repeats the predicate of its partial index word for word (and
- * narrows it after), so the planner can use the index; ms(t) below stands for
- * floor(extract(epoch FROM t) * 1000)::bigint.
+ * narrows it after), so the planner can use the index.  Timestamps come back
+ * as epoch milliseconds (floor, like the key), NULL when there is none.
  */
 #include "features/deals_pipeline/repositories/booking_state_sql.h"
 
@@ -10,17 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "features/deals_pipeline/repositories/booking_row.h"
 #include "shared/db/db_util.h"
-
-#define MS(t) "floor(extract(epoch FROM " t ") * 1000)::bigint"
 
 /* compliance: cross-tenant BOOKING-STATE — the state of every tenant's follow-ups for `followupd status` and the
    per-schema gauges; counts and timestamps only, no row, no id, over the three partial indexes. */
 const char booking_state_sql[] =
     "SELECT p.waiting, p.waiting_due, p.beyond_horizon, t.scheduled, t.scheduled_due, t.cancel_owed,"
     " r.in_progress, r.lease_expired, r.failed_retryable, r.failed_final, r.failed_final_recent,"
-    " " MS("p.oldest") ", " MS("LEAST(p.next, t.next)") ", " MS("LEAST(p.oldest_due, t.oldest_due)") ","
-    " " MS("r.oldest_started") ", " MS("r.oldest_failed") ", " MS("now()") " FROM"
+    " floor(extract(epoch FROM p.oldest) * 1000)::bigint,"
+    " floor(extract(epoch FROM LEAST(p.next, t.next)) * 1000)::bigint,"
+    " floor(extract(epoch FROM LEAST(p.oldest_due, t.oldest_due)) * 1000)::bigint,"
+    " floor(extract(epoch FROM r.oldest_started) * 1000)::bigint,"
+    " floor(extract(epoch FROM r.oldest_failed) * 1000)::bigint,"
+    " floor(extract(epoch FROM now()) * 1000)::bigint FROM"
     " (SELECT count(*) FILTER (WHERE scheduled_at <= now() + make_interval(secs => $3::int)) AS waiting,"
     "  count(*) FILTER (WHERE scheduled_at <= now()) AS waiting_due,"
     "  count(*) FILTER (WHERE scheduled_at > now() + make_interval(secs => $3::int)) AS beyond_horizon,"
@@ -69,11 +72,6 @@ void booking_state_params_free(struct booking_state_params *p)
     p->array = NULL;
 }
 
-static int64_t col(const PGresult *res, int c)
-{
-    return PQgetisnull(res, 0, c) ? 0 : strtoll(PQgetvalue(res, 0, c), NULL, 10);
-}
-
 int booking_state_parse(const PGresult *res, struct booking_state *out)
 {
     memset(out, 0, sizeof(*out));
@@ -84,6 +82,6 @@ int booking_state_parse(const PGresult *res, struct booking_state *out)
                          &out->failed_retryable, &out->failed_final, &out->failed_final_recent,
                          &out->oldest_waiting_ms, &out->next_due_ms, &out->oldest_due_ms,
                          &out->oldest_in_progress_ms, &out->oldest_failed_ms, &out->db_now_ms};
-    for (int c = 0; c < 17; c++) *counts[c] = col(res, c);
+    for (int c = 0; c < 17; c++) *counts[c] = booking_col_int(res, 0, c);
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "shared/db/db_pool.h"
+#include "features/deals_pipeline/repositories/booking_row.h"
 #include "features/deals_pipeline/repositories/booking_state_sql.h"
 #include "shared/db/db_util.h"
 
@@ -38,13 +39,6 @@ enum stmt {
     ST_BOOKING_STATE,
     ST_COUNT
 };
-
-#define BOOKING_COLUMNS                                                                                               \
-    "id, tenant_id, lead_id, assigned_user_id, booking_type, status, task_status, task_name, idempotency_key, "       \
-    "floor(extract(epoch FROM scheduled_at) * 1000)::bigint, "                                                       \
-    "floor(extract(epoch FROM task_scheduled_at) * 1000)::bigint, execution_attempts, task_generation"
-
-#define N_BOOKING_COLUMNS 13
 
 /* The local dispatcher's two reads (ST_NEXT_DUE, ST_FIND_DUE) must select exactly the same rows: a due time
  * for a row the due-rows query skips re-arms the timer in the past again and again (a busy loop).  A live local
@@ -272,37 +266,6 @@ static enum repo_rc rc_of(PGresult *res)
     return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ? REPO_OK : REPO_ERROR;
 }
 
-static void copy_col(PGresult *res, int row, int col, char *dst, size_t cap)
-{
-    dst[0] = '\0';
-    if (PQgetisnull(res, row, col)) return;
-    snprintf(dst, cap, "%s", PQgetvalue(res, row, col));
-}
-
-static int64_t int_col(PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
-}
-
-/* Columns first..first+12 in BOOKING_COLUMNS order. */
-static void parse_booking(PGresult *res, int row, int first, struct booking *b)
-{
-    memset(b, 0, sizeof(*b));
-    copy_col(res, row, first + 0, b->id, sizeof(b->id));
-    copy_col(res, row, first + 1, b->tenant_id, sizeof(b->tenant_id));
-    copy_col(res, row, first + 2, b->lead_id, sizeof(b->lead_id));
-    copy_col(res, row, first + 3, b->assigned_user_id, sizeof(b->assigned_user_id));
-    copy_col(res, row, first + 4, b->booking_type, sizeof(b->booking_type));
-    copy_col(res, row, first + 5, b->status, sizeof(b->status));
-    copy_col(res, row, first + 6, b->task_status, sizeof(b->task_status));
-    copy_col(res, row, first + 7, b->task_name, sizeof(b->task_name));
-    copy_col(res, row, first + 8, b->idempotency_key, sizeof(b->idempotency_key));
-    b->scheduled_at_ms = int_col(res, row, first + 9);
-    b->task_scheduled_at_ms = int_col(res, row, first + 10);
-    b->execution_attempts = (int)int_col(res, row, first + 11);
-    b->task_generation = (int)int_col(res, row, first + 12);
-}
-
 static void log_db_error(struct repo_op *op, const char *err)
 {
     LOG_KV(op->r->log, LOG_LEVEL_WARN, &(struct log_ctx){.schema = op->schema},
@@ -320,14 +283,14 @@ static enum claim_outcome classify_claim(PGresult *res, struct booking *b, int *
 {
     if (PQntuples(res) == 0) return CLAIM_NOT_FOUND;
     if (!PQgetisnull(res, 0, 0)) {
-        parse_booking(res, 0, 0, b);
+        booking_row_parse(res, 0, 0, b);
         return CLAIM_CLAIMED;
     }
     const char *status = PQgetvalue(res, 0, N_BOOKING_COLUMNS);
     const char *task_status = PQgetvalue(res, 0, N_BOOKING_COLUMNS + 1);
     bool key_matches = bool_col(res, 0, N_BOOKING_COLUMNS + 2);
     bool retryable = bool_col(res, 0, N_BOOKING_COLUMNS + 3);
-    int64_t early_s = int_col(res, 0, N_BOOKING_COLUMNS + 4);
+    int64_t early_s = booking_col_int(res, 0, N_BOOKING_COLUMNS + 4);
     bool failed = strcmp(task_status, "failed") == 0;
     if (strcmp(task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
     if (strcmp(task_status, "cancelled") == 0 || strcmp(status, "cancelled") == 0) return CLAIM_CANCELLED;
@@ -350,11 +313,11 @@ static void on_result(void *arg, PGresult *res, const char *err)
     switch (op->stmt) {
     case ST_LOAD:
         if (rc == REPO_OK && PQntuples(res) == 0) rc = REPO_NOT_FOUND;
-        if (rc == REPO_OK) parse_booking(res, 0, 0, &b);
+        if (rc == REPO_OK) booking_row_parse(res, 0, 0, &b);
         ((repo_booking_cb)op->cb)(op->arg, rc, rc == REPO_OK ? &b : NULL);
         break;
     case ST_NEXT_DUE: {
-        int64_t due = rc == REPO_OK && PQntuples(res) == 1 ? int_col(res, 0, 0) : 0;
+        int64_t due = rc == REPO_OK && PQntuples(res) == 1 ? booking_col_int(res, 0, 0) : 0;
         ((repo_time_cb)op->cb)(op->arg, rc, due);
         break;
     }
@@ -366,9 +329,10 @@ static void on_result(void *arg, PGresult *res, const char *err)
         struct booking_key *keys = n > 0 ? calloc((size_t)n, sizeof(*keys)) : NULL;
         if (n > 0 && keys == NULL) rc = REPO_ERROR;
         for (int i = 0; keys != NULL && i < n; i++) {
-            copy_col(res, i, 0, keys[i].tenant_id, sizeof(keys[i].tenant_id));
-            copy_col(res, i, 1, keys[i].booking_id, sizeof(keys[i].booking_id));
-            if (PQnfields(res) > 2) copy_col(res, i, 2, keys[i].idempotency_key, sizeof(keys[i].idempotency_key));
+            booking_col_copy(res, i, 0, keys[i].tenant_id, sizeof(keys[i].tenant_id));
+            booking_col_copy(res, i, 1, keys[i].booking_id, sizeof(keys[i].booking_id));
+            if (PQnfields(res) > 2)
+                booking_col_copy(res, i, 2, keys[i].idempotency_key, sizeof(keys[i].idempotency_key));
         }
         ((repo_keys_cb)op->cb)(op->arg, rc, keys, rc == REPO_OK ? n : 0);
         free(keys);
@@ -379,9 +343,9 @@ static void on_result(void *arg, PGresult *res, const char *err)
         int n = rc == REPO_OK ? PQntuples(res) : 0;
         if (n > CAPTURE_TRIGGERS_MAX) n = CAPTURE_TRIGGERS_MAX;
         for (int i = 0; i < n; i++) {
-            copy_col(res, i, 0, t[i].name, sizeof(t[i].name));
+            booking_col_copy(res, i, 0, t[i].name, sizeof(t[i].name));
             t[i].enabled = strcmp(PQgetvalue(res, i, 1), "t") == 0;
-            copy_col(res, i, 2, t[i].args, sizeof(t[i].args));
+            booking_col_copy(res, i, 2, t[i].args, sizeof(t[i].args));
         }
         ((repo_triggers_cb)op->cb)(op->arg, rc, t, n);
         break;

@@ -39,6 +39,15 @@ struct booking {
     int task_generation;
 };
 
+/* One row as the operator commands show it (followupd inspect / retry): the columns above and the rest of
+ * followupd's columns; timestamps in epoch ms, 0 when NULL; db_now_ms is the database clock of the read. */
+struct booking_detail {
+    struct booking b;
+    int64_t executed_at_ms, execution_started_at_ms, next_attempt_at_ms, db_now_ms;
+    int schedule_attempts;
+    char last_execution_error[512];           /* "" when NULL; written by followupd, shown sanitized */
+};
+
 /* Result codes of repository calls. */
 enum repo_rc { REPO_OK = 0, REPO_NOT_FOUND, REPO_CONFLICT /* conditional update matched nothing */, REPO_ERROR };
 
