@@ -35,7 +35,7 @@ struct text {
 
 static struct text iso(int64_t ms)
 {
-    struct text t;
+    struct text t = {{0}};
     if (ms == 0 || followup_iso_time(ms, t.s) != 0) snprintf(t.s, sizeof(t.s), "-");
     return t;
 }
@@ -43,7 +43,7 @@ static struct text iso(int64_t ms)
 /* "2026-11-28T16:00:00.000Z (12s ago)" / "(in 3m)"; "-" when unset. */
 static struct text when(int64_t ms, int64_t now_ms)
 {
-    struct text t;
+    struct text t = {{0}};
     if (ms == 0) {
         snprintf(t.s, sizeof(t.s), "-");
         return t;

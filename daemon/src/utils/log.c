@@ -175,7 +175,7 @@ static void ctx_pairs(const struct log_ctx *ctx, const char *out[2 * CTX_PAIRS])
     const char *names[CTX_PAIRS] = {"request_id", "tenant_id", "booking_id", "schema", "task_name", "trace_id"};
     const char *values[CTX_PAIRS] = {ctx->request_id, ctx->tenant_id, ctx->booking_id,
                                      ctx->schema,     ctx->task_name, ctx->trace_id};
-    for (int i = 0; i < CTX_PAIRS; i++) {
+    for (size_t i = 0; i < CTX_PAIRS; i++) {
         out[2 * i] = names[i];
         out[2 * i + 1] = values[i];
     }
@@ -260,8 +260,8 @@ static void text_add(struct text_buf *b, const struct logger *lg, const char *s)
         b->failed = true;
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)clean[i];
+    for (const char *p = clean; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
         b->s[b->len++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
     }
     b->s[b->len] = '\0';

@@ -35,7 +35,7 @@ struct iso {
 
 static struct iso iso_of(int64_t ms)
 {
-    struct iso t;
+    struct iso t = {{0}};
     if (ms == 0 || followup_iso_time(ms, t.s) != 0) snprintf(t.s, sizeof(t.s), "-");
     return t;
 }
