@@ -6,6 +6,7 @@ callback; the default json format names the trace `trace_id`.
 """
 import os
 import re
+import signal
 import sys
 import time
 import unittest
@@ -61,6 +62,17 @@ class TraceTest(unittest.TestCase):
         access = [r for r in s.daemon.logs if r.get("message") == "http request"
                   and r.get("logging.googleapis.com/trace", "").endswith(TRACE)]
         self.assertTrue(access, "the callback's access line names its trace")
+
+    def test_sighup_format_gcp__live__following_lines_in_cloud_logging_names(self):
+        s = self.stack()
+        d = s.daemon
+        d.write_config(s.config(d.port) + "[log]\nformat = gcp\n")
+        mark = d.mark()
+        d.send(signal.SIGHUP)
+        reloaded = d.wait_for_log(lambda r: "configuration reloaded" in (r.get("msg"), r.get("message")), since=mark)
+        self.assertEqual((reloaded.get("severity"), "msg" in reloaded), ("INFO", False), reloaded)
+        self.assertEqual(d.find_logs(lambda r: "key" in r and r.get("severity") == "WARNING", since=mark), [],
+                         "[log] format is live: no reload warning")
 
     def test_cloud_trace_context_only__becomes_the_traceparent(self):
         s = self.stack()
