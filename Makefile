@@ -158,8 +158,13 @@ bench: bench-deps
 	else BENCH_PG_WHERE="pg_virtualenv -v 15" pg_virtualenv -v 15 $(PYTHON) bench/run.py $(BENCH_ARGS); fi
 # ---- end of bench --------------------------------------------------------------------------------------------
 
-compliance:
-	$(PYTHON) tests/compliance/scan.py .
+# The compliance gate (tests/compliance/scan.py; ARCHITECTURE_COMPLIANCE.md) over what was just built: its evidence
+# run drives build/followupd against PostgreSQL -- the one PG* points at when PGHOST is set and reachable, else a
+# throwaway one from pg_virtualenv.
+compliance: all
+	@export FOLLOWUPD_BUILD=$(abspath $(BUILD)); \
+	if [ -n "$$PGHOST" ] && pg_isready -q; then $(PYTHON) tests/compliance/scan.py --build $(BUILD) .; \
+	else pg_virtualenv -v 15 $(PYTHON) tests/compliance/scan.py --build $(BUILD) .; fi
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
