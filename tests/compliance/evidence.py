@@ -9,7 +9,8 @@ prints ONE JSON object on stdout with what it saw; judging is the gate's job (ru
 rule_console), so every scenario records counts, not verdicts:
 
   callback path (Cloud Tasks delivers POST .../execute-followup with a real OIDC token):
-    same_task_twice       one task delivered, then delivered again after it ran
+    same_task_twice       one task delivered; delivered again after it ran; again after any lease would have
+                          expired (a row not recorded as executed would be claimed again)
     concurrent_in_flight  ten identical deliveries at once while the first call is still in flight
     killed_mid_call       the daemon SIGKILLed while the voice agent holds its reply; restarted; a delivery
                           inside the lease; the lease expired (execution_started_at moved back, what the
@@ -127,7 +128,8 @@ class Evidence:
             self.note_secrets(s)
             state = {"d": s.start()}
             if only in (None, "idempotency"):
-                self.scenario("same_task_twice", "callback", "one task delivered, then again after it ran",
+                self.scenario("same_task_twice", "callback",
+                              "one task delivered, again after it ran, again after any lease expired",
                               lambda: self.same_task_twice(s))
                 self.scenario("concurrent_in_flight", "callback",
                               "10 identical deliveries at once while the first call is in flight",
@@ -149,9 +151,19 @@ class Evidence:
 
     def same_task_twice(self, s):
         bid, name = self.scheduled(s)
-        answers = s.dispatch_json(name) + s.dispatch_json(name, allow_done=True)
-        return {"deliveries": 2, "answers": answers, **self.requests_for(s, [bid]),
-                "expect": {"requests": 1, "unique_calls": 1}}
+        answers = s.dispatch_json(name)
+        row = s.row("tenant_a", bid)["task_status"]
+        answers += s.dispatch_json(name, allow_done=True)
+        self.expire_lease(s, bid)               # a row not recorded as executed would now be claimable again
+        answers += s.dispatch_json(name, allow_done=True)
+        return {"deliveries": 3, "answers": answers, **self.requests_for(s, [bid]), "row": row,
+                "expect": {"requests": 1, "unique_calls": 1, "row": "executed"}}
+
+    def expire_lease(self, s, bid):
+        """Move an in_progress row's claim an hour back: what the lease check reads, without waiting 33 s."""
+        table = f"{self.stack_mod.quote_ident('tenant_a')}.lead_bookings"
+        s.db.psql(f"UPDATE {table} SET execution_started_at = execution_started_at - interval '1 hour' "
+                  f"WHERE id = '{bid}' AND task_status = 'in_progress'")
 
     def concurrent_in_flight(self, s):
         bid, name = self.scheduled(s)
@@ -175,9 +187,7 @@ class Evidence:
         state["d"] = d = s.start_on_port(d.port)
         inside = s.dispatch_json(name, allow_done=True)
         inside_requests = self.requests_for(s, [bid])["requests"] - before
-        table = f"{self.stack_mod.quote_ident('tenant_a')}.lead_bookings"
-        s.db.psql(f"UPDATE {table} SET execution_started_at = execution_started_at - interval '1 hour' "
-                  f"WHERE id = '{bid}' AND task_status = 'in_progress'")
+        self.expire_lease(s, bid)
         after = s.dispatch_json(name, concurrent=5, allow_done=True)
         late = s.dispatch_json(name, allow_done=True)
         counts = self.requests_for(s, [bid])

@@ -175,7 +175,7 @@ _ANY_SQL_START = re.compile(
     r"|rule|aggregate|publication|subscription|event\s+trigger|default\s+privileges)\b"
     r"|comment\s+on\s+\w+|(?:grant|revoke)\s+[\w\s,]+\s+(?:on|to|from)\s"
     r"|set\s+(?:local\s+|session\s+)?[\w.]+\s*(?:to\b|=)|set\s+(?:local\s+|session\s+)?(?:role|schema)\b"
-    r"|set_config\s*\(|reset\s+\w+\s*;?\s*$|(?:un)?listen\s+\S+\s*;?\s*$|notify\s+\w+"
+    r"|set_config\s*\(|reset\s+\w+\s*;?\s*$|(?:un)?listen\s+\S+\s*;?\s*$|notify\s+[\w%\"]+\s*(?:,\s*(?:'.*'|\$\d+|%s))?\s*;?\s*$"
     r"|(?-i:BEGIN|COMMIT|ROLLBACK|END|ABORT)(?:\s+(?:transaction|work|isolation\b.*))?\s*(?:;.*)?$"
     r"|start\s+transaction\b|savepoint\s+\w+\s*;?\s*$|release\s+savepoint\b|rollback\s+to\b"
     r"|do\s+(?:language\s+\w+\s+)?\$|lock\s+(?:table\s+)?[\w%.\"]+\s*(?:in\b|;|$)|vacuum\b|analyze\s+[\w%.\"]+\s*;?$"
