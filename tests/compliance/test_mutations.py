@@ -68,8 +68,9 @@ STATIC_MUTATIONS = [
     # -- Issue #2: tenant binding, CTEs, markers, any file -----------------------------------------------------------
     mutation("tenant_id equality weakened to IS NOT NULL", "tenant", REPO,
              [("AND tenant_id = $2", "AND tenant_id IS NOT NULL")], "without tenant_id = $n"),
-    mutation("tenant_id moved under OR", "tenant", REPO,
-             [("WHERE id = $1 AND tenant_id = $2", "WHERE id = $1 OR tenant_id = $2")], "without tenant_id = $n"),
+    mutation("a top-level OR lets every tenant's rows through", "tenant", REPO,
+             [("WHERE id = $1 AND tenant_id = $2", "WHERE tenant_id = $2 AND id = $1 OR true")],
+             "without tenant_id = $n"),
     mutation("claim's locking CTE no longer bound to the tenant", "tenant", REPO,
              [("WHERE id = $1 AND tenant_id = $2 FOR UPDATE", "WHERE id = $1 FOR UPDATE")],
              "CTE target: SELECT from lead_bookings without tenant_id = $n"),
