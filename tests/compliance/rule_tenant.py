@@ -8,8 +8,9 @@ Cross-tenant exemption: a marker comment `/* compliance: cross-tenant <ID> — <
 MARKER_WINDOW_LINES above the line where the statement's string starts, whose ID ARCHITECTURE_COMPLIANCE.md
 lists.  It exempts only a READ (no INSERT/UPDATE/DELETE/MERGE/TRUNCATE anywhere in it, CTEs included; row locks
 are reads) that RETURNS only identifiers (`id`, `*_id`, `idempotency_key`) and times (`*_at`): a marked write, a
-marked read returning anything else, a marker with an unlisted ID, a malformed marker, a marker that marks no
-statement and a marker on a statement that needs none are each a finding.  The report lists every exemption.
+marked read returning anything else, a marker with an unlisted ID, a malformed marker and a marker with no SQL
+below it are each a finding.  The report lists every exemption, and markers on SQL that needs none (a catalog
+read, a bound statement) apart.
 """
 import os
 import re
@@ -62,13 +63,13 @@ class Tally:
         self.bound = 0
         self.files = set()
         self.exempted = []      # (label, marker id, returns)
+        self.needless = []      # (label, marker id) of markers on statements that need no exemption
 
 
 def _marker_for(markers, line):
-    for comment, marker_id in markers:
-        if line - MARKER_WINDOW_LINES <= comment.end_line <= line:
-            return comment, marker_id
-    return None
+    """The nearest marker ending within the window above line, or None."""
+    near = [(c, marker_id) for c, marker_id in markers if line - MARKER_WINDOW_LINES <= c.end_line <= line]
+    return max(near, key=lambda m: m[0].end_line, default=None)
 
 
 def _judge_exempt(rel, line, label, marker_id, info, tally):
@@ -90,29 +91,29 @@ def check_file(rel, tree, listed_text, tally):
     used = set()
     for s in tree.sql_strings(rel):
         label = statement_label(lexed.code, s.start) or f"{os.path.basename(rel)}:{s.line}"
+        marker = _marker_for(markers, s.line)
+        if marker is not None:
+            used.add(id(marker[0]))
+        needs_marker = False
         for _, info in gate_bind.analyze(s.value):
             if not info.tables and not info.writes:
                 continue
             tally.statements += 1
             tally.files.add(rel)
-            marker = _marker_for(markers, s.line)
-            if marker is not None:
-                used.add(id(marker[0]))
-                if info.bound and not info.problems:
-                    findings.append(Finding(rel, s.line, f"{label}: cross-tenant marker {marker[1]} on a "
-                                                         "tenant-bound statement (remove the marker)"))
-                else:
-                    findings += _judge_exempt(rel, s.line, label, marker[1], info, tally)
-                continue
             if info.bound and not info.problems:
                 tally.bound += 1
-                continue
-            for problem in dict.fromkeys(info.problems or ["not tenant-bound"]):
-                findings.append(Finding(rel, s.line, f"{label}: {problem}"))
+            elif marker is not None:
+                needs_marker = True
+                findings += _judge_exempt(rel, s.line, label, marker[1], info, tally)
+            else:
+                findings += [Finding(rel, s.line, f"{label}: {problem}")
+                             for problem in dict.fromkeys(info.problems or ["not tenant-bound"])]
+        if marker is not None and not needs_marker:
+            tally.needless.append((label, marker[1]))
     for comment, marker_id in markers:
         if id(comment) not in used:
             findings.append(Finding(rel, comment.line, f"cross-tenant marker {marker_id} marks no statement "
-                                                       f"(none starts within {MARKER_WINDOW_LINES} lines below)"))
+                                                       f"(no SQL starts within {MARKER_WINDOW_LINES} lines below)"))
     return findings
 
 
@@ -131,6 +132,8 @@ def _evidence(t):
         return "no statement that reads or writes booking rows was found under daemon/ (the check saw nothing)"
     exempted = "; ".join(f"{label} [{marker_id}] returns {', '.join(dict.fromkeys(r))}"
                          for label, marker_id, r in t.exempted)
+    needless = ", ".join(f"{label} [{marker_id}]" for label, marker_id in t.needless)
     return (f"statements reading or writing booking rows: {t.statements} in {plural(len(t.files), 'file')}, "
             f"{t.bound} bind tenant_id = $n, {plural(len(t.exempted), 'cross-tenant read')} exempted"
-            + (f": {exempted}" if exempted else ""))
+            + (f": {exempted}" if exempted else "")
+            + (f"; markers on SQL that needs none: {needless}" if needless else ""))

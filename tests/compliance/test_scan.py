@@ -245,7 +245,7 @@ class TenantRuleTests(TreeCase):
             static const char *const Q =
                 "SELECT id FROM %s.lead_bookings WHERE status = $1";
         """), [f"{REPO}:7: Q: SELECT from lead_bookings without tenant_id = $n",
-               f"{REPO}:1: cross-tenant marker CT-SWEEP-1 marks no statement (none starts within 5 lines below)"])
+               f"{REPO}:1: cross-tenant marker CT-SWEEP-1 marks no statement (no SQL starts within 5 lines below)"])
 
     def test_marker__over_a_write__finding(self):
         self.assertEqual(self.findings("""
@@ -261,11 +261,16 @@ class TenantRuleTests(TreeCase):
         """), [f"{REPO}:2: Q: cross-tenant read CT-SWEEP-1 returns status; an exempted read returns only ids and "
                "times"])
 
-    def test_marker__on_a_bound_statement__finding(self):
-        self.assertEqual(self.findings("""
+    def test_marker__on_a_bound_statement_and_a_catalog_read__no_finding_listed_apart(self):
+        self.write(REPO, """
             /* compliance: cross-tenant CT-SWEEP-1 — not needed */
             static const char *const Q = "SELECT id FROM %s.lead_bookings WHERE tenant_id = $1";
-        """), [f"{REPO}:2: Q: cross-tenant marker CT-SWEEP-1 on a tenant-bound statement (remove the marker)"])
+            /* compliance: cross-tenant CT-SWEEP-1 — a catalog read */
+            static const char *const C = "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid";
+        """)
+        section = rule_tenant.check(self.root, Tree(self.root))
+        self.assertTrue(section.ok, section.findings)
+        self.assertIn("markers on SQL that needs none: Q [CT-SWEEP-1], C [CT-SWEEP-1]", section.evidence)
 
     def test_marker__missing_reason_and_unlisted_prefix_id__findings(self):
         self.assertEqual(self.findings("""
