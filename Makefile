@@ -155,7 +155,7 @@ bench: bench-deps
 	$(MAKE) bench-tools $(GRAPHILE_STAMP)
 	@if [ -n "$$PGHOST" ] && pg_isready -q; then \
 	  BENCH_PG_WHERE="$${BENCH_PG_WHERE:-PGHOST=$$PGHOST:$${PGPORT:-5432}}" $(PYTHON) bench/run.py $(BENCH_ARGS); \
-	else BENCH_PG_WHERE="pg_virtualenv -v 15" pg_virtualenv -v 15 $(PYTHON) bench/run.py $(BENCH_ARGS); fi
+	else BENCH_PG_WHERE="pg_virtualenv -v 15 -o fsync=on" pg_virtualenv -v 15 -o fsync=on $(PYTHON) bench/run.py $(BENCH_ARGS); fi
 # ---- end of bench --------------------------------------------------------------------------------------------
 
 # The compliance gate (tests/compliance/scan.py; ARCHITECTURE_COMPLIANCE.md) over what was just built: its evidence

@@ -28,13 +28,15 @@ static void check_terminated(const char *field, size_t cap)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct booking_ref ref;
+    struct booking_notification ref;
     if (notification_parse((const char *)data, size, &ref) != 0) return 0;
     check_terminated(ref.schema, sizeof(ref.schema));
     check_terminated(ref.tenant_id, sizeof(ref.tenant_id));
     check_terminated(ref.booking_id, sizeof(ref.booking_id));
     check_terminated(ref.op, sizeof(ref.op));
     check_terminated(ref.task_name, sizeof(ref.task_name));
+    check_terminated(ref.idempotency_key, sizeof(ref.idempotency_key));
+    if (ref.task_generation < 0) abort();
     if (!followup_is_uuid(ref.tenant_id) || !followup_is_uuid(ref.booking_id)) abort();
     if (strcmp(ref.op, "INSERT") != 0 && strcmp(ref.op, "UPDATE") != 0 && strcmp(ref.op, "DELETE") != 0) abort();
     char channel[64];

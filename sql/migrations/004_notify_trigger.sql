@@ -48,20 +48,32 @@ $function$;
 COMMENT ON FUNCTION followupd_notify_booking() IS
   'followupd: NOTIFY followupd_<md5(schema)> with {schema, tenantId, bookingId, op} for a lead_bookings change';
 
-CREATE OR REPLACE TRIGGER followupd_notify_insert
-  AFTER INSERT ON lead_bookings
-  FOR EACH ROW EXECUTE FUNCTION followupd_notify_booking();
-
-CREATE OR REPLACE TRIGGER followupd_notify_update
-  AFTER UPDATE OF status, scheduled_at, booking_type ON lead_bookings
-  FOR EACH ROW
-  WHEN (OLD.status IS DISTINCT FROM NEW.status
-        OR OLD.scheduled_at IS DISTINCT FROM NEW.scheduled_at
-        OR OLD.booking_type IS DISTINCT FROM NEW.booking_type)
-  EXECUTE FUNCTION followupd_notify_booking();
-
-CREATE OR REPLACE TRIGGER followupd_notify_delete
-  AFTER DELETE ON lead_bookings
-  FOR EACH ROW EXECUTE FUNCTION followupd_notify_booking();
+-- Created only where missing: a later migration (007) gives them arguments, which a re-run must keep.
+DO $migration$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'lead_bookings'::regclass
+                  AND tgname = 'followupd_notify_insert') THEN
+    CREATE TRIGGER followupd_notify_insert
+      AFTER INSERT ON lead_bookings
+      FOR EACH ROW EXECUTE FUNCTION followupd_notify_booking();
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'lead_bookings'::regclass
+                  AND tgname = 'followupd_notify_update') THEN
+    CREATE TRIGGER followupd_notify_update
+      AFTER UPDATE OF status, scheduled_at, booking_type ON lead_bookings
+      FOR EACH ROW
+      WHEN (OLD.status IS DISTINCT FROM NEW.status
+            OR OLD.scheduled_at IS DISTINCT FROM NEW.scheduled_at
+            OR OLD.booking_type IS DISTINCT FROM NEW.booking_type)
+      EXECUTE FUNCTION followupd_notify_booking();
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'lead_bookings'::regclass
+                  AND tgname = 'followupd_notify_delete') THEN
+    CREATE TRIGGER followupd_notify_delete
+      AFTER DELETE ON lead_bookings
+      FOR EACH ROW EXECUTE FUNCTION followupd_notify_booking();
+  END IF;
+END
+$migration$;
 
 COMMIT;

@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE)))
 
 from daemon import Daemon, msg_contains, msg_is  # noqa: E402
-from pgutil import TempDB, quote_ident  # noqa: E402
+from pgutil import REPO_ROOT, TempDB, quote_ident  # noqa: E402
 from fakes.fake_cloudtasks import FakeCloudTasks  # noqa: E402
 from fakes.fake_voice_agent import FakeVoiceAgent  # noqa: E402
 from fakes import keys as keylib  # noqa: E402
@@ -71,9 +71,15 @@ def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
 
 
 class Stack:
+    """early_tolerance_s: [followup] early_tolerance_s of the daemons. The suites deliver tasks whenever they
+    choose (the fake's dispatch(name), like `gcloud tasks run`), mostly long before the booking is due, so the
+    stack turns the early-delivery guard off (0); None leaves the product default (300 s), as the tests of the
+    guard itself do (test_execute.py EarlyDeliveryTests)."""
+
     def __init__(self, schemas=("tenant_a",), backend="cloudtasks", extra_config="", voice_token="va-secret-token",
-                 start_daemon=True, log_level="info"):
+                 start_daemon=True, log_level="info", early_tolerance_s=0):
         self.schemas = schemas
+        self.early_tolerance_s = early_tolerance_s
         self.backend = backend
         self.extra_config = extra_config
         self.voice_token = voice_token
@@ -92,6 +98,7 @@ class Stack:
         self.keyfile = os.path.join(self.tmp.name, "sa.json")
         self.ct.make_service_account_keyfile(self.keyfile)
         self.va = FakeVoiceAgent(token=self.voice_token).start()
+        self.migrate()
         if self.start_daemon:
             self.daemon = self.start()
         return self
@@ -117,6 +124,9 @@ public_url = http://127.0.0.1:{port}
 header_timeout_ms = 5000
 [followup]
 sweep_interval_s = 3600
+{"" if self.early_tolerance_s is None else f"early_tolerance_s = {self.early_tolerance_s}"}
+[capture]
+notify_within_s = 0
 [queue]
 backend = {self.backend}
 [cloudtasks]
@@ -139,6 +149,21 @@ timeout_ms = 3000
 level = {self.log_level}
 {self.extra_config}
 """
+
+    def migrate(self, config_text=None):
+        """`followupd migrate` with this stack's configuration (or `config_text`): the SQL files again (a no-op
+        after psql applied them) and the capture triggers with the configured arguments -- every follow-up
+        notifies (notify_within_s = 0), since the stack's periodic sweep is an hour apart."""
+        import subprocess
+        path = os.path.join(self.tmp.name, "migrate.conf")
+        with open(path, "w") as fh:
+            fh.write(config_text if config_text is not None else self.config(free_port()))
+        binary = os.path.join(os.environ.get("FOLLOWUPD_BUILD", os.path.join(REPO_ROOT, "build")), "followupd")
+        proc = subprocess.run([binary, "--config", path, "migrate", "--sql-dir", os.path.join(REPO_ROOT, "sql")],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"followupd migrate failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return proc
 
     def start(self, env=None, wait_ready=True, port=None):
         port = port or free_port()
@@ -221,14 +246,16 @@ level = {self.log_level}
         name, task = wait_for(lambda: self.task_for(booking_id), timeout, f"task for {booking_id}")
         return booking_id, row, name, task["body_json"]
 
-    def raw_request(self, d, method, path, headers=(), body=b"", timeout=10.0):
+    def raw_request(self, d, method, path, headers=(), body=b"", timeout=10.0, source=None):
         """One request sent with http.client exactly as given: `headers` is a list of (name, value) pairs, so
         a header may appear twice; Host and Content-Length are added. Returns (status, [(name, value)], body)
-        with the body parsed as JSON when it is JSON, else the raw bytes."""
+        with the body parsed as JSON when it is JSON, else the raw bytes. `source`: the local address to
+        connect from (e.g. "127.0.0.2": another peer for the per-peer connection cap)."""
         import http.client
         if isinstance(body, str):
             body = body.encode()
-        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             conn.putrequest(method, path, skip_accept_encoding=True)
             for name, value in headers:

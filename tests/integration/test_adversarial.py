@@ -8,9 +8,11 @@ the same shapes in-process):
   in the claims, non-UTF-8, ES256 with r = s = 0, RSA signatures of all zeros. One booking takes every attack
   (each answered 401, no voice call, the row unchanged), then the genuine token executes it exactly once.
 - HTTP: 10,000 connects (with idle, half-open, half-closed and reset ones among them) while a well-behaved
-  client keeps being served; NUL bytes in the head and in the body; a pipeline with an unauthenticated request
-  in the middle; `Expect: 100-continue` on the execute route; header section and body at the limit and one
-  byte over.
+  client on another address keeps being served; one address holding hundreds of slow connections (refused 503
+  past `[http] max_connections_per_peer`) while another address is served and a delivery executes; NUL bytes
+  in the head and in the body; a pipeline with an unauthenticated request in the middle (answered from its
+  headers, then the connection closes); `Expect: 100-continue` on the execute route; header section and body
+  at the limit and one byte over.
 - SQL: schema and tenant values carrying quotes, semicolons, `$$`, comments and 10 KB strings, sent through the
   callback body, through NOTIFY payloads and through the configuration: each is rejected (400, dropped with a
   log line, or a refused start) and nothing is executed (a canary table and every row survive); schema names
@@ -40,6 +42,10 @@ UNAUTHORIZED = (401, {"error": "unauthorized"})
 EXECUTE = Stack.EXECUTE_PATH
 HEADER_LIMIT = 16384   # [http] max_header_bytes default
 BODY_LIMIT = 65536     # [http] max_body_bytes default
+PER_PEER_LIMIT = 64    # [http] max_connections_per_peer default
+# Linux routes all of 127/8 to lo: each role connects from its own loopback address, so the per-peer cap
+# applies to each separately. The attackers use 127.0.0.1; the well-behaved client WELL_BEHAVED.
+WELL_BEHAVED = "127.0.0.2"
 ATTACK_STRINGS = [
     "tenant_a\"", "tenant_a\"; DROP TABLE canary; --", "tenant_a'; DROP TABLE canary; --", "tenant_a' OR '1'='1",
     "tenant_a;", "tenant_a; SELECT pg_sleep(30)", "$$", "a$$; DROP TABLE canary; $$", "$t$DROP TABLE canary$t$",
@@ -104,8 +110,12 @@ def read_responses(sock, want, timeout=10.0):
     return out, eof
 
 
+def connect(port, timeout=10.0, source=WELL_BEHAVED):
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+
+
 def exchange(port, data, want=1, timeout=10.0):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with connect(port, timeout) as s:
         s.sendall(data)
         return read_responses(s, want, timeout)
 
@@ -158,8 +168,15 @@ class AdversarialCase(unittest.TestCase):
         self.assertEqual(self.s.va.internal_errors, [])
 
     def healthy(self):
-        status, _, _ = self.s.raw_request(self.d, "GET", "/healthz")
+        status, _, _ = self.s.raw_request(self.d, "GET", "/healthz", source=WELL_BEHAVED)
         return status == 200
+
+    def per_peer_refusals(self):
+        status, _, text = self.s.raw_request(self.d, "GET", "/metrics", source=WELL_BEHAVED)
+        self.assertEqual(status, 200)
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        line = 'followupd_http_connections_refused_total{reason="per_peer"} '
+        return int(float(next(ln[len(line):] for ln in text.splitlines() if ln.startswith(line))))
 
 
 # ======================================================================================================================
@@ -249,8 +266,8 @@ class HttpAdversarialTests(AdversarialCase):
                         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 except OSError:
                     pass   # a connection refused or reset under load is fine; the listener must survive
-            # a well-behaved client, while the whole wave is open
-            status, _, body = self.s.raw_request(self.d, "GET", "/healthz", timeout=10)
+            # a well-behaved client (its own address: the wave is capped per peer), while the whole wave is open
+            status, _, body = self.s.raw_request(self.d, "GET", "/healthz", timeout=10, source=WELL_BEHAVED)
             self.assertEqual(status, 200, f"after {done} connects")
             served += 1
             for s in socks:
@@ -276,13 +293,13 @@ class HttpAdversarialTests(AdversarialCase):
 
     def test_http__half_open_and_half_closed_clients__others_still_served(self):
         idle = []
-        for i in range(100):
+        for i in range(PER_PEER_LIMIT):
             s = socket.create_connection(("127.0.0.1", self.d.port), timeout=5)
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost:")      # never finished
             idle.append(s)
         closed_after_request = []
         for i in range(50):
-            s = socket.create_connection(("127.0.0.1", self.d.port), timeout=5)
+            s = connect(self.d.port, timeout=5, source="127.0.0.3")
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             s.shutdown(socket.SHUT_WR)                          # complete request, then half-close
             closed_after_request.append(s)
@@ -300,12 +317,47 @@ class HttpAdversarialTests(AdversarialCase):
                 s.close()
         self.assertTrue(self.healthy())
 
+    def test_http__one_address_opens_hundreds_of_slow_connections__another_address_still_served(self):
+        """300 connections from one address that never send a request (each holds a slot until the header
+        timeout): past the per-peer cap they are answered 503 and closed at once, counted and logged, while
+        another address is served and a delivery executes."""
+        flood_from, n = "127.0.0.4", 300   # an address no other test uses: nothing else counts against its cap
+        before = self.per_peer_refusals()
+        flood = [connect(self.d.port, timeout=5, source=flood_from) for _ in range(n)]
+        try:
+            wait_for(lambda: self.per_peer_refusals() - before >= n - PER_PEER_LIMIT, 10,
+                     "per-peer refusals counted")
+            self.assertTrue(self.healthy())
+            bid, _, _, task_body = self.s.scheduled_booking(SCHEMA, tenant=str(uuid.uuid4()))
+            (status, _, answer), = exchange(self.d.port, execute_request(bid, json.dumps(task_body),
+                                                                         self.s.oidc_token()))[0]
+            self.assertEqual((status, json.loads(answer)), (200, {"status": "executed"}))
+            refused, accepted = 0, 0
+            for s in flood:
+                responses, eof = read_responses(s, 1, timeout=0.5) if select.select([s], [], [], 0)[0] \
+                    else ([], False)
+                if responses:
+                    self.assertEqual(responses[0][0], 503)
+                    self.assertEqual(json.loads(responses[0][2]), {"error": "service_unavailable"})
+                    self.assertTrue(eof or wait_eof(s))
+                    refused += 1
+                else:   # accepted: still waiting, or already closed silently by the header timeout
+                    accepted += 1
+            self.assertEqual((accepted, refused), (PER_PEER_LIMIT, n - PER_PEER_LIMIT))
+            self.assertEqual(self.per_peer_refusals() - before, n - PER_PEER_LIMIT)
+            self.assertTrue(self.d.find_logs(lambda r: r.get("peer") == flood_from and
+                                             "per-peer connection limit" in r.get("msg", "")))
+        finally:
+            for s in flood:
+                s.close()
+        self.assertTrue(self.healthy())
+
     def test_http__half_closed_execute_delivery__called_once_and_redelivery_deduplicated(self):
         """A delivery whose client half-closes right after the request: the server may drop the answer (the
         exchange is cancelled on EOF), but the booking is executed at most once and the redelivery Cloud Tasks
         would make is answered without a second call."""
         bid, _, _, task_body = self.s.scheduled_booking(SCHEMA, tenant=str(uuid.uuid4()))
-        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+        with connect(self.d.port) as s:
             s.sendall(execute_request(bid, json.dumps(task_body), self.s.oidc_token()))
             s.shutdown(socket.SHUT_WR)
             responses, eof = read_responses(s, 1)
@@ -320,7 +372,7 @@ class HttpAdversarialTests(AdversarialCase):
         base = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: b\r\n\r\n"
         for pos in (1, 6, 16, 24, 33, 37):
             req = base[:pos] + b"\x00" + base[pos + 1:]
-            with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+            with connect(self.d.port) as s:
                 s.sendall(req)
                 responses, _ = read_responses(s, 1)
                 self.assertEqual(responses[0][0], 400, f"NUL at {pos}")
@@ -336,14 +388,22 @@ class HttpAdversarialTests(AdversarialCase):
         self.assertEqual(self.s.voice_requests_for(bid), [])
         self.assertEqual(self.s.row(SCHEMA, bid), row)
 
-    def test_http__pipeline_with_unauthenticated_request_in_the_middle__answered_in_order(self):
+    def test_http__pipeline_with_unauthenticated_request_in_the_middle__answered_in_order_then_closed(self):
+        """The unauthenticated request is answered from its headers (its body is never read), so the connection
+        closes after the 401 and what was pipelined behind it is not served; a new connection is."""
         bid, row, _, task_body = self.s.scheduled_booking(SCHEMA, tenant=str(uuid.uuid4()))
         body = json.dumps(task_body)
         get = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
         data = get + execute_request(bid, body, "not-a-jwt") + get + execute_request(bid, body, self.s.oidc_token())
-        responses, _ = exchange(self.d.port, data, want=4)
-        self.assertEqual([r[0] for r in responses], [200, 401, 200, 200])
-        self.assertEqual(json.loads(responses[3][2]), {"status": "executed"})
+        responses, eof = exchange(self.d.port, data, want=4)
+        self.assertEqual([r[0] for r in responses], [200, 401])
+        self.assertEqual(responses[1][1].get("connection"), "close")
+        self.assertTrue(eof)
+        self.assertEqual(self.s.voice_requests_for(bid), [])
+        self.assertEqual(self.s.row(SCHEMA, bid), row)
+        responses, _ = exchange(self.d.port, get + execute_request(bid, body, self.s.oidc_token()), want=2)
+        self.assertEqual([r[0] for r in responses], [200, 200])
+        self.assertEqual(json.loads(responses[1][2]), {"status": "executed"})
         self.assertEqual(len(self.s.va.calls_for_booking(bid)), 1)
 
     def test_http__expect_100_continue_on_the_execute_route__interim_then_executed(self):
@@ -351,7 +411,7 @@ class HttpAdversarialTests(AdversarialCase):
         body = json.dumps(task_body).encode()
         req = execute_request(bid, body, self.s.oidc_token(), "Expect: 100-continue\r\n")
         head, payload = req[:len(req) - len(body)], body
-        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+        with connect(self.d.port) as s:
             s.sendall(head)
             (interim,), _ = read_responses(s, 1)
             self.assertEqual(interim[0], 100)
@@ -375,8 +435,8 @@ class HttpAdversarialTests(AdversarialCase):
     def test_http__body_at_limit__reaches_auth_and_one_over__413(self):
         bid = str(uuid.uuid4())
         (status, _, _), = exchange(self.d.port, execute_request(bid, b" " * BODY_LIMIT, "not-a-jwt"))[0]
-        self.assertEqual(status, 401)   # the whole body was read, then authentication refused it
-        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as s:
+        self.assertEqual(status, 401)   # within the limit: authentication refused it from the headers
+        with connect(self.d.port) as s:
             s.sendall(execute_request(bid, b"", "not-a-jwt").replace(b"Content-Length: 0",
                                                                      f"Content-Length: {BODY_LIMIT + 1}".encode()))
             responses, _ = read_responses(s, 1)
@@ -444,9 +504,8 @@ class SqlAdversarialTests(AdversarialCase):
         self.s.db.psql(sql)
 
         def dropped():
-            return self.d.find_logs(lambda r: r.get("msg") in ("malformed notification payload dropped",
-                                                               "notification for a schema not in database.schemas "
-                                                               "dropped"), since=mark)
+            return self.d.find_logs(lambda r: str(r.get("msg", "")).startswith("notification dropped:") and
+                                    r.get("reason") in ("malformed", "oversized", "unknown_schema"), since=mark)
         wait_for(lambda: len(dropped()) >= len(payloads), 15, "every hostile payload dropped")
         self.assertEqual(len(dropped()), len(payloads))
         self.assertEqual(len(self.s.ct.tasks), tasks_before)

@@ -14,6 +14,8 @@ Public contract checked here (statuses and bodies):
   transient voice-agent failure 503 {"status":"failed","retryable":true}
   validation 400 {"error":"invalid_body","field":...} / invalid_booking_id / booking_id_mismatch / unknown_schema
   non-JSON content type 415 | auth failure 401 {"error":"unauthorized"}
+  delivered before scheduled_at - lead_time_s - early_tolerance_s 425 {"status":"too_early"} + Retry-After
+  (EarlyDeliveryTests; the other classes run with the guard off, see Stack)
 """
 import json
 import os
@@ -25,7 +27,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from stack import Stack  # noqa: E402
+from stack import Stack, wait_for  # noqa: E402
 
 SCHEMA = "tenant_a"
 OTHER_SCHEMA = "tenant_b"
@@ -40,12 +42,17 @@ def iso_ms(epoch_s, ms):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + ".%03dZ" % ms
 
 
-class ExecuteCallbackTests(unittest.TestCase):
+class StackCase(unittest.TestCase):
+    """One stack (Stack(**stack_kwargs)) and one daemon (environment daemon_env) per class; a clean shutdown
+    after the class (sanitizer builds: no reports)."""
+    stack_kwargs = {}
+    daemon_env = None
+
     @classmethod
     def setUpClass(cls):
-        cls.s = Stack(schemas=(SCHEMA, OTHER_SCHEMA), start_daemon=False).__enter__()
+        cls.s = Stack(start_daemon=False, **cls.stack_kwargs).__enter__()
         try:
-            cls.d = cls.s.daemon = cls.s.start(env={"FOLLOWUPD_VOICE_AGENT_TIMEOUT_MS": str(VOICE_TIMEOUT_MS)})
+            cls.d = cls.s.daemon = cls.s.start(env=cls.daemon_env)
         except BaseException:
             cls.s.__exit__(None, None, None)
             raise
@@ -65,6 +72,11 @@ class ExecuteCallbackTests(unittest.TestCase):
             self.assertNotIn(self.s.voice_token, json.dumps(rec), "the voice-agent token was logged")
         self.assertEqual(self.s.ct.internal_errors, [])
         self.assertEqual(self.s.va.internal_errors, [])
+
+
+class ExecuteCallbackTests(StackCase):
+    stack_kwargs = {"schemas": (SCHEMA, OTHER_SCHEMA)}
+    daemon_env = {"FOLLOWUPD_VOICE_AGENT_TIMEOUT_MS": str(VOICE_TIMEOUT_MS)}
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def booking(self, schema=SCHEMA, **kw):
@@ -409,6 +421,89 @@ class ExecuteCallbackTests(unittest.TestCase):
         self.assertEqual((after["task_status"], after["execution_attempts"]), ("scheduled", "0"))
         # Nothing about this booking reached the execution service (it logs every claim and outcome).
         self.assertEqual(self.d.find_logs(lambda r: r.get("booking_id") == bid, since=mark), [])
+
+
+
+class EarlyDeliveryTests(StackCase):
+    """[followup] early_tolerance_s at its default (300 s), lead_time_s 0. A valid token is not a licence to run a
+    booking early: a delivery before scheduled_at - 300 s (the fake's dispatch of the task long before its
+    scheduleTime, like `gcloud tasks run`) is answered 425 {"status":"too_early"} with Retry-After, without a
+    voice call, and the row is unchanged (no attempt, no lease); Cloud Tasks keeps the task and retries. Inside the
+    tolerance it executes. Moving scheduled_at is how an operator forces a run."""
+
+    TOLERANCE_S = 300   # the default of [followup] early_tolerance_s
+    stack_kwargs = {"schemas": (SCHEMA,), "early_tolerance_s": None}
+
+    def booking_due_in(self, seconds):
+        return self.s.scheduled_booking(SCHEMA, tenant=str(uuid.uuid4()), at=time.time() + seconds)
+
+    def dispatch(self, name):
+        return [(status, json.loads(body) if body else None)
+                for status, body in self.s.ct.dispatch(name, allow_done=True)]
+
+    def metric(self, name, labels):
+        status, _, text = self.s.raw_request(self.d, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        prefix = f"{name}{{{labels}}} "
+        lines = [ln for ln in text.decode().splitlines() if ln.startswith(prefix)]
+        return float(lines[0][len(prefix):]) if lines else 0.0
+
+    def lease_columns(self, bid):
+        return self.s.columns(SCHEMA, bid, "execution_started_at", "next_attempt_at", "executed_at")
+
+    def test_dispatch__an_hour_before_scheduled_at__425_too_early_no_call_row_unchanged(self):
+        bid, row, name, task_body = self.booking_due_in(3600)
+        too_early_before = self.metric("followupd_executions_total", 'status="too_early"')
+        mark = self.d.mark()
+
+        self.assertEqual(self.dispatch(name), [(425, {"status": "too_early"})])
+
+        self.assertEqual(self.s.voice_requests_for(bid), [], "an early delivery must not call the voice agent")
+        self.assertEqual(self.s.row(SCHEMA, bid), row, "an early delivery must not touch the row")
+        self.assertEqual(self.lease_columns(bid),
+                         {"execution_started_at": None, "next_attempt_at": None, "executed_at": None})
+        self.assertIn(name, self.s.live_tasks_for(bid), "non-2xx: Cloud Tasks keeps the task and retries it")
+        rec = self.d.wait_for_log(lambda r: r.get("level") == "warn" and r.get("booking_id") == bid and
+                                  "early_tolerance_s" in r.get("msg", ""), since=mark)
+        self.assertEqual(rec.get("tenant_id"), task_body["tenantId"])
+        self.assertEqual(self.metric("followupd_executions_total", 'status="too_early"'), too_early_before + 1)
+        self.assertGreaterEqual(self.metric("followupd_callbacks_total", 'code="425"'), 1)
+
+        # The same delivery made directly: Retry-After says how long until the allowed moment.
+        t0 = time.time()
+        status, headers, answer = self.s.raw_request(
+            self.d, "POST", Stack.EXECUTE_PATH.format(bid),
+            [("Content-Type", "application/json"), ("Authorization", "Bearer " + self.s.oidc_token())],
+            json.dumps(task_body))
+        self.assertEqual((status, answer), (425, {"status": "too_early"}))
+        retry_after = int(dict((k.lower(), v) for k, v in headers)["retry-after"])
+        expected = 3600 - self.TOLERANCE_S - (time.time() - t0)
+        self.assertTrue(expected - 5 <= retry_after <= expected + 5, (retry_after, expected))
+        self.assertEqual(self.s.row(SCHEMA, bid), row)
+        self.assertEqual(self.s.voice_requests_for(bid), [])
+
+    def test_dispatch__inside_the_tolerance__executed(self):
+        bid, _, name, _ = self.booking_due_in(self.TOLERANCE_S - 60)
+
+        self.assertEqual(self.dispatch(name), [(200, {"status": "executed"})])
+
+        self.assertEqual(len(self.s.va.calls_for_booking(bid)), 1)
+        row = self.s.row(SCHEMA, bid)
+        self.assertEqual((row["task_status"], row["execution_attempts"]), ("executed", "1"))
+
+    def test_operator__moves_scheduled_at_to_now__new_task_runs_at_once_old_one_is_a_noop(self):
+        bid, _, old_name, _ = self.booking_due_in(3600)
+        self.assertEqual(self.dispatch(old_name), [(425, {"status": "too_early"})])
+
+        self.s.db.psql(f"UPDATE {SCHEMA}.lead_bookings SET scheduled_at = now() WHERE id = '{bid}'")
+        new_name = wait_for(lambda: next((n for n in self.s.live_tasks_for(bid) if n != old_name), None), 10,
+                            "the replacement task")
+
+        self.assertEqual(self.dispatch(new_name), [(200, {"status": "executed"})])
+        self.assertEqual(len(self.s.va.calls_for_booking(bid)), 1)
+        # A late delivery of the old task (deleted by now or not) is a no-op.
+        self.assertEqual(self.dispatch(old_name), [(200, {"status": "already_executed"})])
+        self.assertEqual(len(self.s.va.calls_for_booking(bid)), 1)
 
 
 if __name__ == "__main__":

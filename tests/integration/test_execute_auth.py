@@ -8,11 +8,15 @@ daemon must accept only RS256 tokens signed by a key from the configured JWKS wi
 
 Shared-secret mode: the `X-CloudTasks-Secret` header, exactly once, compared with the configured secret.
 
+Nothing expensive before authentication: a callback that declares a large body but sends only its header section
+is answered 401 from the headers alone (well before the body timeout), and the connection closes.
+
 The JWKS refetch tests need their own daemons: jwks_cache refetches on an unknown `kid` only when its last fetch
 started at least auth.jwks_refetch_interval_s earlier (set to 2 s here), and a fresh daemon's startup fetch counts.
 Their stacks are started in setUpModule so that this window runs out while the other classes execute.
 """
 import contextlib
+import http.client
 import json
 import os
 import select
@@ -35,6 +39,10 @@ SCHEMA = "tenant_a"
 AUTH_FAILED = "callback authentication failed"
 UNAUTHORIZED = (401, {"error": "unauthorized"})
 EXECUTED = (200, {"status": "executed"})
+# A body declared but never sent: an answer that waited for it would come only after [http] body_timeout_ms
+# (10 s by default); the answer from the headers must come well before.
+DECLARED_BODY = 60000
+HEADERS_ONLY_ANSWER_S = 3.0
 # The unknown-kid refetch rate limit, [auth] jwks_refetch_interval_s (default 30), shortened for these tests.
 JWKS_REFETCH_MIN_INTERVAL_S = 2
 
@@ -110,6 +118,28 @@ class CallbackAuthCase(unittest.TestCase):
                                                [("Content-Type", "application/json")] + list(headers),
                                                json.dumps(body))
         return status, answer
+
+    def post_headers_only(self, bid, headers):
+        """Send only the header section of a callback declaring a DECLARED_BODY-byte body, never the body.
+        Returns ((status, parsed body), response headers, closed after the answer)."""
+        head = (f"POST {Stack.EXECUTE_PATH.format(bid)} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                + "".join(f"{name}: {value}\r\n" for name, value in headers)
+                + f"Content-Length: {DECLARED_BODY}\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=HEADERS_ONLY_ANSWER_S) as sock:
+            sock.sendall(head.encode())
+            resp = http.client.HTTPResponse(sock)
+            resp.begin()
+            answer = json.loads(resp.read() or b"null")
+            closed = sock.recv(1) == b""
+            return (resp.status, answer), dict(resp.getheaders()), closed
+
+    def assert_refused_from_headers(self, headers, check, secrets):
+        bid, row, _, _ = self.booking()
+        mark = self.d.mark()
+        got, answer_headers, closed = self.post_headers_only(bid, headers)
+        self.assert_refused(bid, row, got, check, secrets, mark)
+        self.assertEqual(answer_headers.get("Connection"), "close")
+        self.assertTrue(closed, "the connection must close: the unread body is never parsed")
 
     def assert_secret_not_logged(self, secret, mark):
         if not secret:
@@ -209,6 +239,32 @@ class OidcCallbackAuthTests(CallbackAuthCase):
     # -- Authorization header shape ----------------------------------------------------------------------------
     def test_oidc__missing_authorization__401(self):
         self.refused_delivery({"_authorization": None}, "authorization_header")
+
+    def test_oidc__bad_token_with_a_large_declared_body__401_from_the_headers(self):
+        token = forge({"alg": "RS256", "typ": "JWT", "kid": self.active.kid}, good_claims(aud="https://x.example"),
+                      rsa_signer(self.active.key))
+        self.assert_refused_from_headers([("Authorization", "Bearer " + token)], "aud",
+                                         token_secrets("Bearer " + token))
+
+    def test_oidc__no_authorization_with_a_large_declared_body__401_from_the_headers(self):
+        self.assert_refused_from_headers([], "authorization_header", [])
+
+    def test_oidc__valid_token_with_the_body_sent_after_a_100_continue__executed(self):
+        bid, _, _, body = self.booking()
+        payload = json.dumps(body).encode()
+        head = (f"POST {Stack.EXECUTE_PATH.format(bid)} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {self.s.oidc_token()}\r\nExpect: 100-continue\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as sock:
+            sock.sendall(head.encode())
+            interim = b""
+            while b"\r\n\r\n" not in interim and len(interim) < 64:
+                interim += sock.recv(64 - len(interim)) or b"<eof>"
+            self.assertEqual(interim, b"HTTP/1.1 100 Continue\r\n\r\n")   # only once the token passed
+            sock.sendall(payload)
+            resp = http.client.HTTPResponse(sock)
+            resp.begin()
+            self.assert_executed(bid, (resp.status, json.loads(resp.read())))
 
     def test_oidc__two_authorization_headers__401(self):
         bid, row, _, body = self.booking()
@@ -416,6 +472,10 @@ class SharedSecretCallbackAuthTests(CallbackAuthCase):
 
     def test_secret__secret_with_one_byte_changed__401(self):
         self.refused([("X-CloudTasks-Secret", SECRET[:-1] + ("0" if SECRET[-1] != "0" else "1"))], "secret")
+
+    def test_secret__wrong_secret_with_a_large_declared_body__401_from_the_headers(self):
+        wrong = "wrong-" + uuid.uuid4().hex
+        self.assert_refused_from_headers([("X-CloudTasks-Secret", wrong)], "secret", [SECRET, wrong])
 
     def test_secret__missing_secret__401(self):
         self.refused([], "secret_header")

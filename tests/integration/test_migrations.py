@@ -49,8 +49,9 @@ def regnamespace(schema):
 
 
 def insert_booking(booking=None, tenant=None, booking_type="follow_up", status="scheduled",
-                   scheduled_at="now() + interval '1 day'", **extra):
-    """An INSERT as the Node backend writes it (unqualified: run with the schema in search_path)."""
+                   scheduled_at="now() + interval '5 minutes'", **extra):
+    """An INSERT as the Node backend writes it (unqualified: run with the schema in search_path). The default is
+    a follow-up due within the trigger's default notify window (900 s), so it notifies."""
     cols = {"id": quote_literal(booking or str(uuid.uuid4())), "tenant_id": quote_literal(tenant or str(uuid.uuid4())),
             "lead_id": "gen_random_uuid()", "booking_type": quote_literal(booking_type),
             "status": quote_literal(status), "scheduled_at": scheduled_at}
@@ -261,7 +262,8 @@ class AppliedMigrationsTest(unittest.TestCase):
                 self.assertIn("AFTER UPDATE OF status, scheduled_at, booking_type", rows["followupd_notify_update"])
                 for tg in rows.values():
                     self.assertIn("FOR EACH ROW", tg)
-                    self.assertIn("followupd_notify_booking()", tg)
+                    self.assertIn("followupd_notify_booking('follow_up,followup,auto_follow_up,auto_followup', "
+                                  "'900')", tg)
 
     def test_notify__insert__channel_and_ids_only_payload(self):
         for schema in SCHEMAS:
@@ -303,19 +305,28 @@ class AppliedMigrationsTest(unittest.TestCase):
         self.db.psql(insert_booking(booking=booking, tenant=tenant), schema="Weird-Schema")
         where = f"WHERE id = {quote_literal(booking)}"
         got = self.capture("Weird-Schema", f"""
-            UPDATE lead_bookings SET scheduled_at = scheduled_at + interval '1 hour' {where};
+            UPDATE lead_bookings SET scheduled_at = scheduled_at + interval '1 minute' {where};
             UPDATE lead_bookings SET booking_type = 'auto_follow_up' {where};
             UPDATE lead_bookings SET status = 'cancelled', notes = 'lead asked' {where};
         """)
         expected = {"schema": "Weird-Schema", "tenantId": tenant, "bookingId": booking, "op": "UPDATE"}
         self.assertEqual([n.json() for n in got], [expected] * 3)
 
-    def test_notify__delete__notifies_with_op_delete(self):
-        tenant, booking = str(uuid.uuid4()), str(uuid.uuid4())
-        self.db.psql(insert_booking(booking=booking, tenant=tenant), schema=LONG_SCHEMA)
+    def test_notify__delete_of_a_row_with_a_task__notifies_with_op_delete_and_its_task(self):
+        tenant, booking, key = str(uuid.uuid4()), str(uuid.uuid4()), "followup:k"
+        task = "projects/p/locations/l/queues/q/tasks/t"
+        self.db.psql(insert_booking(booking=booking, tenant=tenant, task_name=quote_literal(task),
+                                    idempotency_key=quote_literal(key), task_generation="2"), schema=LONG_SCHEMA)
         got = self.capture(LONG_SCHEMA, f"DELETE FROM lead_bookings WHERE id = {quote_literal(booking)};")
         self.assertEqual([n.json() for n in got],
-                         [{"schema": LONG_SCHEMA, "tenantId": tenant, "bookingId": booking, "op": "DELETE"}])
+                         [{"schema": LONG_SCHEMA, "tenantId": tenant, "bookingId": booking, "op": "DELETE",
+                           "taskName": task, "idempotencyKey": key, "taskGeneration": 2}])
+
+    def test_notify__delete_of_a_row_without_a_task__silent(self):
+        booking = str(uuid.uuid4())
+        self.db.psql(insert_booking(booking=booking), schema=LONG_SCHEMA)
+        got = self.capture(LONG_SCHEMA, f"DELETE FROM lead_bookings WHERE id = {quote_literal(booking)};")
+        self.assertEqual(got, [])
 
     def test_notify__rolled_back_insert__silent_and_row_absent(self):
         booking = str(uuid.uuid4())

@@ -126,7 +126,7 @@ static void demo_authenticate(void *auth_ctx, struct http_exchange *ex, http_aut
 
 static const struct http_route demo_routes[] = {
     {"GET", "/healthz", h_healthz, HTTP_AUTH_NONE},
-    {"POST", "/echo", h_echo, HTTP_AUTH_NONE},
+    {"POST", "/echo", h_echo, HTTP_AUTH_NONE_WITH_BODY},
     {"GET", "/slow", h_slow, HTTP_AUTH_NONE},
     {"POST", "/task/:id", h_task, HTTP_AUTH_TASK},
 };

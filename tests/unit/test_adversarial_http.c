@@ -79,7 +79,7 @@ static void h_echo(struct http_exchange *ex, void *ctx)
 
 static const struct http_route routes[] = {
     {"GET", "/healthz", h_ok, HTTP_AUTH_NONE},
-    {"POST", "/echo", h_echo, HTTP_AUTH_NONE},
+    {"POST", "/echo", h_echo, HTTP_AUTH_NONE_WITH_BODY},
 };
 
 /* ------------------------------------------------------------------------ */

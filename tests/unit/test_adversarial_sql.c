@@ -29,6 +29,7 @@
 #include "features/deals_pipeline/controllers/bookings_controller.h"
 #include "features/deals_pipeline/controllers/notifications_controller.h"
 #include "shared/db/db_notify.h"
+#include "support/ports_fakes.h"
 
 #define TENANT "7d3c6f0e-2b1a-4c5d-8e9f-0a1b2c3d4e5f"
 #define BOOKING "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
@@ -132,6 +133,8 @@ struct notify_fixture {
     char *schemas[1];
     struct logger lg;
     char channel[64];
+    struct fake_world w;
+    struct followup_scheduler sched;
 };
 
 static int notify_setup(void **state)
@@ -143,6 +146,10 @@ static int notify_setup(void **state)
     f->cfg.db_schemas.n = 1;
     logger_init(&f->lg, LOG_LEVEL_ERROR, open("/dev/null", O_WRONLY | O_CLOEXEC));
     assert_int_equal(db_channel_for_schema("tenant_a", f->channel), 0);
+    fakes_init(&f->w);
+    f->cfg.followup_max_inflight = 4;
+    assert_int_equal(followup_scheduler_init(&f->sched, &f->cfg, &f->w.repo, &f->w.queue, &f->w.clock, &f->lg, 16),
+                     0);
     *state = f;
     return 0;
 }
@@ -150,6 +157,9 @@ static int notify_setup(void **state)
 static int notify_teardown(void **state)
 {
     struct notify_fixture *f = *state;
+    followup_scheduler_close(&f->sched);
+    fakes_drain(&f->w);
+    followup_scheduler_free(&f->sched);
     close(f->lg.fd);
     logger_free(&f->lg);
     free(f);
@@ -176,14 +186,31 @@ static void json_quote(char *out, size_t cap, const char *s)
     out[n] = '\0';
 }
 
-static enum notify_verdict notify(struct notify_fixture *f, const char *schema_json, const char *tenant_json,
-                                  const char *booking_json)
+/* The reason the controller counted for this payload (exactly one counter moved), or -1 when none did. */
+static int rejection_of(struct notify_fixture *f, const char *channel, const char *payload)
+{
+    struct scheduler_stats before = f->sched.stats;
+    enum notify_verdict v = notifications_controller_handle(&f->cfg, &f->sched, &f->lg, channel, payload);
+    int reason = -1, moved = 0;
+    for (int i = 0; i < REJECT_N; i++) {
+        if (f->sched.stats.rejected[i] == before.rejected[i]) continue;
+        assert_int_equal(f->sched.stats.rejected[i], before.rejected[i] + 1);
+        reason = i;
+        moved++;
+    }
+    assert_true(moved <= 1);
+    assert_int_equal(v, reason >= 0 ? NOTIFY_REJECTED : NOTIFY_QUEUED);
+    assert_int_equal(f->sched.stats.enqueued, before.enqueued + (reason >= 0 ? 0 : 1));
+    return reason;
+}
+
+static int notify(struct notify_fixture *f, const char *schema_json, const char *tenant_json,
+                  const char *booking_json)
 {
     char payload[2048];
     snprintf(payload, sizeof(payload), "{\"schema\":%s,\"tenantId\":%s,\"bookingId\":%s,\"op\":\"INSERT\"}",
              schema_json, tenant_json, booking_json);
-    /* sched NULL: every verdict tested here is reached before the scheduler */
-    return notifications_controller_handle(&f->cfg, NULL, &f->lg, f->channel, payload);
+    return rejection_of(f, f->channel, payload);
 }
 
 static void notification__schema_carrying_sql__unknown_schema_or_malformed(void **state)
@@ -192,16 +219,16 @@ static void notification__schema_carrying_sql__unknown_schema_or_malformed(void 
     for (size_t i = 0; i < sizeof(attack_strings) / sizeof(attack_strings[0]); i++) {
         char schema[512];
         json_quote(schema, sizeof(schema), attack_strings[i]);
-        enum notify_verdict v = notify(f, schema, "\"" TENANT "\"", "\"" BOOKING "\"");
-        if (v != NOTIFY_UNKNOWN_SCHEMA && v != NOTIFY_MALFORMED) fail_msg("schema %s: verdict %d", schema, (int)v);
+        int v = notify(f, schema, "\"" TENANT "\"", "\"" BOOKING "\"");
+        if (v != REJECT_UNKNOWN_SCHEMA && v != REJECT_MALFORMED) fail_msg("schema %s: verdict %d", schema, v);
     }
     /* a valid payload for another schema's channel */
     char other[64];
     assert_int_equal(db_channel_for_schema("tenant_b", other), 0);
-    assert_int_equal(notifications_controller_handle(&f->cfg, NULL, &f->lg, other,
-                                                     "{\"schema\":\"tenant_a\",\"tenantId\":\"" TENANT
-                                                     "\",\"bookingId\":\"" BOOKING "\",\"op\":\"INSERT\"}"),
-                     NOTIFY_WRONG_CHANNEL);
+    const char *valid = "{\"schema\":\"tenant_a\",\"tenantId\":\"" TENANT "\",\"bookingId\":\"" BOOKING
+                        "\",\"op\":\"INSERT\"}";
+    assert_int_equal(rejection_of(f, other, valid), REJECT_WRONG_CHANNEL);
+    assert_int_equal(rejection_of(f, f->channel, valid), -1);   /* the same payload on its own channel is queued */
 }
 
 static void notification__ids_carrying_sql__malformed(void **state)
@@ -210,8 +237,8 @@ static void notification__ids_carrying_sql__malformed(void **state)
     for (size_t i = 0; i < sizeof(attack_strings) / sizeof(attack_strings[0]); i++) {
         char value[512];
         json_quote(value, sizeof(value), attack_strings[i]);
-        assert_int_equal(notify(f, "\"tenant_a\"", value, "\"" BOOKING "\""), NOTIFY_MALFORMED);
-        assert_int_equal(notify(f, "\"tenant_a\"", "\"" TENANT "\"", value), NOTIFY_MALFORMED);
+        assert_int_equal(notify(f, "\"tenant_a\"", value, "\"" BOOKING "\""), REJECT_MALFORMED);
+        assert_int_equal(notify(f, "\"tenant_a\"", "\"" TENANT "\"", value), REJECT_MALFORMED);
     }
     /* UUID look-alikes */
     static const char *const ids[] = {
@@ -220,7 +247,7 @@ static void notification__ids_carrying_sql__malformed(void **state)
         "\"7d3c6f0e-2b1a-4c5d-8e9f-0a1b2c3d4e5f\\u0000\"", "1", "null",
     };
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
-        assert_int_equal(notify(f, "\"tenant_a\"", ids[i], "\"" BOOKING "\""), NOTIFY_MALFORMED);
+        assert_int_equal(notify(f, "\"tenant_a\"", ids[i], "\"" BOOKING "\""), REJECT_MALFORMED);
 }
 
 static void notification__very_long_or_padded_payload__malformed(void **state)
@@ -233,12 +260,12 @@ static void notification__very_long_or_padded_payload__malformed(void **state)
                                        "\",\"op\":\"INSERT\",\"pad\":\"");
     memset(payload + off, 'x', n - (size_t)off - 2);
     memcpy(payload + n - 2, "\"}", 3);
-    assert_int_equal(notifications_controller_handle(&f->cfg, NULL, &f->lg, f->channel, payload), NOTIFY_MALFORMED);
+    assert_int_equal(rejection_of(f, f->channel, payload), REJECT_OVERSIZED);
     char *schema = malloc(5000);
     assert_non_null(schema);
     memset(schema, 'a', 4999);
     schema[4999] = '\0';
-    struct booking_ref ref;
+    struct booking_notification ref;
     snprintf(payload, n + 1, "{\"schema\":\"%s\",\"tenantId\":\"" TENANT "\",\"bookingId\":\"" BOOKING
              "\",\"op\":\"INSERT\"}", schema);
     assert_int_equal(notification_parse(payload, strlen(payload), &ref), -1);

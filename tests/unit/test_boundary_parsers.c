@@ -71,12 +71,14 @@ static void http_status__each_outcome__contract(void **state)
     assert_int_equal(execution_http_status(EXEC_FAILED_RETRYABLE, &body), 503);
     assert_string_equal(body, "{\"status\":\"failed\",\"retryable\":true}");
     assert_int_equal(execution_http_status(EXEC_UNAVAILABLE, &body), 503);
+    assert_int_equal(execution_http_status(EXEC_TOO_EARLY, &body), 425);
+    assert_string_equal(body, "{\"status\":\"too_early\"}");
 }
 
 static void notification__valid_payloads__parsed(void **state)
 {
     (void)state;
-    struct booking_ref r;
+    struct booking_notification r;
     const char *p = "{\"schema\" : \"s1\", \"tenantId\" : \"" T1 "\", \"bookingId\" : \"" B1 "\", \"op\" : \"INSERT\"}";
     assert_int_equal(notification_parse(p, strlen(p), &r), 0);
     assert_string_equal(r.schema, "s1");
@@ -85,12 +87,19 @@ static void notification__valid_payloads__parsed(void **state)
     p = "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"taskName\":\"t/x\"}";
     assert_int_equal(notification_parse(p, strlen(p), &r), 0);
     assert_string_equal(r.task_name, "t/x");
+    assert_string_equal(r.idempotency_key, "");
+    assert_int_equal(r.task_generation, 0);
+    p = "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"taskName\":\"t/x\","
+        "\"idempotencyKey\":\"followup:k\",\"taskGeneration\":3}";
+    assert_int_equal(notification_parse(p, strlen(p), &r), 0);
+    assert_string_equal(r.idempotency_key, "followup:k");
+    assert_int_equal(r.task_generation, 3);
 }
 
 static void notification__malformed__rejected(void **state)
 {
     (void)state;
-    struct booking_ref r;
+    struct booking_notification r;
     const char *bad[] = {
         "", "null", "[]", "{\"schema\":\"s1\"}",
         "{\"schema\":\"s1\",\"tenantId\":\"x\",\"bookingId\":\"" B1 "\",\"op\":\"INSERT\"}",
@@ -98,6 +107,11 @@ static void notification__malformed__rejected(void **state)
         "{\"schema\":1,\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"INSERT\"}",
         "{\"schema\":\"s1\",\"schema\":\"s2\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"INSERT\"}",
         "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"taskName\":5}",
+        "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"taskGeneration\":-1}",
+        "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"taskGeneration\":\"1\"}",
+        "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"taskGeneration\":1.5}",
+        "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"taskGeneration\":4294967296}",
+        "{\"schema\":\"s1\",\"tenantId\":\"" T1 "\",\"bookingId\":\"" B1 "\",\"op\":\"DELETE\",\"idempotencyKey\":7}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(notification_parse(bad[i], strlen(bad[i]), &r), -1);

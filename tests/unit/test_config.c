@@ -202,6 +202,7 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->http_body_timeout_ms, 10000);
     assert_int_equal(c->http_idle_timeout_ms, 60000);
     assert_int_equal(c->http_max_connections, 1024);
+    assert_int_equal(c->http_max_connections_per_peer, 64);
     assert_strlist(&c->followup_booking_types, "follow_up", "followup", "auto_follow_up", "auto_followup");
     assert_int_equal(c->followup_lead_time_s, 0);
     assert_int_equal(c->followup_sweep_interval_s, 30);
@@ -209,7 +210,11 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->followup_max_inflight, 64);
     assert_int_equal(c->followup_max_attempts, 5);
     assert_int_equal(c->followup_retry_base_s, 10);
+    assert_int_equal(c->followup_early_tolerance_s, 300);
     assert_int_equal(c->auth_jwks_refetch_interval_s, 30);
+    assert_int_equal(c->capture_mode, CAPTURE_NOTIFY);
+    assert_int_equal(c->capture_notify_within_s, 900);
+    assert_int_equal(c->capture_poll_interval_ms, 1000);
     assert_int_equal(c->queue_backend, QUEUE_CLOUDTASKS);
     assert_string_equal(c->ct_endpoint, "https://cloudtasks.googleapis.com");
     assert_string_equal(c->ct_queue, "follow-up-calls");
@@ -275,6 +280,26 @@ static void config_load__required_keys_only__documented_defaults(void **state)
     assert_string_equal(f->cfg.va_base_url, "http://127.0.0.1:3000");
 }
 
+static void config_load__notify_window_shorter_than_the_sweep__error_poll_mode_or_zero_fine(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, REQUIRED_TEXT "[followup]\nsweep_interval_s = 600\n[capture]\nnotify_within_s = 300\n"),
+                     -1);
+    assert_non_null(find_error_v(&f->errs, (const char *const[]){"[capture] notify_within_s", "(660)", NULL}));
+    config_errors_free(&f->errs);
+    assert_int_equal(load_text(f, REQUIRED_TEXT "[followup]\nsweep_interval_s = 600\n[capture]\nnotify_within_s = 660\n"),
+                     0);
+    assert_int_equal(load_text(f, REQUIRED_TEXT "[followup]\nsweep_interval_s = 600\n[capture]\nnotify_within_s = 0\n"),
+                     0);
+    assert_int_equal(load_text(f, REQUIRED_TEXT "[followup]\nsweep_interval_s = 600\n[capture]\nmode = poll\n"), 0);
+    assert_int_equal(f->cfg.capture_mode, CAPTURE_POLL);
+    assert_int_equal(load_text(f, REQUIRED_TEXT "[capture]\nmode = listen\n"), -1);
+    config_errors_free(&f->errs);
+    assert_int_equal(load_text(f, REQUIRED_TEXT "[followup]\nbooking_types = follow_up,fol'low\n"), -1);
+    assert_non_null(find_error_v(&f->errs, (const char *const[]){"[followup] booking_types", NULL}));
+    config_errors_free(&f->errs);
+}
+
 static void config_load__example_file_as_shipped__reports_only_missing_required(void **state)
 {
     struct fixture *f = *state;
@@ -312,7 +337,7 @@ static void config_load__example_defaults_uncommented__same_as_builtin(void **st
         strcat(out, "\n");
         uncommented += is_default;
     }
-    assert_int_equal(uncommented, 30); /* every optional key of the table is documented */
+    assert_int_equal(uncommented, 35); /* every optional key of the table is documented */
     assert_int_equal(load_text(f, out), -1);
     assert_only_example_missing(&f->errs);
     assert_documented_defaults(&f->cfg);
@@ -1046,6 +1071,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(config_load__required_keys_only__documented_defaults),
+        T(config_load__notify_window_shorter_than_the_sweep__error_poll_mode_or_zero_fine),
         T(config_load__example_file_as_shipped__reports_only_missing_required),
         T(config_load__example_defaults_uncommented__same_as_builtin),
         T(config_load__google_application_credentials__default_credentials),

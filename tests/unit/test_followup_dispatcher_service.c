@@ -110,6 +110,26 @@ static bool starts_with(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* The early-delivery guard is for deliveries from outside: the dispatcher's own runs (fast path and rounds)
+ * are never marked, so a due booking runs with the guard on, its claim asked to check nothing. */
+static void guard_on__due_bookings__run_unmarked_on_the_fast_path_and_by_the_timer(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.followup_lead_time_s = f->exec.lead_time_s = 600;
+    f->exec.early_tolerance_s = 300;
+    struct fake_row *now = add_local(f, 1, 600 * 1000);    /* due now (scheduled_at - lead_time_s) */
+    struct fake_row *later = add_local(f, 2, 660 * 1000);  /* due in 60 s */
+    record(f, now);
+    record(f, later);
+    fakes_drain(&f->w);
+    assert_int_equal(calls_with_key(f, now->b.idempotency_key), 1);
+    assert_int_equal(f->w.last_claim_early_window_s, -1);
+    fakes_advance(&f->w, 60 * 1000);
+    assert_int_equal(calls_with_key(f, later->b.idempotency_key), 1);
+    assert_int_equal(f->w.last_claim_early_window_s, -1);
+    assert_string_equal(later->b.task_status, "executed");
+}
+
 static void recorded__already_due__runs_at_once_on_the_fast_path(void **state)
 {
     struct fixture *f = *state;
@@ -373,6 +393,7 @@ static void poke__no_live_current_task__nothing_due_and_timer_at_the_sweep_inter
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        T(guard_on__due_bookings__run_unmarked_on_the_fast_path_and_by_the_timer),
         T(recorded__already_due__runs_at_once_on_the_fast_path),
         T(recorded__due_later__timer_then_one_call_by_a_round),
         T(recorded__fast_path_full__left_to_a_round),

@@ -29,12 +29,14 @@ struct fixture {
     char key[IDEMPOTENCY_KEY_LEN];
     int done;
     enum execution_status last[32];
+    int last_retry_after_s;
 };
 
-static void on_done(void *arg, enum execution_status st)
+static void on_done(void *arg, enum execution_status st, int retry_after_s)
 {
     struct fixture *f = arg;
     f->last[f->done++ % 32] = st;
+    f->last_retry_after_s = retry_after_s;
 }
 
 static int setup(void **state)
@@ -60,21 +62,32 @@ static int teardown(void **state)
     return 0;
 }
 
-static void execute(struct fixture *f, const char *tenant, const char *key)
+static void execute_request(struct fixture *f, const char *tenant, const char *key, bool refuse_early)
 {
     struct execution_request req = {.schema = SCHEMA, .tenant_id = tenant, .booking_id = BOOKING,
-                                    .idempotency_key = key, .request_id = "req-1"};
+                                    .idempotency_key = key, .request_id = "req-1", .refuse_early = refuse_early};
     assert_int_equal(followup_execution_execute(&f->svc, &req, on_done, f), 0);
 }
 
-static enum execution_status run_once(struct fixture *f, const char *tenant, const char *key)
+static void execute(struct fixture *f, const char *tenant, const char *key)
+{
+    execute_request(f, tenant, key, false);
+}
+
+/* One run to its end; refuse_early marks it as a delivery from outside (the HTTP callback). */
+static enum execution_status run_marked(struct fixture *f, const char *tenant, const char *key, bool refuse_early)
 {
     int before = f->done;
-    execute(f, tenant, key);
+    execute_request(f, tenant, key, refuse_early);
     assert_int_equal(f->done, before); /* never completes synchronously */
     fakes_drain(&f->w);
     assert_int_equal(f->done, before + 1);
     return f->last[before % 32];
+}
+
+static enum execution_status run_once(struct fixture *f, const char *tenant, const char *key)
+{
+    return run_marked(f, tenant, key, false);
 }
 
 static void execute__first_delivery__calls_once_and_marks_executed(void **state)
@@ -257,6 +270,90 @@ static void execute__retry_delay__doubles_from_base(void **state)
     }
 }
 
+/* ---- deliveries before their time ---- */
+
+/* Move the booking (and its task) to now + in_ms; f->key follows. */
+static struct fake_row *due_in(struct fixture *f, int64_t in_ms)
+{
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    r->b.scheduled_at_ms = r->b.task_scheduled_at_ms = f->w.now_ms + in_ms;
+    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, r->b.scheduled_at_ms, f->key, sizeof(f->key)), 0);
+    strcpy(r->b.idempotency_key, f->key);
+    return r;
+}
+
+static void execute__delivery_before_its_time__too_early_without_call_attempt_or_lease(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.early_tolerance_s = 300;
+    struct fake_row *r = due_in(f, 3600 * 1000);
+    struct booking before = r->b;
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_TOO_EARLY);
+    assert_int_equal(f->last_retry_after_s, 3600 - 300);
+    assert_int_equal(f->w.last_claim_early_window_s, 300);
+    assert_int_equal(f->w.voice_calls, 0);
+    assert_memory_equal(&r->b, &before, sizeof(before)); /* no attempt counted, no status change */
+    assert_int_equal(r->lease_started_ms, 0);             /* no lease */
+    assert_int_equal(f->svc.inflight, 0);
+}
+
+static void execute__delivery_inside_the_tolerance__executed(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.early_tolerance_s = 300;
+    due_in(f, 299 * 1000);
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_EXECUTED);
+    assert_int_equal(f->last_retry_after_s, 0);
+    assert_int_equal(f->w.voice_calls, 1);
+}
+
+static void execute__lead_time__moves_the_allowed_moment_earlier(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.early_tolerance_s = 60;
+    f->svc.lead_time_s = 600;
+    due_in(f, 700 * 1000); /* allowed from now + 40 s */
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_TOO_EARLY);
+    assert_int_equal(f->last_retry_after_s, 40);
+    fakes_advance(&f->w, 40 * 1000);
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_EXECUTED);
+    assert_int_equal(f->w.voice_calls, 1);
+    assert_int_equal(fakes_find(&f->w, BOOKING)->b.execution_attempts, 1);
+}
+
+static void execute__tolerance_zero__early_delivery_runs(void **state)
+{
+    struct fixture *f = *state;
+    due_in(f, 3600 * 1000);
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_EXECUTED);
+    assert_int_equal(f->w.last_claim_early_window_s, -1);
+}
+
+static void execute__unmarked_run_of_the_local_dispatcher__never_refused_as_early(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.early_tolerance_s = 300;
+    due_in(f, 3600 * 1000);
+    assert_int_equal(run_marked(f, TENANT, f->key, false), EXEC_EXECUTED);
+    assert_int_equal(f->w.last_claim_early_window_s, -1);
+    assert_int_equal(f->w.voice_calls, 1);
+}
+
+static void execute__final_states_before_their_time__answered_as_before(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.early_tolerance_s = 300;
+    struct fake_row *r = due_in(f, 3600 * 1000);
+    strcpy(r->b.task_status, "executed");
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_ALREADY_EXECUTED);
+    strcpy(r->b.task_status, "failed");
+    r->retryable = false;
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_FAILED_FINAL);
+    strcpy(r->b.status, "cancelled");
+    assert_int_equal(run_marked(f, TENANT, f->key, true), EXEC_CANCELLED);
+    assert_int_equal(f->w.voice_calls, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +373,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(execute__overlong_fields__refused, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__transient_on_last_attempt__final, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__retry_delay__doubles_from_base, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__delivery_before_its_time__too_early_without_call_attempt_or_lease,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__delivery_inside_the_tolerance__executed, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__lead_time__moves_the_allowed_moment_earlier, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__tolerance_zero__early_delivery_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__unmarked_run_of_the_local_dispatcher__never_refused_as_early, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(execute__final_states_before_their_time__answered_as_before, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

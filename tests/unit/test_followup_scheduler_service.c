@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -525,10 +526,126 @@ static void recorded_hook__row_moved_on_before_the_mark__not_reported(void **sta
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+/* ---- DELETE notifications: a hint, verified before anything is deleted ---- */
+
+struct deleted_task {
+    char key[IDEMPOTENCY_KEY_LEN];
+    char name[TASK_NAME_LEN];
+};
+
+/* The key and full task name followupd made for (tenant, booking) at `at_ms`, generation `gen`. */
+static struct deleted_task task_made_for(struct fixture *f, const char *tenant, const char *booking, int64_t at_ms,
+                                         int gen)
+{
+    struct deleted_task t;
+    char id[TASK_ID_LEN];
+    assert_int_equal(followup_idempotency_key(tenant, booking, at_ms, t.key, sizeof(t.key)), 0);
+    assert_int_equal(followup_task_id(t.key, gen, id), 0);
+    assert_int_equal(f->w.queue.task_name(f->w.queue.impl, id, t.name, sizeof(t.name)), 0);
+    return t;
+}
+
+static int forget(struct fixture *f, const char *tenant, const char *booking, const char *name, const char *key,
+                  int gen, enum notify_rejection *why)
+{
+    struct deleted_booking d = {.schema = SCHEMA, .tenant_id = tenant, .booking_id = booking, .task_name = name,
+                                .idempotency_key = key, .task_generation = gen};
+    int rc = followup_scheduler_forget_deleted(&f->s, &d, why);
+    fakes_drain(&f->w);
+    return rc;
+}
+
+static void forget_deleted__own_name_and_row_gone__task_deleted(void **state)
+{
+    struct fixture *f = *state;
+    struct deleted_task t = task_made_for(f, TENANT, BOOKING, f->w.now_ms + 3600000, 2);
+    enum notify_rejection why;
+    assert_int_equal(forget(f, TENANT, BOOKING, t.name, t.key, 2, &why), 0);
+    assert_int_equal(f->w.loads, 1);   /* (b) confirmed by a read first */
+    assert_int_equal(f->w.removes, 1);
+    assert_string_equal(f->w.last_removed, t.name);
+    assert_int_equal(f->s.stats.tasks_deleted, 1);
+}
+
+static void forget_deleted__row_still_there__nothing_deleted_counted(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = add(f, BOOKING, "follow_up", 3600000);
+    struct deleted_task t = task_made_for(f, TENANT, BOOKING, r->b.scheduled_at_ms, 0);
+    enum notify_rejection why;
+    assert_int_equal(forget(f, TENANT, BOOKING, t.name, t.key, 0, &why), 0);
+    assert_int_equal(f->w.removes, 0);
+    assert_int_equal(f->s.stats.rejected[REJECT_BOOKING_EXISTS], 1);
+}
+
+static void forget_deleted__database_down__nothing_deleted_counted_unconfirmed(void **state)
+{
+    struct fixture *f = *state;
+    struct deleted_task t = task_made_for(f, TENANT, BOOKING, f->w.now_ms, 0);
+    f->w.repo_down = true;
+    enum notify_rejection why;
+    assert_int_equal(forget(f, TENANT, BOOKING, t.name, t.key, 0, &why), 0);
+    assert_int_equal(f->w.removes, 0);
+    assert_int_equal(f->s.stats.rejected[REJECT_UNCONFIRMED], 1);
+}
+
+static void forget_deleted__names_that_are_not_ours__refused_without_a_read(void **state)
+{
+    struct fixture *f = *state;
+    static const char OTHER[] = "44444444-4444-4444-8444-444444444444";
+    struct deleted_task own = task_made_for(f, TENANT, BOOKING, f->w.now_ms, 0);
+    struct deleted_task live = task_made_for(f, TENANT, OTHER, f->w.now_ms, 0);   /* another booking's task */
+    char other_queue[TASK_NAME_LEN], suffixed[TASK_NAME_LEN];
+    snprintf(other_queue, sizeof(other_queue), "projects/p/locations/l/queues/other/tasks/%s",
+             strrchr(own.name, '/') + 1);
+    snprintf(suffixed, sizeof(suffixed), "%sx", own.name);
+    struct { const char *name, *key; int gen; enum notify_rejection why; } cases[] = {
+        {live.name, own.key, 0, REJECT_FOREIGN_TASK},      /* a live booking's name, our key: mismatch */
+        {live.name, live.key, 0, REJECT_FOREIGN_TASK},     /* a consistent pair, but for another booking */
+        {other_queue, own.key, 0, REJECT_FOREIGN_TASK},    /* our id under another queue */
+        {suffixed, own.key, 0, REJECT_FOREIGN_TASK},
+        {own.name, own.key, 1, REJECT_FOREIGN_TASK},       /* wrong generation */
+        {own.name, "followup:x", 0, REJECT_FOREIGN_TASK},
+        {own.name, "", 0, REJECT_UNVERIFIABLE},            /* a pre-006 trigger's payload: no key */
+        {own.name, NULL, 0, REJECT_UNVERIFIABLE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum notify_rejection why = REJECT_N;
+        assert_int_equal(forget(f, TENANT, BOOKING, cases[i].name, cases[i].key, cases[i].gen, &why), -1);
+        assert_int_equal(why, cases[i].why);
+    }
+    assert_int_equal(f->w.loads, 0);
+    assert_int_equal(f->w.removes, 0);
+}
+
+static void key_names_booking__canonical_key_only(void **state)
+{
+    (void)state;
+    static const char OTHER[] = "44444444-4444-4444-8444-444444444444";
+    const char *k = "followup:" TENANT ":" BOOKING ":2026-11-28T16:00:00.000Z";
+    assert_true(followup_key_names_booking(k, TENANT, BOOKING));
+    assert_false(followup_key_names_booking(k, TENANT, OTHER));
+    assert_false(followup_key_names_booking(k, OTHER, BOOKING));
+    assert_false(followup_key_names_booking("followup:" TENANT ":" BOOKING ":2026-11-28T16:00:00Z", TENANT, BOOKING));
+    assert_false(
+        followup_key_names_booking("followup:" TENANT ":" BOOKING ":2026-11-28T17:00:00.000+01:00", TENANT, BOOKING));
+    assert_false(followup_key_names_booking("x" "followup:" TENANT ":" BOOKING ":2026-11-28T16:00:00.000Z", TENANT,
+                                            BOOKING));
+    assert_false(followup_key_names_booking(NULL, TENANT, BOOKING));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(schedule_time__future_past_and_lead__expected),
+        cmocka_unit_test_setup_teardown(forget_deleted__own_name_and_row_gone__task_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(forget_deleted__row_still_there__nothing_deleted_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(forget_deleted__database_down__nothing_deleted_counted_unconfirmed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(forget_deleted__names_that_are_not_ours__refused_without_a_read, setup,
+                                        teardown),
+        cmocka_unit_test(key_names_booking__canonical_key_only),
         cmocka_unit_test(iso_time__any_tz__utc_millis_z),
         cmocka_unit_test(keys__same_input__deterministic_and_well_formed),
         T(pass__future_booking__creates_task_and_marks_scheduled),

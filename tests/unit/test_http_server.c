@@ -171,7 +171,7 @@ static void test_authenticate(void *auth_ctx, struct http_exchange *ex, http_aut
 
 static const struct http_route routes[] = {
     {"GET", "/hello", h_hello, HTTP_AUTH_NONE},         {"GET", "/items/:id", h_item, HTTP_AUTH_NONE},
-    {"DELETE", "/items/:id", h_delete, HTTP_AUTH_NONE}, {"POST", "/echo", h_echo, HTTP_AUTH_NONE},
+    {"DELETE", "/items/:id", h_delete, HTTP_AUTH_NONE}, {"POST", "/echo", h_echo, HTTP_AUTH_NONE_WITH_BODY},
     {"GET", "/headers", h_headers, HTTP_AUTH_NONE},     {"POST", "/task/:id", h_task, HTTP_AUTH_TASK},
     {"GET", "/async", h_async, HTTP_AUTH_NONE},         {"GET", "/hold", h_hold, HTTP_AUTH_NONE},
     {"GET", "/extra", h_extra, HTTP_AUTH_NONE},

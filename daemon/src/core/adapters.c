@@ -101,9 +101,19 @@ static int ct_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
     return 0;
 }
 
+static int ct_task_name(void *impl, const char *task_id, char *out, size_t cap)
+{
+    const struct config *c = ((struct cloud_tasks_queue_adapter *)impl)->cfg;
+    struct cloud_tasks_opts opts = {.project = c->ct_project, .location = c->ct_location, .queue = c->ct_queue};
+    char *name = cloud_tasks_task_name(&opts, task_id);
+    int n = name != NULL ? snprintf(out, cap, "%s", name) : -1;
+    free(name);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 void cloud_tasks_queue_port(struct cloud_tasks_queue_adapter *a, struct task_queue *out)
 {
-    *out = (struct task_queue){.impl = a, .create = ct_create, .remove = ct_remove};
+    *out = (struct task_queue){.impl = a, .create = ct_create, .remove = ct_remove, .task_name = ct_task_name};
 }
 
 void cloud_tasks_queue_adapter_drop_calls(struct cloud_tasks_queue_adapter *a)
@@ -139,10 +149,17 @@ static int local_complete_later(struct local_queue_adapter *a, const char *name,
     return 0;
 }
 
+static int local_task_name(void *impl, const char *task_id, char *out, size_t cap)
+{
+    (void)impl;
+    int n = snprintf(out, cap, "local/%s", task_id);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 static int local_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)
 {
     char name[TASK_NAME_LEN];
-    snprintf(name, sizeof(name), "local/%s", req->task_id);
+    if (local_task_name(impl, req->task_id, name, sizeof(name)) != 0) return -1;
     return local_complete_later(impl, name, cb, arg);
 }
 
@@ -153,7 +170,8 @@ static int local_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
 
 void local_queue_port(struct local_queue_adapter *a, struct task_queue *out)
 {
-    *out = (struct task_queue){.impl = a, .create = local_create, .remove = local_remove};
+    *out = (struct task_queue){
+        .impl = a, .create = local_create, .remove = local_remove, .task_name = local_task_name};
 }
 
 /* ---- voice agent ---- */

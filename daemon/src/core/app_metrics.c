@@ -31,11 +31,14 @@ struct notify_stamp {
 struct app_metrics {
     struct app *app;
     struct metrics_registry *reg;
-    struct metric_family *notifications, *callbacks, *auth_failures, *executions, *voice_calls, *task_failures;
+    struct metric_family *notifications, *rejections, *callbacks, *auth_failures, *executions, *voice_calls, *task_failures;
+    struct metric_series *rejected[REJECT_N];
+    struct metric_family *capture_mismatch;
     struct metric_series *tasks_created, *tasks_existed;
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
     struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
+    struct metric_series *http_refused_limit, *http_refused_peer;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -82,6 +85,19 @@ static int register_all(struct app_metrics *m)
                                 "Booking notifications received from PostgreSQL, by schema.", "schema");
     for (int i = 0; i < cfg->db_schemas.n; i++)
         (void)with(m->notifications, cfg->db_schemas.items[i]);
+    m->rejections = labelled(r, METRIC_COUNTER, "followupd_notifications_rejected_total",
+                             "Booking notifications dropped by a check (untrusted input: any login can NOTIFY), "
+                             "by reason.",
+                             "reason");
+    bool rejections_ok = m->rejections != NULL;
+    for (int i = 0; i < REJECT_N && rejections_ok; i++)
+        rejections_ok = (m->rejected[i] = with(m->rejections, followup_rejection_name((enum notify_rejection)i)));
+    m->capture_mismatch = labelled(r, METRIC_GAUGE, "followupd_capture_trigger_mismatch",
+                                   "1 while the schema's NOTIFY triggers differ from the configuration (run "
+                                   "followupd migrate); the sweep covers what they miss.",
+                                   "schema");
+    for (int i = 0; m->capture_mismatch != NULL && i < cfg->db_schemas.n; i++)
+        (void)with(m->capture_mismatch, cfg->db_schemas.items[i]);
     m->tasks_created = one(r, METRIC_COUNTER, "followupd_tasks_created_total", "Follow-up tasks created.");
     m->tasks_existed = one(r, METRIC_COUNTER, "followupd_tasks_already_existed_total",
                            "Task creations answered ALREADY_EXISTS (counted as created).");
@@ -121,10 +137,16 @@ static int register_all(struct app_metrics *m)
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
     m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
-    bool ok = m->ready && m->notifications && m->tasks_created && m->tasks_existed && m->fail_transient &&
-              m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
+    struct metric_family *refused = labelled(r, METRIC_COUNTER, "followupd_http_connections_refused_total",
+                                             "HTTP connections refused with a 503 at once, by limit reached.",
+                                             "reason");
+    m->http_refused_limit = with(refused, "max_connections");
+    m->http_refused_peer = with(refused, "per_peer");
+    bool ok = m->ready && m->notifications && rejections_ok && m->capture_mismatch && m->tasks_created &&
+              m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
-              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns;
+              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
+              m->http_refused_limit && m->http_refused_peer;
     return ok ? 0 : -1;
 }
 
@@ -172,7 +194,7 @@ void app_metrics_on_notify(struct app_metrics *m, const char *channel, const cha
             break;
         }
     }
-    struct booking_ref ref;
+    struct booking_notification ref;
     if (payload == NULL || notification_parse(payload, strlen(payload), &ref) != 0) return;
     struct notify_stamp *s = &m->stamps[slot_of(ref.booking_id)];
     snprintf(s->booking_id, sizeof(s->booking_id), "%s", ref.booking_id);
@@ -265,6 +287,12 @@ static int queue_remove(void *impl, const char *task_name, tq_cb cb, void *arg)
     return m->inner_queue.remove(m->inner_queue.impl, task_name, cb, arg);
 }
 
+static int queue_task_name(void *impl, const char *task_id, char *out, size_t cap)
+{
+    struct app_metrics *m = impl;
+    return m->inner_queue.task_name(m->inner_queue.impl, task_id, out, cap);
+}
+
 /* ---- lifecycle ---- */
 
 struct app_metrics *app_metrics_attach(struct app *app)
@@ -283,7 +311,8 @@ struct app_metrics *app_metrics_attach(struct app *app)
     m->inner_voice = c->voice;
     c->voice = (struct voice_agent_port){.impl = m, .start_call = voice_start};
     m->inner_queue = c->queue;
-    c->queue = (struct task_queue){.impl = m, .create = queue_create, .remove = queue_remove};
+    c->queue = (struct task_queue){
+        .impl = m, .create = queue_create, .remove = queue_remove, .task_name = queue_task_name};
     return m;
 fail:
     LOG_ERROR(&app->log, NULL, "metrics unavailable: out of memory");
@@ -313,15 +342,24 @@ static void refresh(struct app_metrics *m)
         metrics_counter_set(m->fail_permanent, (double)st->permanent_errors);
         metrics_counter_set(m->fail_gave_up, (double)st->gave_up);
         metrics_counter_set(m->fail_overflow, (double)st->dropped_overflow);
+        for (int i = 0; i < REJECT_N; i++)
+            metrics_counter_set(m->rejected[i], (double)st->rejected[i]);
         metrics_gauge_set(m->backlog, (double)(c->sched.queued + c->sched.inflight));
     }
+    for (int i = 0; c->capture_ready && i < c->capture.n_schemas; i++)
+        metrics_gauge_set(with(m->capture_mismatch, app->cfg.db_schemas.items[i]),
+                          c->capture.state[i] == CAPTURE_DIFFERS ? 1 : 0);
     if (c->pool != NULL) {
         metrics_gauge_set(m->pool_in_use, db_pool_in_use(c->pool));
         metrics_gauge_set(m->pool_waiting, db_pool_waiting(c->pool));
     }
     metrics_gauge_set(m->exec_inflight, c->exec.inflight);
     metrics_gauge_set(m->listener, c->listener_ready ? 1 : 0);
-    metrics_gauge_set(m->http_conns, (double)http_server_connection_count(c->http));
+    struct http_server_stats hs;
+    http_server_get_stats(c->http, &hs);
+    metrics_gauge_set(m->http_conns, (double)hs.connections);
+    metrics_counter_set(m->http_refused_limit, (double)hs.refused_max_connections);
+    metrics_counter_set(m->http_refused_peer, (double)hs.refused_per_peer);
 }
 
 char *app_metrics_render(struct app_metrics *m, size_t *len)

@@ -17,7 +17,8 @@
  * voice_calls_total{outcome}, voice_call_duration_seconds (histogram),
  * notify_to_task_created_seconds (histogram), db_pool_in_use_connections,
  * db_pool_waiting_queries, scheduler_backlog_bookings, executions_in_flight,
- * listener_connected, ready, http_connections, build_info{version}.
+ * listener_connected, ready, http_connections,
+ * http_connections_refused_total{reason=max_connections|per_peer}, build_info{version}.
  */
 #ifndef FOLLOWUPD_CORE_APP_METRICS_H
 #define FOLLOWUPD_CORE_APP_METRICS_H

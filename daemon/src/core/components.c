@@ -37,6 +37,7 @@ static void on_listener_ready(void *arg)
     LOG_INFO(&app->log, NULL, "listening for booking notifications on %d schema(s); catching up",
              app->cfg.db_schemas.n);
     followup_sweep_request(&app->comp->sweep, "listener (re)connected");
+    if (app->comp->capture_ready) followup_capture_check(&app->comp->capture);
     if (app->comp->local) followup_dispatcher_poke(&app->comp->dispatcher);
 }
 
@@ -59,8 +60,9 @@ static int start_database(struct app *app, struct app_components *c)
 {
     struct db_opts opts = {.conninfo = app->cfg.db_conninfo, .prepare = app->cfg.db_prepared_statements};
     c->pool = db_pool_new(&app->loop, &app->log, &opts, app->cfg.db_pool_size, app->cfg.db_max_queue);
-    c->n_channels = app->cfg.db_schemas.n;
-    c->channels = calloc((size_t)c->n_channels, sizeof(*c->channels));
+    /* poll mode: the session LISTENs to nothing (it still tells when the database is reachable) */
+    c->n_channels = app->cfg.capture_mode == CAPTURE_NOTIFY ? app->cfg.db_schemas.n : 0;
+    c->channels = calloc((size_t)(c->n_channels > 0 ? c->n_channels : 1), sizeof(*c->channels));
     if (c->pool == NULL || c->channels == NULL) return -1;
     for (int i = 0; i < c->n_channels; i++) {
         c->channels[i] = malloc(64);
@@ -115,6 +117,8 @@ static struct voice_agent_opts voice_opts(const struct config *cfg)
 static void apply_live_settings(struct app *app, struct app_components *c)
 {
     c->exec.max_attempts = app->cfg.followup_max_attempts;
+    c->exec.lead_time_s = app->cfg.followup_lead_time_s;
+    c->exec.early_tolerance_s = app->cfg.followup_early_tolerance_s;
     c->exec.retry_base_s = app->cfg.queue_backend == QUEUE_LOCAL ? app->cfg.followup_retry_base_s : 0;
 }
 
@@ -148,6 +152,8 @@ static int start_services(struct app *app, struct app_components *c)
         return -1;
     c->sched_ready = true;
     followup_sweep_init(&c->sweep, &app->cfg, repo, &c->sched, &c->clock, &app->log);
+    if (followup_capture_init(&c->capture, &app->cfg, repo, &app->log) != 0) return -1;
+    c->capture_ready = true;
     c->local = app->cfg.queue_backend == QUEUE_LOCAL;
     followup_dispatcher_init(&c->dispatcher, &app->cfg, repo, &c->exec, &c->clock, &app->log);
     c->sched.on_idle = on_scheduler_idle;
@@ -191,7 +197,10 @@ static int start_http(struct app *app, struct app_components *c)
                    .header_timeout_ms = (unsigned)cfg->http_header_timeout_ms,
                    .body_timeout_ms = (unsigned)cfg->http_body_timeout_ms,
                    .idle_timeout_ms = (unsigned)cfg->http_idle_timeout_ms,
-                   .max_connections = (unsigned)cfg->http_max_connections},
+                   .max_connections = (unsigned)cfg->http_max_connections,
+                   .max_connections_per_peer = (unsigned)(cfg->http_max_connections_per_peer > 0
+                                                              ? cfg->http_max_connections_per_peer
+                                                              : cfg->http_max_connections)},
         .routes = c->routes, .n_routes = c->n_routes, .app_ctx = &c->dp,
         .authenticate = task_authenticator_authenticate, .auth_ctx = &c->auth,
     };
@@ -202,9 +211,14 @@ static int start_http(struct app *app, struct app_components *c)
                "cannot listen");
         return -1;
     }
-    char port[16];
+    char port[16], per_conn[24], total[24];
+    size_t bound = http_server_preauth_bytes_max(&opts.limits);
     snprintf(port, sizeof(port), "%d", http_server_port(c->http));
-    LOG_KV(&app->log, LOG_LEVEL_INFO, NULL, ((const char *[]){"listen", cfg->http_listen, "port", port, NULL}),
+    snprintf(per_conn, sizeof(per_conn), "%zu", bound);
+    snprintf(total, sizeof(total), "%zu", bound * (size_t)cfg->http_max_connections);
+    LOG_KV(&app->log, LOG_LEVEL_INFO, NULL,
+           ((const char *[]){"listen", cfg->http_listen, "port", port, "preauth_bytes_per_connection", per_conn,
+                             "preauth_bytes_max", total, NULL}),
            "HTTP listener ready");
     return 0;
 }
@@ -311,6 +325,7 @@ static void close_phase(struct app *app)
     switch (c->phase) {
     case 1:       /* stop intake */
         followup_sweep_close(&c->sweep);
+        if (c->capture_ready) followup_capture_close(&c->capture);
         followup_dispatcher_close(&c->dispatcher);
         if (c->sched_ready) followup_scheduler_close(&c->sched);
         if (c->http != NULL) http_server_stop_accepting(c->http);
@@ -405,6 +420,7 @@ void components_reload(struct app *app)
     c->qualify_fp = fp;
     if (changed && c->sched_ready && c->listener_ready)
         (void)uv_timers_after(&c->timers, 0, sweep_after_reload, &c->sweep);
+    if (changed && c->capture_ready && c->listener_ready) followup_capture_check(&c->capture);
 }
 
 void components_free(struct app *app)
@@ -412,6 +428,7 @@ void components_free(struct app *app)
     struct app_components *c = app->comp;
     if (c == NULL) return;
     if (c->sched_ready) followup_scheduler_free(&c->sched);
+    if (c->capture_ready) followup_capture_free(&c->capture);
     followup_dispatcher_free(&c->dispatcher);
     app_metrics_free(c->metrics);
     free(c->qualify_fp);

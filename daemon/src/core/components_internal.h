@@ -11,6 +11,7 @@
 #include "core/adapters.h"
 #include "features/deals_pipeline/deals_pipeline.h"
 #include "features/deals_pipeline/repositories/bookings_repository.h"
+#include "features/deals_pipeline/services/followup_capture_service.h"
 #include "features/deals_pipeline/services/followup_dispatcher_service.h"
 #include "features/deals_pipeline/services/followup_execution_service.h"
 #include "features/deals_pipeline/services/followup_scheduler_service.h"
@@ -50,6 +51,8 @@ struct app_components {
     struct followup_scheduler sched;
     bool sched_ready;
     struct followup_sweep sweep;
+    struct followup_capture capture;         /* are the NOTIFY triggers what the configuration says? */
+    bool capture_ready;
     struct followup_dispatcher dispatcher;   /* local backend only */
     bool local;
     struct deals_pipeline_ctx dp;

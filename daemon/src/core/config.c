@@ -18,7 +18,9 @@
 #include <string.h>
 #include <strings.h>
 
-enum opt_type { OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_AUTH_MODE, OT_LEVEL, OT_URL, OT_LISTEN };
+enum opt_type {
+    OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_CAPTURE_MODE, OT_AUTH_MODE, OT_LEVEL, OT_URL, OT_LISTEN
+};
 
 #define OF_SECRET 0x1     /* has a *_file form; value never printed */
 #define OF_RELOAD 0x2     /* may change on SIGHUP */
@@ -48,6 +50,7 @@ static const struct opt opts[] = {
     {"http", "body_timeout_ms", OT_INT, O(http_body_timeout_ms), "10000", 10, 600000, 0},
     {"http", "idle_timeout_ms", OT_INT, O(http_idle_timeout_ms), "60000", 10, 3600000, 0},
     {"http", "max_connections", OT_INT, O(http_max_connections), "1024", 1, 100000, 0},
+    {"http", "max_connections_per_peer", OT_INT, O(http_max_connections_per_peer), "64", 0, 100000, 0},
     {"followup", "booking_types", OT_LIST, O(followup_booking_types),
      "follow_up,followup,auto_follow_up,auto_followup", 0, 0, OF_RELOAD},
     {"followup", "lead_time_s", OT_INT, O(followup_lead_time_s), "0", 0, 86400, OF_RELOAD},
@@ -56,6 +59,10 @@ static const struct opt opts[] = {
     {"followup", "max_inflight", OT_INT, O(followup_max_inflight), "64", 1, 10000, 0},
     {"followup", "max_attempts", OT_INT, O(followup_max_attempts), "5", 1, 100, OF_RELOAD},
     {"followup", "retry_base_s", OT_INT, O(followup_retry_base_s), "10", 1, 3600, OF_RELOAD},
+    {"followup", "early_tolerance_s", OT_INT, O(followup_early_tolerance_s), "300", 0, 86400, OF_RELOAD},
+    {"capture", "mode", OT_CAPTURE_MODE, O(capture_mode), "notify", 0, 0, 0},
+    {"capture", "notify_within_s", OT_INT, O(capture_notify_within_s), "900", 0, 2592000, 0},
+    {"capture", "poll_interval_ms", OT_INT, O(capture_poll_interval_ms), "1000", 100, 600000, 0},
     {"queue", "backend", OT_BACKEND, O(queue_backend), "cloudtasks", 0, 0, 0},
     {"cloudtasks", "endpoint", OT_URL, O(ct_endpoint), "https://cloudtasks.googleapis.com", 0, 0, 0},
     {"cloudtasks", "project", OT_STR, O(ct_project), NULL, 0, 0, 0},
@@ -124,6 +131,21 @@ static void strlist_free(struct strlist *l)
     free(l->items);
     l->items = NULL;
     l->n = 0;
+}
+
+int config_join_list(const struct strlist *l, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < l->n; i++) {
+        int w = snprintf(out + n, cap - n, "%s%s", i > 0 ? "," : "", l->items[i]);
+        if (w < 0 || (size_t)w >= cap - n) {
+            out[0] = '\0';
+            return -1;
+        }
+        n += (size_t)w;
+    }
+    return 0;
 }
 
 bool strlist_contains(const struct strlist *l, const char *s)
@@ -265,6 +287,11 @@ static const char *apply_value(struct config *cfg, const struct opt *o, const ch
         if (strcmp(value, "cloudtasks") == 0) *(enum queue_backend *)field = QUEUE_CLOUDTASKS;
         else if (strcmp(value, "local") == 0) *(enum queue_backend *)field = QUEUE_LOCAL;
         else return "must be cloudtasks or local";
+        return NULL;
+    case OT_CAPTURE_MODE:
+        if (strcmp(value, "notify") == 0) *(enum capture_mode *)field = CAPTURE_NOTIFY;
+        else if (strcmp(value, "poll") == 0) *(enum capture_mode *)field = CAPTURE_POLL;
+        else return "must be notify or poll";
         return NULL;
     case OT_AUTH_MODE:
         if (strcmp(value, "oidc") == 0) *(enum auth_mode *)field = AUTH_OIDC;
@@ -495,6 +522,25 @@ static void require(struct loader *ld, const char *value, const char *section, c
     add_error(ld->errs, "missing required value: [%s] %s%s%s", section, key, when ? " " : "", when ? when : "");
 }
 
+/* Booking types travel as one comma-separated trigger argument; bookings due later than notify_within_s are
+ * left to the periodic sweep, which must therefore run well before they are due. */
+static void validate_capture(struct loader *ld)
+{
+    const struct config *c = ld->cfg;
+    for (int i = 0; i < c->followup_booking_types.n; i++) {
+        const char *t = c->followup_booking_types.items[i];
+        static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+        if (strlen(t) == 0 || strlen(t) > 50 || strspn(t, allowed) != strlen(t))
+            add_error(ld->errs, "[followup] booking_types: each type must be 1-50 characters of [A-Za-z0-9_-]");
+    }
+    int min = c->followup_sweep_interval_s + c->followup_lead_time_s + CAPTURE_SWEEP_MARGIN_S;
+    if (c->capture_mode == CAPTURE_NOTIFY && c->capture_notify_within_s != 0 && c->capture_notify_within_s < min)
+        add_error(ld->errs,
+                  "[capture] notify_within_s: must be 0 or at least [followup] sweep_interval_s + lead_time_s + %d "
+                  "(%d): bookings due later are found by the sweep, which must run before they are due",
+                  CAPTURE_SWEEP_MARGIN_S, min);
+}
+
 static void validate(struct loader *ld)
 {
     struct config *c = ld->cfg;
@@ -510,6 +556,7 @@ static void validate(struct loader *ld)
             require(ld, c->auth_service_account, "auth", "service_account", "(required when [auth] mode = oidc)");
         }
     }
+    validate_capture(ld);
     if (c->auth_mode == AUTH_SHARED_SECRET) {
         require(ld, c->auth_shared_secret, "auth", "shared_secret", "(or shared_secret_file; required when [auth] mode = shared_secret)");
         if (c->auth_shared_secret != NULL && c->auth_shared_secret[0] != '\0' && strlen(c->auth_shared_secret) < 16)
@@ -592,6 +639,8 @@ static bool field_equal(const struct config *a, const struct config *b, const st
         return *(const bool *)fa == *(const bool *)fb;
     case OT_BACKEND:
         return *(const enum queue_backend *)fa == *(const enum queue_backend *)fb;
+    case OT_CAPTURE_MODE:
+        return *(const enum capture_mode *)fa == *(const enum capture_mode *)fb;
     case OT_AUTH_MODE:
         return *(const enum auth_mode *)fa == *(const enum auth_mode *)fb;
     case OT_LEVEL:
@@ -627,6 +676,8 @@ static size_t field_size(enum opt_type t)
         return sizeof(bool);
     case OT_BACKEND:
         return sizeof(enum queue_backend);
+    case OT_CAPTURE_MODE:
+        return sizeof(enum capture_mode);
     case OT_AUTH_MODE:
         return sizeof(enum auth_mode);
     case OT_LEVEL:

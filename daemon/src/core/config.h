@@ -25,6 +25,8 @@ struct strlist {
 
 enum queue_backend { QUEUE_CLOUDTASKS = 0, QUEUE_LOCAL = 1 };
 enum auth_mode { AUTH_OIDC = 0, AUTH_SHARED_SECRET = 1 };
+enum capture_mode { CAPTURE_NOTIFY = 0, CAPTURE_POLL = 1 };
+#define CAPTURE_SWEEP_MARGIN_S 60   /* notify_within_s >= sweep_interval_s + lead_time_s + this */
 
 struct config {
     /* [database] */
@@ -42,6 +44,7 @@ struct config {
     int http_body_timeout_ms;
     int http_idle_timeout_ms;
     int http_max_connections;
+    int http_max_connections_per_peer; /* 0: no per-peer cap (max_connections) */
     /* [followup] */
     struct strlist followup_booking_types;
     int followup_lead_time_s;
@@ -50,6 +53,11 @@ struct config {
     int followup_max_inflight;
     int followup_max_attempts;
     int followup_retry_base_s;
+    int followup_early_tolerance_s;     /* 0: deliveries are never refused as too early */
+    /* [capture] */
+    enum capture_mode capture_mode;
+    int capture_notify_within_s;   /* the trigger notifies follow-ups due within this; 0 = every follow-up */
+    int capture_poll_interval_ms;
     /* [queue] */
     enum queue_backend queue_backend;
     /* [cloudtasks] */
@@ -105,6 +113,8 @@ int config_diff_static(const struct config *a, const struct config *b, const cha
  * `next` (and next's into running, to be freed with it). */
 void config_adopt_static(struct config *next, struct config *running);
 
+/* "a,b,c": 0, or -1 when it does not fit (out is then ""). */
+int config_join_list(const struct strlist *l, char *out, size_t cap);
 bool strlist_contains(const struct strlist *l, const char *s);
 bool config_is_valid_identifier(const char *s);
 

@@ -187,8 +187,30 @@ static long elapsed_ms(const struct timespec *t0)
 }
 
 /* Apply every file to one schema. 0, or -1 (logged with schema and file). */
+/* The NOTIFY triggers as configured: booking types and notify_within_s, or none in poll mode. */
+static int install_capture(struct logger *lg, struct db_migrate_session *s, const char *schema,
+                           const struct config *cfg)
+{
+    char types[1024], within[16], err[768] = "[followup] booking_types too long";
+    struct log_ctx ctx = {.schema = schema};
+    bool notify = cfg->capture_mode == CAPTURE_NOTIFY;
+    if (config_join_list(&cfg->followup_booking_types, types, sizeof(types)) != 0 ||
+        db_migrate_install_capture(s, types, cfg->capture_notify_within_s, notify, err, sizeof(err)) != 0) {
+        LOG_KV(lg, LOG_LEVEL_ERROR, &ctx, ((const char *[]){"error", err, NULL}),
+               "cannot install the capture triggers in schema %s", schema);
+        return -1;
+    }
+    snprintf(within, sizeof(within), "%d", cfg->capture_notify_within_s);
+    if (notify)
+        LOG_KV(lg, LOG_LEVEL_INFO, &ctx, ((const char *[]){"booking_types", types, "notify_within_s", within, NULL}),
+               "capture triggers installed");
+    else
+        LOG_INFO(lg, &ctx, "capture mode poll: NOTIFY triggers removed");
+    return 0;
+}
+
 static int migrate_schema(struct logger *lg, struct db_migrate_session *s, const char *schema,
-                          const struct file_set *fs, const char *direction)
+                          const struct file_set *fs, const char *direction, const struct config *cfg)
 {
     char err[768];
     struct log_ctx ctx = {.schema = schema};
@@ -215,6 +237,7 @@ static int migrate_schema(struct logger *lg, struct db_migrate_session *s, const
                                  ms, NULL}),
                "applied");
     }
+    if (strcmp(direction, "migrate") == 0 && install_capture(lg, s, schema, cfg) != 0) return -1;
     char files[16];
     snprintf(files, sizeof(files), "%d", fs->n);
     LOG_KV(lg, LOG_LEVEL_INFO, &ctx, ((const char *[]){"files", files, "direction", direction, NULL}), "schema done");
@@ -262,7 +285,7 @@ static int run(struct logger *lg, const struct migrate_opts *opts, struct config
     if (s == NULL)
         LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", err, NULL}), "cannot connect to the database");
     for (int i = 0; rc == 0 && i < cfg->db_schemas.n; i++)
-        rc = migrate_schema(lg, s, cfg->db_schemas.items[i], &fs, direction);
+        rc = migrate_schema(lg, s, cfg->db_schemas.items[i], &fs, direction, cfg);
     if (rc == 0)
         LOG_KV(lg, LOG_LEVEL_INFO, NULL, ((const char *[]){"schemas", nschemas, "direction", direction, NULL}),
                "all schemas done");

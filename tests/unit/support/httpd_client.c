@@ -25,17 +25,44 @@ unsigned long long httpd_now_ms(void)
 
 int httpd_client_connect(struct httpd_client *c, int port)
 {
-    struct sockaddr_in sa;
+    return httpd_client_connect_addr(c, "127.0.0.1", port, NULL);
+}
+
+/* Fill a sockaddr for a numeric IPv4 or IPv6 address. 0 ok. */
+static int numeric_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((unsigned short)port);
+        *len = sizeof(*v4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((unsigned short)port);
+        *len = sizeof(*v6);
+        return 0;
+    }
+    return -1;
+}
+
+int httpd_client_connect_addr(struct httpd_client *c, const char *server_ip, int port, const char *source_ip)
+{
+    struct sockaddr_storage to, from;
+    socklen_t to_len, from_len;
     int one = 1;
     c->len = 0;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c->fd = -1;
+    if (numeric_addr(server_ip, port, &to, &to_len) != 0) return -1;
+    if (source_ip != NULL && numeric_addr(source_ip, 0, &from, &from_len) != 0) return -1;
+    c->fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0) return -1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if ((source_ip != NULL && bind(c->fd, (struct sockaddr *)&from, from_len) != 0) ||
+        connect(c->fd, (struct sockaddr *)&to, to_len) != 0) {
         int saved = errno;
         close(c->fd);
         c->fd = -1;

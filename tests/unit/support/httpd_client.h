@@ -27,6 +27,9 @@ struct httpd_response {
 
 /* Connect to 127.0.0.1:port (TCP_NODELAY). 0 ok, -1 error (errno kept). */
 int httpd_client_connect(struct httpd_client *c, int port);
+/* Connect to a numeric IPv4/IPv6 server address, optionally from a given local
+ * address (e.g. "127.0.0.2": Linux routes all of 127/8 to lo). 0 ok, -1 error. */
+int httpd_client_connect_addr(struct httpd_client *c, const char *server_ip, int port, const char *source_ip);
 void httpd_client_close(struct httpd_client *c);
 /* Send everything (MSG_NOSIGNAL). 0 ok, -1 error. */
 int httpd_client_send(struct httpd_client *c, const void *data, size_t len);

@@ -17,6 +17,7 @@ struct deferred {
     void *arg;
     enum repo_rc rc;
     enum claim_outcome outcome;
+    int wait_s;
     struct booking b;
     bool has_booking;
     struct tq_reply tq;
@@ -71,7 +72,7 @@ static void run_done(struct deferred *d) { ((repo_done_cb)d->cb)(d->arg, d->rc);
 static void run_booking(struct deferred *d) { ((repo_booking_cb)d->cb)(d->arg, d->rc, d->has_booking ? &d->b : NULL); }
 static void run_claim(struct deferred *d)
 {
-    ((repo_claim_cb)d->cb)(d->arg, d->rc, d->outcome, d->has_booking ? &d->b : NULL);
+    ((repo_claim_cb)d->cb)(d->arg, d->rc, d->outcome, d->has_booking ? &d->b : NULL, d->wait_s);
 }
 static void run_tq(struct deferred *d)
 {
@@ -163,25 +164,38 @@ static int repo_mark_schedule_failed(void *impl, const char *schema, const char 
     return 0;
 }
 
-static enum claim_outcome claim_rules(struct fake_world *w, struct fake_row *r, const char *key, int lease_s)
+/* Milliseconds until scheduled_at - early_window_s, rounded up to seconds; 0 when not early or no check. */
+static int early_wait_s(const struct fake_world *w, const struct fake_row *r, int early_window_s)
+{
+    if (early_window_s < 0) return 0;
+    int64_t early_ms = r->b.scheduled_at_ms - (int64_t)early_window_s * 1000 - w->now_ms;
+    return early_ms > 0 ? (int)((early_ms + 999) / 1000) : 0;
+}
+
+/* The SQL claim's order: final states first, then the early check, then a live lease. */
+static enum claim_outcome claim_rules(struct fake_world *w, struct fake_row *r, const char *key, int lease_s,
+                                      int early_window_s, int *wait_s)
 {
     if (strcmp(r->b.task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
     if (strcmp(r->b.task_status, "cancelled") == 0 || strcmp(r->b.status, "cancelled") == 0) return CLAIM_CANCELLED;
     if (strcmp(r->b.idempotency_key, key) != 0) return CLAIM_STALE;
+    if (strcmp(r->b.task_status, "failed") == 0 && !r->retryable) return CLAIM_FAILED_FINAL;
+    if ((*wait_s = early_wait_s(w, r, early_window_s)) > 0) return CLAIM_TOO_EARLY;
     if (strcmp(r->b.task_status, "in_progress") == 0 && r->lease_started_ms > w->now_ms - (int64_t)lease_s * 1000)
         return CLAIM_IN_PROGRESS;
-    if (strcmp(r->b.task_status, "failed") == 0 && !r->retryable) return CLAIM_FAILED_FINAL;
     return CLAIM_CLAIMED;
 }
 
 static int repo_claim(void *impl, const char *schema, const char *tenant, const char *booking, const char *key,
-                      int lease_s, repo_claim_cb cb, void *arg)
+                      int lease_s, int early_window_s, repo_claim_cb cb, void *arg)
 {
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_claim, (void *)cb, arg);
     struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    w->claims++;
+    w->last_claim_early_window_s = early_window_s;
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
-    d->outcome = r ? claim_rules(w, r, key, lease_s) : CLAIM_NOT_FOUND;
+    d->outcome = r ? claim_rules(w, r, key, lease_s, early_window_s, &d->wait_s) : CLAIM_NOT_FOUND;
     if (!w->repo_down && d->outcome == CLAIM_CLAIMED) {
         strcpy(r->b.task_status, "in_progress");
         r->b.execution_attempts++;
@@ -444,6 +458,13 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
     return 0;
 }
 
+static int tq_task_name(void *impl, const char *task_id, char *out, size_t cap)
+{
+    (void)impl;
+    int n = snprintf(out, cap, "projects/p/locations/l/queues/q/tasks/%s", task_id);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 static int tq_create(void *impl, const struct task_request *req, tq_cb cb, void *arg)
 {
     struct fake_world *w = impl;
@@ -456,7 +477,7 @@ static int tq_create(void *impl, const struct task_request *req, tq_cb cb, void 
     w->last_create.task_id = w->last_create_id;
     w->last_create.url = NULL;
     d->tq.result = w->create_script[i];
-    snprintf(d->task_name, sizeof(d->task_name), "projects/p/locations/l/queues/q/tasks/%s", req->task_id);
+    (void)tq_task_name(w, req->task_id, d->task_name, sizeof(d->task_name));
     d->tq.error = d->tq.result == TQ_OK || d->tq.result == TQ_ALREADY_EXISTS ? NULL : "scripted failure";
     w->creates++;
     defer(d);
@@ -531,7 +552,7 @@ void fakes_init(struct fake_world *w)
                                      .unschedule = repo_unschedule, .next_due = repo_next_due,
                                      .find_due = repo_find_due};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
-    w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove};
+    w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove, .task_name = tq_task_name};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};
 }
 

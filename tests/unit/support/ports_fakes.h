@@ -47,6 +47,8 @@ struct fake_world {
     enum tq_result remove_result;
     char last_removed[TASK_NAME_LEN];
     int loads;                  /* repo->load calls started */
+    int claims;                 /* repo->claim_execution calls started */
+    int last_claim_early_window_s;   /* what the last claim was asked to check (-1: no check) */
     int next_due_calls, find_due_calls;   /* local dispatcher reads started */
     bool voice_hold;            /* voice calls are started but answer only after fakes_release_voice */
     /* timers (clock.after) */

@@ -247,6 +247,20 @@ int db_migrate_use_schema(struct db_migrate_session *s, const char *schema, char
     return rc;
 }
 
+int db_migrate_install_capture(struct db_migrate_session *s, const char *booking_types, int notify_within_s,
+                               bool enabled, char *err, size_t errlen)
+{
+    char within[16];
+    snprintf(within, sizeof(within), "%d", notify_within_s);
+    const char *params[] = {booking_types, within, enabled ? "true" : "false"};
+    PGresult *res = PQexecParams(s->conn, "SELECT followupd_install_capture('lead_bookings'::regclass, $1::text, $2::int, $3::boolean)", 3,
+                                 NULL, params, NULL, NULL, 0);
+    int rc = res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc != 0) db_message_clean(res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(s->conn), err, errlen);
+    PQclear(res);
+    return rc;
+}
+
 int db_migrate_run_script(struct db_migrate_session *s, const char *script, size_t len, int *statements_run, char *err,
                           size_t errlen)
 {

@@ -23,6 +23,7 @@
 #ifndef FOLLOWUPD_SHARED_DB_DB_MIGRATE_H
 #define FOLLOWUPD_SHARED_DB_DB_MIGRATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct logger;
@@ -47,6 +48,10 @@ int db_migrate_use_schema(struct db_migrate_session *s, const char *schema, char
  * the script leaves a transaction open. */
 int db_migrate_run_script(struct db_migrate_session *s, const char *script, size_t len, int *statements_run, char *err,
                           size_t errlen);
+/* followupd_install_capture(types, within, enabled) of the current schema (migration 007): the NOTIFY triggers
+ * with the configured arguments, or none (enabled = false). 0, or -1 with err filled. */
+int db_migrate_install_capture(struct db_migrate_session *s, const char *booking_types, int notify_within_s,
+                               bool enabled, char *err, size_t errlen);
 void db_migrate_close(struct db_migrate_session *s);
 
 #endif

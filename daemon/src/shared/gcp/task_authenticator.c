@@ -11,11 +11,13 @@
 
 #define MAX_ISSUERS 8
 
+/* A check waiting for a JWKS refresh.  The token is not copied: it stays in the
+ * exchange's Authorization header, valid until done() is called. */
 struct pending_auth {
     struct task_authenticator *ta;
     struct http_exchange *ex;
     http_auth_done done;
-    char *token;
+    const char *token;
     size_t len;
 };
 
@@ -62,7 +64,6 @@ static void on_refreshed(void *arg, int refreshed)
     struct pending_auth *pa = arg;
     struct oidc_claims claims;
     finish_oidc(pa->ta, pa->ex, pa->done, verify(pa->ta, pa->token, pa->len, &claims));
-    free(pa->token);
     free(pa);
 }
 
@@ -84,16 +85,13 @@ static void authenticate_oidc(struct task_authenticator *ta, struct http_exchang
         finish_oidc(ta, ex, done, st);
         return;
     }
-    struct pending_auth *pa = calloc(1, sizeof(*pa));
-    if (pa == NULL || (pa->token = malloc(len)) == NULL) {
-        free(pa);
+    struct pending_auth *pa = malloc(sizeof(*pa));
+    if (pa == NULL) {
         fail(ta, ex, done, "internal");
         return;
     }
-    memcpy(pa->token, token, len);
-    *pa = (struct pending_auth){.ta = ta, .ex = ex, .done = done, .token = pa->token, .len = len};
+    *pa = (struct pending_auth){.ta = ta, .ex = ex, .done = done, .token = token, .len = len};
     if (jwks_cache_refresh_for_kid(ta->jwks, claims.kid, on_refreshed, pa) != 0) {
-        free(pa->token);
         free(pa);
         finish_oidc(ta, ex, done, st);
     }

@@ -19,7 +19,14 @@
 
 #include <stddef.h>
 
-enum http_auth { HTTP_AUTH_NONE = 0, HTTP_AUTH_TASK = 1 }; /* TASK: the server's authenticator must approve first */
+/* Who may make the server read a request body.  The server routes and
+ * authenticates a request from its header section alone, before a byte of its
+ * body is buffered (see http_server.h). */
+enum http_auth {
+    HTTP_AUTH_NONE = 0,           /* public, takes no body: a request that has one is answered 413 from its headers */
+    HTTP_AUTH_TASK = 1,           /* the server's authenticator must approve the headers; only then is a body read */
+    HTTP_AUTH_NONE_WITH_BODY = 2, /* public and reads a body without authentication (tools and tests only) */
+};
 
 struct http_exchange; /* one request/response, see http_server.h */
 typedef void (*http_handler)(struct http_exchange *ex, void *app_ctx);

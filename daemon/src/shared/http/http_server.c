@@ -4,8 +4,19 @@
  * Design.  A connection is a small state machine:
  *
  *   READING ──request complete──▶ DISPATCHED ──respond()──▶ WRITING ──written──▶ READING
- *      │                                                       │ (close after)
+ *      │  ▲                          ▲                        │ (close after)
+ *      │  └─approved── AUTHENTICATING┤ rejected (401)         │
+ *      │ headers of a request        │                        │
+ *      ├─with a body (body gate)─────┴─ 404/405/413 ──────────┤
  *      └──parse error / limit / timeout──▶ WRITING ────────────┴──▶ LINGER ──▶ CLOSING
+ *
+ * The body gate: on_headers_complete pauses llhttp right after the header
+ * section of a request that declares a body; conn_body_gate() stops reading,
+ * routes the request and, for a task route, asks the authenticator
+ * (AUTHENTICATING: no reading, no timer, the exchange live so a close cancels
+ * it).  Only conn_admit_body() reserves the body, sends an owed "100 Continue",
+ * arms the body deadline and resumes parsing and reading.  An answer while the
+ * body is unread (ex->body_unread) always closes the connection.
  *
  * Bytes land in a fixed per-connection input buffer.  In READING they go first
  * through a tiny raw scanner (struct hdr_scan) that owns the header-section
@@ -22,6 +33,11 @@
  * client.  One timer per connection serves the idle, header, body, write and
  * linger deadlines; header and body deadlines are total, not per read, so a
  * slow-drip client cannot extend them.
+ *
+ * New connections are counted against max_connections (n_open: closing ones
+ * do not count, so a burst of refusals never locks others out) and against
+ * max_connections_per_peer, by a walk over the open connections comparing
+ * peer addresses (O(max_connections), stopping at the cap).
  *
  * A request becomes a live exchange when it is dispatched: the server counts it
  * (http_server_active_exchanges) until its response is written or, when the
@@ -50,11 +66,15 @@
 #define LOG_PATH_MAX 256u
 #define REQUEST_ID_MAX 64u
 #define ARENA_MIN 1024u
+#define RESPONSE_PREAUTH_MAX 1024u /* the server's own answers (401, 404, 413, ...) fit in this */
+#define MALLOC_CHUNK_OVERHEAD 32u  /* allocator bookkeeping per allocation, rounded up */
+#define PEER_WARN_INTERVAL_MS 1000u
+#define DEFAULT_MAX_CONNECTIONS_PER_PEER 64u
 
 #define JSON_CONTENT_TYPE "application/json"
 #define STATUS_SILENT_CLOSE (-1) /* fail_status: close without a response */
 
-enum conn_state { CS_READING, CS_DISPATCHED, CS_WRITING, CS_LINGER, CS_CLOSING };
+enum conn_state { CS_READING, CS_AUTHENTICATING, CS_DISPATCHED, CS_WRITING, CS_LINGER, CS_CLOSING };
 enum timer_kind { TK_NONE, TK_IDLE, TK_HEADER, TK_BODY, TK_WRITE, TK_LINGER };
 enum ex_phase { PH_PARSING, PH_AUTH, PH_HANDLER };
 
@@ -85,6 +105,12 @@ struct http_exchange {
     size_t arena_len, arena_cap;
     size_t url_off, path_off, query_off;
     int url_done, target_ok, headers_done;
+    int routed;          /* route (and params) chosen */
+    int authenticated;   /* the authenticator approved it */
+    int at_body_gate;    /* llhttp paused after the headers of a request with a body */
+    int body_unread;     /* the body has not been admitted: any answer closes the connection */
+    int expect_continue; /* "100 Continue" owed once the body is admitted */
+    uint64_t content_length;
     struct header_entry hdrs[HTTP_MAX_HEADERS];
     size_t n_hdrs;
     int in_field; /* a header name is being received */
@@ -95,6 +121,12 @@ struct http_exchange {
     int http_minor, keep_alive, is_head;
     char request_id[REQUEST_ID_MAX + 1];
     uint64_t start_ns;
+};
+
+/* A peer's address as a comparable key (IPv4-mapped IPv6 counts as IPv4). */
+struct peer_addr {
+    unsigned char family; /* AF_INET or AF_INET6; 0: no IP peer (e.g. a socketpair) */
+    unsigned char bytes[16];
 };
 
 struct http_conn {
@@ -115,6 +147,7 @@ struct http_conn {
     llhttp_t parser;
     struct hdr_scan scan;
     struct http_exchange *ex; /* request being parsed or pending */
+    struct peer_addr peer;
     char *out;                /* response being written */
     size_t in_off, in_len;
     char inbuf[CONN_INBUF_SIZE];
@@ -136,7 +169,11 @@ struct http_server {
     uv_timer_t spare; /* closed by http_server_close so `done` is always deferred */
     int listener_open, spare_open, listening, draining, closing, saturated;
     struct http_conn *conns;
-    size_t n_conns, n_rejects, active;
+    size_t n_conns;  /* connection structs not yet freed */
+    size_t n_open;   /* of those, not closing: what the connection limits count */
+    size_t n_rejects, active;
+    uint64_t refused_max_connections, refused_per_peer;
+    uint64_t peer_warned_ms; /* loop time of the last per-peer refusal warning */
     struct http_exchange *live;
     uint64_t id_fallback;
     void (*done)(void *);
@@ -242,6 +279,8 @@ static const char *status_reason(int status)
         return "Expectation Failed";
     case 422:
         return "Unprocessable Content";
+    case 425:
+        return "Too Early";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -365,6 +404,16 @@ static void exchange_go_live(struct http_exchange *ex)
     srv->active++;
 }
 
+/* A live exchange goes back to the parser (its body is being read): no longer counted. */
+static void exchange_go_dormant(struct http_exchange *ex)
+{
+    if (ex->live && ex->srv != NULL) {
+        exchange_unlink(ex);
+        ex->srv->active--;
+    }
+    ex->live = 0;
+}
+
 /* Forget a live exchange whose response will not be written; free it. */
 static void exchange_retire(struct http_exchange *ex)
 {
@@ -375,10 +424,16 @@ static void exchange_retire(struct http_exchange *ex)
     exchange_free(ex);
 }
 
+/* The header arena never grows past this: the header bytes plus a NUL per name and value. */
+static size_t arena_hard_cap(const struct http_limits *l)
+{
+    return l->max_header_bytes + 2 * HTTP_MAX_HEADERS + 16;
+}
+
 /* Reserve room for n more arena bytes plus a terminating NUL. */
 static int arena_reserve(struct http_exchange *ex, size_t n)
 {
-    size_t hard_cap = ex->srv->limits.max_header_bytes + 2 * HTTP_MAX_HEADERS + 16;
+    size_t hard_cap = arena_hard_cap(&ex->srv->limits);
     size_t need = ex->arena_len + n + 1;
     if (need <= ex->arena_cap) return 0;
     if (need > hard_cap) return -1;
@@ -564,7 +619,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void conn_read_start(struct http_conn *conn)
 {
-    if (conn->reading || conn->state == CS_CLOSING) return;
+    if (conn->reading || conn->state == CS_CLOSING || conn->state == CS_AUTHENTICATING) return;
     if (uv_read_start(conn_stream(conn), conn_alloc_cb, conn_read_cb) != 0) {
         conn_close(conn);
         return;
@@ -601,7 +656,6 @@ static void conn_handle_closed_cb(uv_handle_t *h)
         srv->conns = conn->next;
     if (conn->next != NULL) conn->next->prev = conn->prev;
     srv->n_conns--;
-    if (srv->n_conns < srv->limits.max_connections) srv->saturated = 0;
     free(conn->out);
     free(conn);
     server_maybe_finish(srv);
@@ -611,6 +665,7 @@ static void conn_close(struct http_conn *conn)
 {
     if (conn->state == CS_CLOSING) return;
     conn->state = CS_CLOSING;
+    if (--conn->srv->n_open < conn->srv->limits.max_connections) conn->srv->saturated = 0;
     struct http_exchange *ex = conn->ex;
     conn->ex = NULL;
     if (ex != NULL) {
@@ -874,22 +929,25 @@ static void continue_write_cb(uv_write_t *req, int status)
     if (status < 0 && conn->state != CS_CLOSING) conn_close(conn);
 }
 
-/* Expect: 100-continue (HTTP/1.1 only) -> "100 Continue" when a body is coming;
+/* Expect: 100-continue (HTTP/1.1 only) -> "100 Continue" is owed when a body
+ * is coming (sent once the body is admitted, never before authentication);
  * any other expectation -> 417.  Returns 0 or an llhttp error. */
-static int handle_expect(llhttp_t *p, struct http_exchange *ex, int has_body)
+static int check_expect(llhttp_t *p, struct http_exchange *ex, int has_body)
 {
-    static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    struct http_conn *conn = p->data;
     size_t n = 0;
     const char *value = find_header(ex, "Expect", &n);
     if (n == 0 || ex->http_minor == 0) return 0;
     if (n != 1 || strcasecmp(value, "100-continue") != 0) return cb_fail(p, 417);
-    if (!has_body) return 0;
+    ex->expect_continue = has_body;
+    return 0;
+}
+
+static int send_continue(struct http_conn *conn)
+{
+    static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init((char *)continue_line, sizeof(continue_line) - 1);
     conn->continue_req.data = conn;
-    if (uv_write(&conn->continue_req, conn_stream(conn), &b, 1, continue_write_cb) != 0)
-        return cb_fail(p, STATUS_SILENT_CLOSE);
-    return 0;
+    return uv_write(&conn->continue_req, conn_stream(conn), &b, 1, continue_write_cb);
 }
 
 static int body_reserve(struct http_exchange *ex, size_t cap)
@@ -928,14 +986,18 @@ static int on_headers_complete(llhttp_t *p)
     uint64_t length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
     if (length > lim->max_body_bytes) return cb_fail(p, 413);
     int has_body = chunked || length > 0;
-    int rc = handle_expect(p, ex, has_body);
+    int rc = check_expect(p, ex, has_body);
     if (rc != 0) return rc;
-    if (length > 0 && body_reserve(ex, (size_t)length) != 0) return cb_fail(p, 500);
-    if (has_body)
-        conn_arm_timer(conn, TK_BODY, lim->body_timeout_ms);
-    else
+    if (!has_body) {
         conn_stop_timer(conn);
-    return 0;
+        return 0;
+    }
+    /* Stop before the body: conn_body_gate() routes and authenticates the
+     * request from its headers; nothing of the body is reserved before that. */
+    ex->content_length = length;
+    ex->at_body_gate = 1;
+    ex->body_unread = 1;
+    return HPE_PAUSED;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -983,6 +1045,8 @@ static void init_parser_settings(llhttp_settings_t *s)
 /* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 
+static void conn_admit_body(struct http_conn *conn);
+
 static void exchange_auth_done(struct http_exchange *ex, int ok, const char *reason)
 {
     if (ex == NULL || ex->phase != PH_AUTH) return;
@@ -992,6 +1056,8 @@ static void exchange_auth_done(struct http_exchange *ex, int ok, const char *rea
         exchange_retire(ex);
         return;
     }
+    struct http_conn *conn = ex->conn;
+    if (conn->state == CS_AUTHENTICATING) conn->state = CS_DISPATCHED; /* answered, or admitted below */
     if (!ok) {
         LOG_KV(ex->srv->lg, LOG_LEVEL_WARN, &(struct log_ctx){.request_id = ex->request_id},
                ((const char *[]){"reason", reason != NULL ? reason : "-", "path", ex->arena + ex->path_off, NULL}),
@@ -1000,36 +1066,113 @@ static void exchange_auth_done(struct http_exchange *ex, int ok, const char *rea
         http_exchange_respond(ex, 401, status_error_body(401), challenge, 1);
         return;
     }
+    ex->authenticated = 1;
+    if (ex->body_unread) {
+        conn_admit_body(conn);
+        return;
+    }
     ex->route->handler(ex, ex->srv->opts.app_ctx);
 }
 
-static void conn_dispatch(struct http_conn *conn)
+/* Match the route of a live exchange; 404/405 are answered here (0 returned). */
+static int exchange_route(struct http_exchange *ex)
 {
-    struct http_server *srv = conn->srv;
-    struct http_exchange *ex = conn->ex;
+    struct http_server *srv = ex->srv;
     char allow[128];
-    conn->state = CS_DISPATCHED;
-    conn_stop_timer(conn);
-    conn_backpressure(conn);
-    exchange_go_live(ex);
     int rc = http_router_match(srv->opts.routes, srv->opts.n_routes, ex->method, ex->arena + ex->path_off, &ex->route,
                                &ex->params, allow, sizeof(allow));
     if (rc == 404) {
         http_exchange_respond(ex, 404, status_error_body(404), NULL, 0);
-        return;
+        return 0;
     }
     if (rc == 405) {
         struct http_header_kv h = {"Allow", allow};
         http_exchange_respond(ex, 405, status_error_body(405), &h, 1);
-        return;
+        return 0;
     }
-    if (ex->route->auth == HTTP_AUTH_TASK) {
-        ex->phase = PH_AUTH;
-        srv->opts.authenticate(srv->opts.auth_ctx, ex, exchange_auth_done);
+    ex->routed = 1;
+    return 1;
+}
+
+static void exchange_authenticate(struct http_exchange *ex)
+{
+    struct http_server *srv = ex->srv;
+    ex->phase = PH_AUTH;
+    srv->opts.authenticate(srv->opts.auth_ctx, ex, exchange_auth_done);
+}
+
+/* The exchange is live (counted) from here until its response is written. */
+static void conn_take_exchange_live(struct http_conn *conn)
+{
+    conn->state = CS_DISPATCHED;
+    conn_stop_timer(conn);
+    exchange_go_live(conn->ex);
+}
+
+/* A complete request: route, authenticate (unless done at the body gate), run the handler. */
+static void conn_dispatch(struct http_conn *conn)
+{
+    struct http_exchange *ex = conn->ex;
+    conn_take_exchange_live(conn);
+    conn_backpressure(conn);
+    if (!ex->routed && !exchange_route(ex)) return;
+    if (ex->route->auth == HTTP_AUTH_TASK && !ex->authenticated) {
+        exchange_authenticate(ex);
         return;
     }
     ex->phase = PH_HANDLER;
-    ex->route->handler(ex, srv->opts.app_ctx);
+    ex->route->handler(ex, conn->srv->opts.app_ctx);
+}
+
+/* The header section of a request with a body is complete and llhttp stopped
+ * right after it; reading is stopped too, so what the connection holds is its
+ * fixed input buffer and the header arena.  The request is routed and, for
+ * task routes, authenticated from its headers alone; only an approved request
+ * (or one for a route that takes a public body) gets to send its body.  Every
+ * other answer (404/405, 401, 413 for a public route without a body) is
+ * written without reading the body and closes the connection. */
+static void conn_body_gate(struct http_conn *conn)
+{
+    struct http_exchange *ex = conn->ex;
+    conn_read_stop(conn);
+    conn_take_exchange_live(conn);
+    if (!exchange_route(ex)) return;
+    switch (ex->route->auth) {
+    case HTTP_AUTH_TASK:
+        conn->state = CS_AUTHENTICATING;
+        exchange_authenticate(ex);
+        return;
+    case HTTP_AUTH_NONE_WITH_BODY:
+        conn_admit_body(conn);
+        return;
+    case HTTP_AUTH_NONE:
+        break;
+    }
+    http_exchange_respond(ex, 413, status_error_body(413), NULL, 0);
+}
+
+/* Let the body in: the parser owns the exchange again until the message is
+ * complete (not live, not counted), the body is reserved and timed, a "100
+ * Continue" owed is sent, and parsing and reading resume. */
+static void conn_admit_body(struct http_conn *conn)
+{
+    struct http_exchange *ex = conn->ex;
+    exchange_go_dormant(ex);
+    ex->phase = PH_PARSING;
+    ex->body_unread = 0;
+    conn->state = CS_READING;
+    if (ex->content_length > 0 && body_reserve(ex, (size_t)ex->content_length) != 0) {
+        conn_fail(conn, 500);
+        return;
+    }
+    if (ex->expect_continue && send_continue(conn) != 0) {
+        conn_close(conn);
+        return;
+    }
+    conn_arm_timer(conn, TK_BODY, conn->srv->limits.body_timeout_ms);
+    llhttp_resume(&conn->parser);
+    conn_parse(conn);
+    if (!conn_inbuf_full(conn)) conn_read_start(conn);
 }
 
 /* Parse buffered bytes until they are used up, a request is complete, or an error. */
@@ -1050,7 +1193,12 @@ static void conn_parse(struct http_conn *conn)
         }
         if (err == HPE_PAUSED) {
             conn->in_off += (size_t)(llhttp_get_error_pos(&conn->parser) - data);
-            conn_dispatch(conn);
+            if (conn->ex->at_body_gate) {
+                conn->ex->at_body_gate = 0;
+                conn_body_gate(conn);
+            } else {
+                conn_dispatch(conn);
+            }
             return;
         }
         LOG_KV(
@@ -1080,6 +1228,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn->in_len += (size_t)nread;
         conn_parse(conn);
         break;
+    case CS_AUTHENTICATING: /* not reading; a read already under way is only buffered */
     case CS_DISPATCHED:
     case CS_WRITING:
         conn->in_len += (size_t)nread;
@@ -1127,11 +1276,18 @@ static void rejected_closed_cb(uv_handle_t *h)
     server_maybe_finish(srv);
 }
 
-static void reject_connection(struct http_server *srv)
+/* Best effort, never blocks: the connection is closed right after. */
+static void send_canned_503(uv_stream_t *stream)
 {
     static const char canned[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                  "Content-Length: 31\r\nConnection: close\r\n\r\n"
                                  "{\"error\":\"service_unavailable\"}";
+    uv_buf_t b = uv_buf_init((char *)canned, sizeof(canned) - 1);
+    (void)uv_try_write(stream, &b, 1);
+}
+
+static void reject_connection(struct http_server *srv)
+{
     struct rejected_conn *r = calloc(1, sizeof(*r));
     if (r == NULL || uv_tcp_init(srv->loop, &r->tcp) != 0) {
         free(r);
@@ -1141,10 +1297,8 @@ static void reject_connection(struct http_server *srv)
     r->srv = srv;
     r->tcp.data = r;
     srv->n_rejects++;
-    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&r->tcp) == 0) {
-        uv_buf_t b = uv_buf_init((char *)canned, sizeof(canned) - 1);
-        (void)uv_try_write((uv_stream_t *)&r->tcp, &b, 1);
-    }
+    srv->refused_max_connections++;
+    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&r->tcp) == 0) send_canned_503((uv_stream_t *)&r->tcp);
     uv_close((uv_handle_t *)&r->tcp, rejected_closed_cb);
     if (!srv->saturated) {
         srv->saturated = 1;
@@ -1177,6 +1331,7 @@ static struct http_conn *conn_create(struct http_server *srv)
         return NULL;
     }
     conn->handles_open = 2;
+    srv->n_open++;
     llhttp_init(&conn->parser, HTTP_REQUEST, &srv->settings);
     conn->parser.data = conn;
     conn->scan.active = 1;
@@ -1192,6 +1347,78 @@ static void conn_start(struct http_conn *conn)
     conn_read_start(conn);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Per-peer connection cap                                                   */
+
+static void peer_of(const uv_tcp_t *tcp, struct peer_addr *out)
+{
+    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    struct sockaddr_storage ss;
+    int len = (int)sizeof(ss);
+    memset(out, 0, sizeof(*out));
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        out->family = AF_INET;
+        memcpy(out->bytes, &((const struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const unsigned char *a = ((const struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+        int mapped = memcmp(a, v4_mapped, sizeof(v4_mapped)) == 0;
+        out->family = mapped ? AF_INET : AF_INET6;
+        memcpy(out->bytes, mapped ? a + 12 : a, mapped ? 4 : 16);
+    }
+}
+
+static void peer_name(const struct peer_addr *p, char *out, size_t len)
+{
+    if (uv_inet_ntop(p->family == AF_INET6 ? AF_INET6 : AF_INET, p->bytes, out, len) != 0) snprintf(out, len, "?");
+}
+
+/* 1 when conn's peer already holds max_connections_per_peer other open
+ * connections.  A walk over the open connections (at most max_connections),
+ * which stops early for the peer that floods: its connections are the newest. */
+static int peer_over_cap(const struct http_server *srv, const struct http_conn *conn)
+{
+    unsigned n = 0;
+    if (conn->peer.family == 0) return 0;
+    for (const struct http_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (c == conn || c->state == CS_CLOSING || memcmp(&c->peer, &conn->peer, sizeof(c->peer)) != 0) continue;
+        if (++n >= srv->limits.max_connections_per_peer) return 1;
+    }
+    return 0;
+}
+
+/* Canned 503 and close; counted, and warned about at most once a second. */
+static void refuse_peer(struct http_conn *conn)
+{
+    struct http_server *srv = conn->srv;
+    srv->refused_per_peer++;
+    send_canned_503(conn_stream(conn));
+    uint64_t now = uv_now(srv->loop);
+    if (srv->peer_warned_ms == 0 || now - srv->peer_warned_ms >= PEER_WARN_INTERVAL_MS) {
+        char addr[INET6_ADDRSTRLEN], limit[16], refused[24];
+        srv->peer_warned_ms = now;
+        peer_name(&conn->peer, addr, sizeof(addr));
+        snprintf(limit, sizeof(limit), "%u", srv->limits.max_connections_per_peer);
+        snprintf(refused, sizeof(refused), "%llu", (unsigned long long)srv->refused_per_peer);
+        LOG_KV(srv->lg, LOG_LEVEL_WARN, NULL,
+               ((const char *[]){"peer", addr, "limit", limit, "refused_total", refused, NULL}),
+               "per-peer connection limit reached: refusing the peer's new connections");
+    }
+    conn_close(conn);
+}
+
+/* The socket is attached: refuse it if its peer is at its cap, else start it. 0 started. */
+static int conn_admit(struct http_conn *conn)
+{
+    peer_of(&conn->tcp, &conn->peer);
+    if (peer_over_cap(conn->srv, conn)) {
+        refuse_peer(conn);
+        return -1;
+    }
+    conn_start(conn);
+    return 0;
+}
+
 static void accept_connection(struct http_server *srv)
 {
     struct http_conn *conn = conn_create(srv);
@@ -1203,17 +1430,16 @@ static void accept_connection(struct http_server *srv)
         conn_close(conn);
         return;
     }
-    conn_start(conn);
+    (void)conn_admit(conn);
 }
 
 int http_server_adopt(struct http_server *srv, uv_os_sock_t fd)
 {
     struct http_conn *conn = NULL;
-    if (srv == NULL || srv->draining || srv->closing || srv->n_conns >= srv->limits.max_connections) goto fail;
+    if (srv == NULL || srv->draining || srv->closing || srv->n_open >= srv->limits.max_connections) goto fail;
     conn = conn_create(srv);
     if (conn == NULL || uv_tcp_open(&conn->tcp, fd) != 0) goto fail;
-    conn_start(conn);
-    return 0;
+    return conn_admit(conn); /* refused: the handle owns fd and closes it */
 fail:
     if (conn != NULL) conn_close(conn); /* the handle does not own fd: uv_tcp_open failed */
     close(fd);
@@ -1228,7 +1454,7 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     if (srv->draining || srv->closing) return;
-    if (srv->n_conns >= srv->limits.max_connections)
+    if (srv->n_open >= srv->limits.max_connections)
         reject_connection(srv);
     else
         accept_connection(srv);
@@ -1245,6 +1471,8 @@ static void apply_limit_defaults(struct http_limits *l)
     if (l->body_timeout_ms == 0) l->body_timeout_ms = 10000;
     if (l->idle_timeout_ms == 0) l->idle_timeout_ms = 60000;
     if (l->max_connections == 0) l->max_connections = 1024;
+    if (l->max_connections_per_peer == 0) l->max_connections_per_peer = DEFAULT_MAX_CONNECTIONS_PER_PEER;
+    if (l->max_connections_per_peer > l->max_connections) l->max_connections_per_peer = l->max_connections;
 }
 
 static int routes_need_auth(const struct http_route *routes, size_t n)
@@ -1416,6 +1644,23 @@ size_t http_server_connection_count(const struct http_server *srv)
     return srv != NULL ? srv->n_conns : 0;
 }
 
+void http_server_get_stats(const struct http_server *srv, struct http_server_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (srv == NULL) return;
+    out->connections = srv->n_conns;
+    out->refused_max_connections = srv->refused_max_connections;
+    out->refused_per_peer = srv->refused_per_peer;
+}
+
+size_t http_server_preauth_bytes_max(const struct http_limits *limits)
+{
+    struct http_limits l = *limits;
+    apply_limit_defaults(&l);
+    return sizeof(struct http_conn) + sizeof(struct http_exchange) + arena_hard_cap(&l) + RESPONSE_PREAUTH_MAX +
+           4 * MALLOC_CHUNK_OVERHEAD;
+}
+
 void http_server_close(struct http_server *srv, void (*done)(void *), void *arg)
 {
     if (srv == NULL || srv->closing) return;
@@ -1542,7 +1787,7 @@ void http_exchange_respond_typed(struct http_exchange *ex, int status, const cha
         exchange_retire(ex);
         return;
     }
-    int close = conn->close_after || !ex->keep_alive || conn->srv->draining;
+    int close = conn->close_after || ex->body_unread || !ex->keep_alive || conn->srv->draining;
     size_t len = 0;
     char *buf = build_response(conn->srv->lg, status, content_type, body, body_len, extra, n_extra, ex->request_id,
                                close, ex->is_head, &len);

@@ -11,7 +11,22 @@
  *
  * Per request: limits (431 header bytes, 413 body bytes, 408 header/body time)
  * -> route match (404/405+Allow) -> authenticator for HTTP_AUTH_TASK routes
- * (401 on rejection) -> handler.  The handler owns the exchange until it calls
+ * (401 on rejection) -> handler.  Nothing expensive happens before
+ * authentication: a request that declares a body (Content-Length > 0 or
+ * chunked) is routed and authenticated as soon as its header section is
+ * complete, with parsing and reading stopped, before a byte of the body is
+ * buffered beyond the fixed input buffer or any body memory is reserved; the
+ * body is read (under max_body_bytes and body_timeout_ms, after a "100
+ * Continue" when one was asked for) only once the authenticator approved it,
+ * or for an HTTP_AUTH_NONE_WITH_BODY route.  Every answer given before that
+ * (404/405, 401, 413 for a public route that takes no body) comes from the
+ * headers alone and closes the connection; http_server_preauth_bytes_max()
+ * bounds what such a connection holds.  A request without a body is routed and
+ * authenticated once complete, as before.  Connections are capped in total
+ * (max_connections) and per peer IP address (max_connections_per_peer; an
+ * IPv4-mapped IPv6 address counts as IPv4, sockets without an IP peer are not
+ * capped per peer); over either cap a new connection gets a canned 503 and is
+ * closed at once, and is counted (http_server_get_stats).  The handler owns the exchange until it calls
  * http_exchange_respond() exactly once, synchronously or later from the loop.
  * If the client goes away first (EOF/reset while the request is pending) the
  * exchange is marked cancelled and respond() merely frees it.  Malformed or
@@ -54,6 +69,7 @@ struct http_limits {
     unsigned body_timeout_ms;   /* 10000: whole body -> 408 + close */
     unsigned idle_timeout_ms;   /* 60000: keep-alive idle -> silent close; also bounds a stalled response write */
     unsigned max_connections;   /* 1024: excess connections get a canned 503 and are closed at once */
+    unsigned max_connections_per_peer; /* 64 (at most max_connections): the same for one peer address */
 };
 
 /* Extra response header (named to stay clear of the HTTP client's struct http_header). */
@@ -65,7 +81,10 @@ struct http_header_kv {
 /* ok != 0 lets the request through.  reason (may be NULL) is logged on rejection;
  * it must not contain secrets. */
 typedef void (*http_auth_done)(struct http_exchange *ex, int ok, const char *reason);
-/* Called for HTTP_AUTH_TASK routes; must call done exactly once (now or later). */
+/* Called for HTTP_AUTH_TASK routes, with the header section only (the body, if
+ * any, is read after approval); must call done exactly once, now or later and
+ * in bounded time: the connection has no deadline while it waits (followupd's
+ * authenticator waits at most for one JWKS fetch, 10 s). */
 typedef void (*http_authenticator)(void *auth_ctx, struct http_exchange *ex, http_auth_done done);
 
 struct http_server_opts {
@@ -99,6 +118,20 @@ void http_server_stop_accepting(struct http_server *srv);
 size_t http_server_active_exchanges(const struct http_server *srv);
 /* Open client connections (for metrics and tests). */
 size_t http_server_connection_count(const struct http_server *srv);
+struct http_server_stats {
+    size_t connections;               /* open client connections */
+    uint64_t refused_max_connections; /* refused (canned 503) at max_connections, since start */
+    uint64_t refused_per_peer;        /* refused because their peer address held max_connections_per_peer */
+};
+void http_server_get_stats(const struct http_server *srv, struct http_server_stats *out);
+/* Heap bytes one connection holds, at most, while its request is not
+ * authenticated: the connection with its input buffer, one exchange with its
+ * header arena (max_header_bytes + 216), the server's own answer being written
+ * (404/405/401/413/...) and allocator overhead.  A body is never allocated
+ * before authentication (see above), so max_connections times this bounds what
+ * unauthenticated clients can make the server hold, plus what the authenticator
+ * keeps per pending check and the responses of public handlers. */
+size_t http_server_preauth_bytes_max(const struct http_limits *limits);
 /* Optional observer of every answered exchange (metrics): the matched route
  * (NULL for 404/405), the status sent (or chosen, if the client was gone) and
  * the time since the request started arriving. Called from respond(). */

@@ -57,6 +57,7 @@ int execution_http_status(enum execution_status st, const char **json_body)
     case EXEC_IN_PROGRESS: *json_body = "{\"status\":\"in_progress\"}"; return 409;
     case EXEC_NOT_FOUND: *json_body = "{\"error\":\"not_found\"}"; return 404;
     case EXEC_FAILED_RETRYABLE: *json_body = "{\"status\":\"failed\",\"retryable\":true}"; return 503;
+    case EXEC_TOO_EARLY: *json_body = "{\"status\":\"too_early\"}"; return 425;
     case EXEC_UNAVAILABLE: break;
     }
     *json_body = "{\"error\":\"unavailable\"}";
@@ -71,13 +72,17 @@ static void respond_error(struct http_exchange *ex, int status, const char *erro
     http_exchange_respond(ex, status, body, NULL, 0);
 }
 
-static void on_executed(void *arg, enum execution_status st)
+static void on_executed(void *arg, enum execution_status st, int retry_after_s)
 {
     struct pending_response *p = arg;
     if (p->ctx->on_execution != NULL) p->ctx->on_execution(p->ctx->observer_arg, st);
     const char *body;
     int status = execution_http_status(st, &body);
-    http_exchange_respond(p->ex, status, body, NULL, 0);
+    char seconds[16];
+    snprintf(seconds, sizeof(seconds), "%d", retry_after_s > 0 ? retry_after_s : 1);
+    struct http_header_kv retry_after = {"Retry-After", seconds};
+    int early = st == EXEC_TOO_EARLY;
+    http_exchange_respond(p->ex, status, body, early ? &retry_after : NULL, early ? 1 : 0);
     free(p);
 }
 
@@ -118,7 +123,7 @@ void bookings_controller_execute_followup(struct http_exchange *ex, void *app_ct
     struct pending_response *p = malloc(sizeof(*p));
     struct execution_request req = {.schema = body.schema, .tenant_id = body.tenant_id, .booking_id = body.booking_id,
                                     .idempotency_key = body.idempotency_key,
-                                    .request_id = http_exchange_request_id(ex)};
+                                    .request_id = http_exchange_request_id(ex), .refuse_early = true};
     if (p == NULL) {
         respond_error(ex, 503, "unavailable", NULL);
         return;

@@ -4,12 +4,11 @@
 #include "features/deals_pipeline/controllers/notifications_controller.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <string.h>
 
 #include "features/deals_pipeline/services/followup_keys.h"
 #include "shared/db/db_notify.h"
-
-#define MAX_PAYLOAD 1024
 
 static int copy_string(json_t *o, const char *key, char *dst, size_t cap)
 {
@@ -19,58 +18,102 @@ static int copy_string(json_t *o, const char *key, char *dst, size_t cap)
     return strlen(dst) == json_string_length(v) ? 0 : -1;   /* no embedded NUL */
 }
 
-int notification_parse(const char *payload, size_t len, struct booking_ref *out)
+static int copy_optional_string(json_t *o, const char *key, char *dst, size_t cap)
 {
-    if (payload == NULL || len == 0 || len > MAX_PAYLOAD) return -1;
-    json_error_t err;
-    json_t *o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &err);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return -1;
-    }
-    memset(out, 0, sizeof(*out));
-    int rc = 0;
+    return json_object_get(o, key) == NULL ? 0 : copy_string(o, key, dst, cap);
+}
+
+static int copy_optional_generation(json_t *o, int *dst)
+{
+    json_t *v = json_object_get(o, "taskGeneration");
+    if (v == NULL) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT_MAX) return -1;
+    *dst = (int)json_integer_value(v);
+    return 0;
+}
+
+static int parse_fields(json_t *o, struct booking_notification *out)
+{
     if (copy_string(o, "schema", out->schema, sizeof(out->schema)) != 0 ||
         copy_string(o, "tenantId", out->tenant_id, sizeof(out->tenant_id)) != 0 ||
         copy_string(o, "bookingId", out->booking_id, sizeof(out->booking_id)) != 0 ||
-        copy_string(o, "op", out->op, sizeof(out->op)) != 0)
-        rc = -1;
-    if (rc == 0 && json_object_get(o, "taskName") != NULL &&
-        copy_string(o, "taskName", out->task_name, sizeof(out->task_name)) != 0)
-        rc = -1;
-    json_decref(o);
-    if (rc != 0) return -1;
+        copy_string(o, "op", out->op, sizeof(out->op)) != 0 ||
+        copy_optional_string(o, "taskName", out->task_name, sizeof(out->task_name)) != 0 ||
+        copy_optional_string(o, "idempotencyKey", out->idempotency_key, sizeof(out->idempotency_key)) != 0 ||
+        copy_optional_generation(o, &out->task_generation) != 0)
+        return -1;
     if (!followup_is_uuid(out->tenant_id) || !followup_is_uuid(out->booking_id)) return -1;
-    if (strcmp(out->op, "INSERT") != 0 && strcmp(out->op, "UPDATE") != 0 && strcmp(out->op, "DELETE") != 0) return -1;
-    return 0;
+    return strcmp(out->op, "INSERT") == 0 || strcmp(out->op, "UPDATE") == 0 || strcmp(out->op, "DELETE") == 0 ? 0
+                                                                                                            : -1;
+}
+
+int notification_parse(const char *payload, size_t len, struct booking_notification *out)
+{
+    if (payload == NULL || len == 0 || len > NOTIFICATION_MAX_PAYLOAD) return -1;
+    json_error_t err;
+    json_t *o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &err);
+    memset(out, 0, sizeof(*out));
+    int rc = json_is_object(o) ? parse_fields(o, out) : -1;
+    json_decref(o);
+    return rc;
+}
+
+static enum notify_verdict reject(struct followup_scheduler *sched, struct logger *log, const struct log_ctx *ctx,
+                                  const char *channel, enum notify_rejection why, const char *what)
+{
+    followup_scheduler_count_rejection(sched, why);
+    LOG_KV(log, LOG_LEVEL_WARN, ctx,
+           ((const char *[]){"channel", channel, "reason", followup_rejection_name(why), NULL}),
+           "notification dropped: %s", what);
+    return NOTIFY_REJECTED;
+}
+
+/* Checks that need no database: shape, allowlisted schema, the schema's own channel. */
+static enum notify_verdict check_boundary(const struct config *cfg, struct followup_scheduler *sched,
+                                          struct logger *log, const char *channel, const char *payload,
+                                          struct booking_notification *n)
+{
+    size_t len = strlen(payload);
+    if (len > NOTIFICATION_MAX_PAYLOAD)
+        return reject(sched, log, NULL, channel, REJECT_OVERSIZED, "payload larger than any the trigger sends");
+    if (notification_parse(payload, len, n) != 0)
+        return reject(sched, log, NULL, channel, REJECT_MALFORMED, "malformed payload");
+    struct log_ctx ids = {.tenant_id = n->tenant_id, .booking_id = n->booking_id};
+    if (!strlist_contains(&cfg->db_schemas, n->schema))
+        return reject(sched, log, &ids, channel, REJECT_UNKNOWN_SCHEMA, "schema not in database.schemas");
+    char expected[64];
+    if (db_channel_for_schema(n->schema, expected) != 0 || strcmp(expected, channel) != 0)
+        return reject(sched, log, &ids, channel, REJECT_WRONG_CHANNEL, "arrived on another schema's channel");
+    return NOTIFY_QUEUED;
+}
+
+static enum notify_verdict handle_delete(struct followup_scheduler *sched, struct logger *log, const char *channel,
+                                         const struct booking_notification *n)
+{
+    if (n->task_name[0] == '\0') return NOTIFY_QUEUED;   /* the row had no task: nothing left to do */
+    struct deleted_booking d = {.schema = n->schema, .tenant_id = n->tenant_id, .booking_id = n->booking_id,
+                                .task_name = n->task_name, .idempotency_key = n->idempotency_key,
+                                .task_generation = n->task_generation};
+    enum notify_rejection why = REJECT_N;
+    if (followup_scheduler_forget_deleted(sched, &d, &why) == 0) return NOTIFY_QUEUED;
+    struct log_ctx ctx = {.schema = n->schema, .tenant_id = n->tenant_id, .booking_id = n->booking_id};
+    if (why == REJECT_N) {
+        LOG_WARN(log, &ctx, "cannot check the deleted booking's task now; it is left to answer not found");
+        return NOTIFY_DROPPED;
+    }
+    return reject(sched, log, &ctx, channel, why, "not the task followupd made for this booking");
 }
 
 enum notify_verdict notifications_controller_handle(const struct config *cfg, struct followup_scheduler *sched,
                                                     struct logger *log, const char *channel, const char *payload)
 {
-    struct booking_ref ref;
-    if (notification_parse(payload, strlen(payload), &ref) != 0) {
-        LOG_KV(log, LOG_LEVEL_WARN, NULL, ((const char *[]){"channel", channel, NULL}),
-               "malformed notification payload dropped");
-        return NOTIFY_MALFORMED;
-    }
-    struct log_ctx ctx = {.schema = ref.schema, .tenant_id = ref.tenant_id, .booking_id = ref.booking_id};
-    if (!strlist_contains(&cfg->db_schemas, ref.schema)) {
-        LOG_WARN(log, &ctx, "notification for a schema not in database.schemas dropped");
-        return NOTIFY_UNKNOWN_SCHEMA;
-    }
-    char expected[64];
-    if (db_channel_for_schema(ref.schema, expected) != 0 || strcmp(expected, channel) != 0) {
-        LOG_WARN(log, &ctx, "notification arrived on another schema's channel; dropped");
-        return NOTIFY_WRONG_CHANNEL;
-    }
-    LOG_DEBUG(log, &ctx, "booking %s notified", ref.op);
-    if (strcmp(ref.op, "DELETE") == 0) {   /* the row is gone: only its task (if any) is left to delete */
-        if (ref.task_name[0] != '\0') followup_scheduler_remove_task(sched, ref.schema, ref.tenant_id, ref.booking_id,
-                                                                     ref.task_name);
-        return NOTIFY_QUEUED;
-    }
-    if (followup_scheduler_enqueue(sched, ref.schema, ref.tenant_id, ref.booking_id) != 0) {
+    struct booking_notification n;
+    enum notify_verdict v = check_boundary(cfg, sched, log, channel, payload, &n);
+    if (v != NOTIFY_QUEUED) return v;
+    struct log_ctx ctx = {.schema = n.schema, .tenant_id = n.tenant_id, .booking_id = n.booking_id};
+    LOG_DEBUG(log, &ctx, "booking %s notified", n.op);
+    if (strcmp(n.op, "DELETE") == 0) return handle_delete(sched, log, channel, &n);
+    if (followup_scheduler_enqueue(sched, n.schema, n.tenant_id, n.booking_id) != 0) {
         LOG_WARN(log, &ctx, "scheduler queue full: booking left pending for the catch-up sweep");
         return NOTIFY_DROPPED;
     }

@@ -32,6 +32,7 @@ enum stmt {
     ST_NEXT_DUE,
     ST_FIND_DUE,
     ST_UNSCHEDULE,
+    ST_CAPTURE_TRIGGERS,
     ST_COUNT
 };
 
@@ -68,27 +69,30 @@ static const char *const templates[ST_COUNT] = {
         "schedule_attempts = schedule_attempts + 1, next_attempt_at = NULL "
         "WHERE id = $1 AND tenant_id = $2 AND task_status = 'pending'",
 
-    /* $1 id, $2 tenant, $3 idempotency key, $4 lease seconds. A booking whose scheduled_at moved away from the
-       time its task was made for (changed while nobody listened; the sweep replaces the task) is stale. */
+    /* $1 id, $2 tenant, $3 idempotency key, $4 lease seconds, $5 early window seconds (NULL: no check). A
+       booking whose scheduled_at moved away from the time its task was made for (changed while nobody
+       listened; the sweep replaces the task) is stale. early_s > 0: the delivery came before
+       scheduled_at - $5 (by that many seconds, rounded up): the row is not claimed and not changed. */
     [ST_CLAIM] =
         "WITH target AS ("
         " SELECT id, tenant_id, status, task_status, idempotency_key, execution_started_at, next_attempt_at,"
         " COALESCE(floor(extract(epoch FROM scheduled_at) * 1000)"
-        "  = floor(extract(epoch FROM task_scheduled_at) * 1000), false) AS in_step"
+        "  = floor(extract(epoch FROM task_scheduled_at) * 1000), false) AS in_step,"
+        " ceil(extract(epoch FROM scheduled_at - make_interval(secs => $5::int) - now()))::bigint AS early_s"
         " FROM %s.lead_bookings WHERE id = $1 AND tenant_id = $2 FOR UPDATE"
         "), claimed AS ("
         " UPDATE %s.lead_bookings b SET task_status = 'in_progress', execution_attempts = b.execution_attempts + 1,"
         " execution_started_at = now()"
         " FROM target t WHERE b.id = t.id AND b.tenant_id = $2"
-        " AND t.status <> 'cancelled' AND t.idempotency_key = $3 AND t.in_step"
+        " AND t.status <> 'cancelled' AND t.idempotency_key = $3 AND t.in_step AND COALESCE(t.early_s <= 0, true)"
         " AND (t.task_status IN ('pending', 'scheduled')"
         "  OR (t.task_status = 'failed' AND t.next_attempt_at IS NOT NULL)"
         "  OR (t.task_status = 'in_progress' AND t.execution_started_at < now() - make_interval(secs => $4::int)))"
         " RETURNING b.id, b.tenant_id, b.lead_id, b.assigned_user_id, b.booking_type, b.status, b.task_status,"
         " b.task_name, b.idempotency_key, floor(extract(epoch FROM b.scheduled_at) * 1000)::bigint,"
         " floor(extract(epoch FROM b.task_scheduled_at) * 1000)::bigint, b.execution_attempts, b.task_generation"
-        ") SELECT c.*, t.status, t.task_status, t.idempotency_key = $3 AND t.in_step, t.next_attempt_at IS NOT NULL"
-        " FROM target t LEFT JOIN claimed c ON true",
+        ") SELECT c.*, t.status, t.task_status, t.idempotency_key = $3 AND t.in_step, t.next_attempt_at IS NOT NULL,"
+        " t.early_s FROM target t LEFT JOIN claimed c ON true",
 
     /* compliance: cross-tenant CATCHUP-SWEEP — the catch-up after every (re)connect and the periodic backstop
        must find work of every tenant of the schema; it returns ids only, and each booking is then re-read
@@ -181,6 +185,16 @@ static const char *const templates[ST_COUNT] = {
         " OR (task_status = 'in_progress' AND execution_started_at <= now() - make_interval(secs => $2::int)"
         "  AND" LOCAL_TASK_CURRENT "))"
         " ORDER BY scheduled_at LIMIT $3::int FOR UPDATE SKIP LOCKED",
+
+    /* compliance: cross-tenant CAPTURE-CHECK — a catalog read, no booking row: followupd's NOTIFY triggers on this
+       schema's lead_bookings and their arguments (encode(tgargs, 'escape'): each argument followed by \\000).
+       $1 the schema name. */
+    [ST_CAPTURE_TRIGGERS] =
+        "SELECT t.tgname, t.tgenabled <> 'D', encode(t.tgargs, 'escape') FROM pg_trigger t"
+        " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relname = 'lead_bookings' AND NOT t.tgisinternal"
+        " AND t.tgname IN ('followupd_notify_insert', 'followupd_notify_update', 'followupd_notify_delete')"
+        " ORDER BY t.tgname",
 
     [ST_MARK_EXECUTED] =
         "UPDATE %s.lead_bookings SET task_status = 'executed', executed_at = now(), last_execution_error = NULL, "
@@ -313,7 +327,14 @@ static void log_db_error(struct repo_op *op, const char *err)
            ((const char *[]){"error", err != NULL ? err : "unknown", NULL}), "database statement failed");
 }
 
-static enum claim_outcome classify_claim(PGresult *res, struct booking *b)
+static bool bool_col(PGresult *res, int row, int col)
+{
+    return !PQgetisnull(res, row, col) && strcmp(PQgetvalue(res, row, col), "t") == 0;
+}
+
+/* What the claim found when it did not claim: the row's state decides first (a final state wins over
+ * "too early"), then the early check, then a live lease. */
+static enum claim_outcome classify_claim(PGresult *res, struct booking *b, int *wait_s)
 {
     if (PQntuples(res) == 0) return CLAIM_NOT_FOUND;
     if (!PQgetisnull(res, 0, 0)) {
@@ -322,13 +343,19 @@ static enum claim_outcome classify_claim(PGresult *res, struct booking *b)
     }
     const char *status = PQgetvalue(res, 0, N_BOOKING_COLUMNS);
     const char *task_status = PQgetvalue(res, 0, N_BOOKING_COLUMNS + 1);
-    bool key_matches = !PQgetisnull(res, 0, N_BOOKING_COLUMNS + 2) &&
-                       strcmp(PQgetvalue(res, 0, N_BOOKING_COLUMNS + 2), "t") == 0;
+    bool key_matches = bool_col(res, 0, N_BOOKING_COLUMNS + 2);
+    bool retryable = bool_col(res, 0, N_BOOKING_COLUMNS + 3);
+    int64_t early_s = int_col(res, 0, N_BOOKING_COLUMNS + 4);
+    bool failed = strcmp(task_status, "failed") == 0;
     if (strcmp(task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
     if (strcmp(task_status, "cancelled") == 0 || strcmp(status, "cancelled") == 0) return CLAIM_CANCELLED;
     if (!key_matches) return CLAIM_STALE;
-    if (strcmp(task_status, "in_progress") == 0) return CLAIM_IN_PROGRESS;
-    if (strcmp(task_status, "failed") == 0) return CLAIM_FAILED_FINAL;
+    if (failed && !retryable) return CLAIM_FAILED_FINAL;
+    if (early_s > 0) {
+        *wait_s = early_s > INT32_MAX ? INT32_MAX : (int)early_s;
+        return CLAIM_TOO_EARLY;
+    }
+    if (failed) return CLAIM_FAILED_FINAL;
     return CLAIM_IN_PROGRESS;
 }
 
@@ -365,9 +392,22 @@ static void on_result(void *arg, PGresult *res, const char *err)
         free(keys);
         break;
     }
+    case ST_CAPTURE_TRIGGERS: {
+        struct capture_trigger t[CAPTURE_TRIGGERS_MAX];
+        int n = rc == REPO_OK ? PQntuples(res) : 0;
+        if (n > CAPTURE_TRIGGERS_MAX) n = CAPTURE_TRIGGERS_MAX;
+        for (int i = 0; i < n; i++) {
+            copy_col(res, i, 0, t[i].name, sizeof(t[i].name));
+            t[i].enabled = strcmp(PQgetvalue(res, i, 1), "t") == 0;
+            copy_col(res, i, 2, t[i].args, sizeof(t[i].args));
+        }
+        ((repo_triggers_cb)op->cb)(op->arg, rc, t, n);
+        break;
+    }
     case ST_CLAIM: {
-        enum claim_outcome o = rc == REPO_OK ? classify_claim(res, &b) : CLAIM_NOT_FOUND;
-        ((repo_claim_cb)op->cb)(op->arg, rc, o, o == CLAIM_CLAIMED ? &b : NULL);
+        int wait_s = 0;
+        enum claim_outcome o = rc == REPO_OK ? classify_claim(res, &b, &wait_s) : CLAIM_NOT_FOUND;
+        ((repo_claim_cb)op->cb)(op->arg, rc, o, o == CLAIM_CLAIMED ? &b : NULL, wait_s);
         break;
     }
     default:
@@ -423,12 +463,13 @@ static int repo_mark_schedule_failed(void *impl, const char *schema, const char 
 }
 
 static int repo_claim(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                      const char *key, int lease_s, repo_claim_cb cb, void *arg)
+                      const char *key, int lease_s, int early_window_s, repo_claim_cb cb, void *arg)
 {
-    char lease[16];
+    char lease[16], window[16];
     snprintf(lease, sizeof(lease), "%d", lease_s);
-    const char *p[] = {booking_id, tenant_id, key, lease};
-    return submit(impl, schema, ST_CLAIM, 4, p, (void *)cb, arg);
+    snprintf(window, sizeof(window), "%d", early_window_s);
+    const char *p[] = {booking_id, tenant_id, key, lease, early_window_s >= 0 ? window : NULL};
+    return submit(impl, schema, ST_CLAIM, 5, p, (void *)cb, arg);
 }
 
 static int repo_mark_executed(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
@@ -466,6 +507,12 @@ static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s
     snprintf(lim, sizeof(lim), "%d", limit);
     const char *p[] = {lead, lease, lim};
     return submit(impl, schema, ST_FIND_DUE, 3, p, (void *)cb, arg);
+}
+
+static int repo_capture_triggers(void *impl, const char *schema, repo_triggers_cb cb, void *arg)
+{
+    const char *p[] = {schema};
+    return submit(impl, schema, ST_CAPTURE_TRIGGERS, 1, p, (void *)cb, arg);
 }
 
 /* PostgreSQL array literal {"a","b"} with \ and " escaped. */
@@ -601,7 +648,7 @@ struct bookings_repository *bookings_repository_new(struct db_pool *pool, const 
                                      .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
                                      .find_stale_tasks = repo_find_stale_tasks, .next_due = repo_next_due,
-                                     .find_due = repo_find_due,
+                                     .find_due = repo_find_due, .capture_triggers = repo_capture_triggers,
                                      .mark_execution_failed = repo_mark_exec_failed};
     return r;
 }

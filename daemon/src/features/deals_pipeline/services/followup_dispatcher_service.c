@@ -155,11 +155,12 @@ static void maybe_end_round(struct followup_dispatcher *d)
 /* The row is still a live local task after this outcome (a retry, a lease, a claim that could not run). */
 static bool execution_leaves_work(enum execution_status st)
 {
-    return st == EXEC_FAILED_RETRYABLE || st == EXEC_IN_PROGRESS || st == EXEC_UNAVAILABLE;
+    return st == EXEC_FAILED_RETRYABLE || st == EXEC_IN_PROGRESS || st == EXEC_UNAVAILABLE || st == EXEC_TOO_EARLY;
 }
 
-static void on_executed(void *arg, enum execution_status st)
+static void on_executed(void *arg, enum execution_status st, int retry_after_s)
 {
+    (void)retry_after_s;   /* its runs are never refused as early (not marked refuse_early) */
     struct dispatched_run *run = arg;
     struct followup_dispatcher *d = run->d;
     LOG_DEBUG(d->log, &(struct log_ctx){.schema = run->schema, .booking_id = run->booking_id},

@@ -19,6 +19,8 @@ struct execution {
     char request_id[72];
     struct booking booking;
     enum execution_status final_status;
+    int retry_after_s;           /* EXEC_TOO_EARLY */
+    bool refuse_early;
     execution_done_cb cb;
     void *arg;
 };
@@ -28,7 +30,7 @@ static const char *const status_names[] = {
     [EXEC_CANCELLED] = "cancelled",     [EXEC_STALE] = "stale",
     [EXEC_FAILED_FINAL] = "failed",     [EXEC_IN_PROGRESS] = "in_progress",
     [EXEC_NOT_FOUND] = "not_found",     [EXEC_FAILED_RETRYABLE] = "failed_retryable",
-    [EXEC_UNAVAILABLE] = "unavailable",
+    [EXEC_UNAVAILABLE] = "unavailable", [EXEC_TOO_EARLY] = "too_early",
 };
 
 const char *execution_status_name(enum execution_status st)
@@ -56,7 +58,7 @@ static void finish(struct execution *ex, enum execution_status st)
 {
     struct log_ctx ctx = exec_ctx(ex);
     LOG_INFO(ex->svc->log, &ctx, "execution finished: %s", execution_status_name(st));
-    ex->cb(ex->arg, st);
+    ex->cb(ex->arg, st, st == EXEC_TOO_EARLY ? ex->retry_after_s : 0);
     free(ex);
 }
 
@@ -75,6 +77,7 @@ static enum execution_status status_for_claim(enum claim_outcome o)
     case CLAIM_STALE: return EXEC_STALE;
     case CLAIM_IN_PROGRESS: return EXEC_IN_PROGRESS;
     case CLAIM_FAILED_FINAL: return EXEC_FAILED_FINAL;
+    case CLAIM_TOO_EARLY: return EXEC_TOO_EARLY;
     case CLAIM_CLAIMED: break;
     }
     return EXEC_UNAVAILABLE;
@@ -163,12 +166,35 @@ static void start_call(struct execution *ex)
         record_failure(ex, "voice agent: request not started", true);
 }
 
+/* The claim's early window: -1 (no check) unless the request is marked and the tolerance is on. */
+static int early_window_s(const struct followup_execution_service *svc, const struct execution *ex)
+{
+    return ex->refuse_early && svc->early_tolerance_s > 0 ? svc->lead_time_s + svc->early_tolerance_s : -1;
+}
+
+static void refuse_too_early(struct execution *ex, int wait_s)
+{
+    struct log_ctx ctx = exec_ctx(ex);
+    char wait[16], tolerance[16];
+    snprintf(wait, sizeof(wait), "%d", wait_s);
+    snprintf(tolerance, sizeof(tolerance), "%d", ex->svc->early_tolerance_s);
+    LOG_KV(ex->svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"retry_after_s", wait, "early_tolerance_s", tolerance,
+                                                                 NULL}),
+           "delivery before scheduled_at - lead_time_s - early_tolerance_s: refused without a call");
+    ex->retry_after_s = wait_s;
+    finish(ex, EXEC_TOO_EARLY);
+}
+
 /* Phase 1 done. */
-static void on_claimed(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b)
+static void on_claimed(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b, int wait_s)
 {
     struct execution *ex = arg;
     if (rc != REPO_OK) {
         finish(ex, EXEC_UNAVAILABLE);
+        return;
+    }
+    if (outcome == CLAIM_TOO_EARLY) {
+        refuse_too_early(ex, wait_s);
         return;
     }
     if (outcome != CLAIM_CLAIMED) {
@@ -197,6 +223,7 @@ int followup_execution_execute(struct followup_execution_service *svc, const str
     ex->svc = svc;
     ex->cb = cb;
     ex->arg = arg;
+    ex->refuse_early = req->refuse_early;
     if (copy_field(ex->schema, sizeof(ex->schema), req->schema) != 0 ||
         copy_field(ex->tenant_id, sizeof(ex->tenant_id), req->tenant_id) != 0 ||
         copy_field(ex->booking_id, sizeof(ex->booking_id), req->booking_id) != 0 ||
@@ -206,7 +233,7 @@ int followup_execution_execute(struct followup_execution_service *svc, const str
         return -1;
     }
     if (svc->repo->claim_execution(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id, ex->idempotency_key,
-                                   svc->lease_s, on_claimed, ex) != 0) {
+                                   svc->lease_s, early_window_s(svc, ex), on_claimed, ex) != 0) {
         free(ex);
         return -1;
     }

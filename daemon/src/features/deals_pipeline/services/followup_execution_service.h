@@ -14,6 +14,14 @@
  *      permanent rejections).
  * Duplicate and concurrent deliveries serialize on the row lock in phase 1, so
  * exactly one of them makes the call.  No SQL here: the repository does it.
+ *
+ * A valid token is not a licence to run a booking early: a request marked
+ * refuse_early (the HTTP callback) is claimed only from the row's own
+ * scheduled_at - lead_time_s - early_tolerance_s on (the database clock, in the
+ * claim statement itself, so the claim stays one atomic step); before that it
+ * finishes EXEC_TOO_EARLY with the seconds left, the row untouched (no attempt,
+ * no lease), logged at warn.  early_tolerance_s = 0 turns the check off.  The
+ * local dispatcher's own runs are not marked: it never runs a booking early.
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_EXECUTION_SERVICE_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_EXECUTION_SERVICE_H
@@ -31,6 +39,7 @@ enum execution_status {
     EXEC_NOT_FOUND,          /* 404 */
     EXEC_FAILED_RETRYABLE,   /* 503: transient voice-agent failure */
     EXEC_UNAVAILABLE,        /* 503: database unavailable / overloaded */
+    EXEC_TOO_EARLY,          /* 425 {"status":"too_early"} + Retry-After: delivered before its time, no call */
 };
 
 struct execution_request {
@@ -39,9 +48,11 @@ struct execution_request {
     const char *booking_id;
     const char *idempotency_key;
     const char *request_id;
+    bool refuse_early;           /* a delivery from outside: refused before its time (see above) */
 };
 
-typedef void (*execution_done_cb)(void *arg, enum execution_status st);
+/* retry_after_s: seconds until the booking may run (EXEC_TOO_EARLY only, else 0). */
+typedef void (*execution_done_cb)(void *arg, enum execution_status st, int retry_after_s);
 
 struct followup_execution_service {
     struct bookings_repo *repo;
@@ -50,6 +61,8 @@ struct followup_execution_service {
     int lease_s;                 /* in_progress older than this is considered abandoned */
     int max_attempts;            /* a transient failure on this attempt is final (0 = unlimited) */
     int retry_base_s;            /* retry delay base (doubles per attempt; 0: the caller's queue owns retries) */
+    int lead_time_s;             /* followup.lead_time_s: a task is due this long before scheduled_at */
+    int early_tolerance_s;       /* followup.early_tolerance_s: 0 = deliveries are never refused as early */
     unsigned inflight;           /* executions between claim and outcome */
 };
 

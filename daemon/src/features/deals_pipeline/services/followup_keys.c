@@ -43,6 +43,17 @@ int followup_task_id(const char *idempotency_key, int generation, char out[TASK_
     return 0;
 }
 
+bool followup_key_names_booking(const char *key, const char *tenant_id, const char *booking_id)
+{
+    char prefix[IDEMPOTENCY_INPUT_MAX], expected[IDEMPOTENCY_INPUT_MAX];
+    int n = snprintf(prefix, sizeof(prefix), "followup:%s:%s:", tenant_id, booking_id);
+    int64_t at_ms = 0;
+    return key != NULL && n > 0 && (size_t)n < sizeof(prefix) && strncmp(key, prefix, (size_t)n) == 0 &&
+           timefmt_parse(key + n, &at_ms) == 0 &&
+           followup_idempotency_key(tenant_id, booking_id, at_ms, expected, sizeof(expected)) == 0 &&
+           strcmp(expected, key) == 0;
+}
+
 bool followup_is_uuid(const char *s)
 {
     if (s == NULL || strlen(s) != 36) return false;

@@ -23,6 +23,9 @@ int followup_idempotency_key(const char *tenant_id, const char *booking_id, int6
 /* Task ID: hex sha256(key) for generation 0, hex sha256(key + "#" + generation)
  * after a reschedule or un-cancel (Cloud Tasks reserves deleted names ~1 h). */
 int followup_task_id(const char *idempotency_key, int generation, char out[TASK_ID_LEN]);
+/* True when `key` is exactly the key followupd makes for this booking at some instant:
+ * followup:{tenant_id}:{booking_id}:{canonical ISO time} (the time part re-formats to itself). */
+bool followup_key_names_booking(const char *key, const char *tenant_id, const char *booking_id);
 /* Canonical textual UUID (8-4-4-4-12 hex, either case). */
 bool followup_is_uuid(const char *s);
 

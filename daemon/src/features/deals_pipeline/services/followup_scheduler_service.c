@@ -640,18 +640,41 @@ int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema,
     return 0;
 }
 
+/* ---- DELETE notifications: verify, confirm, then delete ---- */
+
+const char *followup_rejection_name(enum notify_rejection r)
+{
+    static const char *const names[REJECT_N] = {
+        [REJECT_MALFORMED] = "malformed",           [REJECT_OVERSIZED] = "oversized",
+        [REJECT_UNKNOWN_SCHEMA] = "unknown_schema", [REJECT_WRONG_CHANNEL] = "wrong_channel",
+        [REJECT_UNVERIFIABLE] = "unverifiable",     [REJECT_FOREIGN_TASK] = "foreign_task_name",
+        [REJECT_BOOKING_EXISTS] = "booking_exists", [REJECT_UNCONFIRMED] = "unconfirmed"};
+    return (unsigned)r < REJECT_N ? names[r] : "unknown";
+}
+
+void followup_scheduler_count_rejection(struct followup_scheduler *s, enum notify_rejection why)
+{
+    if ((unsigned)why < REJECT_N) s->stats.rejected[why]++;
+}
+
 struct orphan_removal {
     struct followup_scheduler *s;
     char schema[SCHEMA_NAME_LEN];
     char tenant_id[UUID_STR_LEN];
     char booking_id[UUID_STR_LEN];
+    char task_name[TASK_NAME_LEN];
 };
+
+static struct log_ctx orphan_ctx(const struct orphan_removal *o)
+{
+    return (struct log_ctx){
+        .schema = o->schema, .tenant_id = o->tenant_id, .booking_id = o->booking_id, .task_name = o->task_name};
+}
 
 static void on_orphan_removed(void *arg, const struct tq_reply *r)
 {
     struct orphan_removal *o = arg;
-    struct log_ctx ctx = {.schema = o->schema, .tenant_id = o->tenant_id, .booking_id = o->booking_id,
-                          .task_name = r->task_name};
+    struct log_ctx ctx = orphan_ctx(o);
     if (r->result == TQ_OK || r->result == TQ_NOT_FOUND) {
         o->s->stats.tasks_deleted++;
         LOG_INFO(o->s->log, &ctx, "task of the deleted booking deleted");
@@ -662,19 +685,64 @@ static void on_orphan_removed(void *arg, const struct tq_reply *r)
     free(o);
 }
 
-int followup_scheduler_remove_task(struct followup_scheduler *s, const char *schema, const char *tenant_id,
-                                   const char *booking_id, const char *task_name)
+static void refuse_orphan(struct orphan_removal *o, enum notify_rejection why, const char *what)
 {
-    if (s->closed || task_name == NULL || task_name[0] == '\0') return -1;
+    struct log_ctx ctx = orphan_ctx(o);
+    followup_scheduler_count_rejection(o->s, why);
+    LOG_KV(o->s->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"reason", followup_rejection_name(why), NULL}),
+           "delete notification not acted on: %s", what);
+    free(o);
+}
+
+/* (b) The tenant-scoped read: only a row that is really gone has its task deleted. */
+static void on_deleted_row_checked(void *arg, enum repo_rc rc, const struct booking *b)
+{
+    (void)b;
+    struct orphan_removal *o = arg;
+    if (rc == REPO_OK) {
+        refuse_orphan(o, REJECT_BOOKING_EXISTS, "the booking still exists");
+        return;
+    }
+    if (rc != REPO_NOT_FOUND) {
+        refuse_orphan(o, REJECT_UNCONFIRMED, "cannot confirm the booking is gone; its task is kept");
+        return;
+    }
+    if (o->s->closed || o->s->queue->remove(o->s->queue->impl, o->task_name, on_orphan_removed, o) != 0) {
+        struct log_ctx ctx = orphan_ctx(o);
+        LOG_WARN(o->s->log, &ctx, "could not start deleting the task of a deleted booking");
+        free(o);
+    }
+}
+
+/* (a)+(c) The name must be the one this queue gives this booking's key and generation. */
+static enum notify_rejection check_deleted_task_name(struct followup_scheduler *s, const struct deleted_booking *d)
+{
+    if (d->idempotency_key == NULL || d->idempotency_key[0] == '\0') return REJECT_UNVERIFIABLE;
+    char task_id[TASK_ID_LEN], expected[TASK_NAME_LEN];
+    if (!followup_key_names_booking(d->idempotency_key, d->tenant_id, d->booking_id) ||
+        followup_task_id(d->idempotency_key, d->task_generation, task_id) != 0 ||
+        s->queue->task_name(s->queue->impl, task_id, expected, sizeof(expected)) != 0 ||
+        strcmp(expected, d->task_name) != 0)
+        return REJECT_FOREIGN_TASK;
+    return REJECT_N;
+}
+
+int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
+                                      enum notify_rejection *why)
+{
+    *why = REJECT_N;
+    if (s->closed || d->task_name == NULL || d->task_name[0] == '\0') return -1;
+    if ((*why = check_deleted_task_name(s, d)) != REJECT_N) return -1;
     struct orphan_removal *o = calloc(1, sizeof(*o));
     if (o == NULL) return -1;
     o->s = s;
-    snprintf(o->schema, sizeof(o->schema), "%s", schema);
-    snprintf(o->tenant_id, sizeof(o->tenant_id), "%s", tenant_id);
-    snprintf(o->booking_id, sizeof(o->booking_id), "%s", booking_id);
-    if (s->queue->remove(s->queue->impl, task_name, on_orphan_removed, o) != 0) {
+    snprintf(o->schema, sizeof(o->schema), "%s", d->schema);
+    snprintf(o->tenant_id, sizeof(o->tenant_id), "%s", d->tenant_id);
+    snprintf(o->booking_id, sizeof(o->booking_id), "%s", d->booking_id);
+    snprintf(o->task_name, sizeof(o->task_name), "%s", d->task_name);
+    if (s->repo->load(s->repo->impl, o->schema, o->tenant_id, o->booking_id, on_deleted_row_checked, o) != 0) {
         free(o);
         return -1;
     }
-    return 0; /* o is owned by the pending removal callback */ // cppcheck-suppress memleak
+    return 0; /* o is owned by the pending read (and then the removal) */ // cppcheck-suppress memleak
 }

@@ -61,8 +61,23 @@ enum followup_plan {
     PLAN_REOPEN,       /* cancelled, but wanted again: back to pending */
 };
 
+/* Why a notification was not acted on: followupd_notifications_rejected_total{reason}. */
+enum notify_rejection {
+    REJECT_MALFORMED,          /* not the trigger's JSON shape */
+    REJECT_OVERSIZED,          /* longer than any payload the trigger sends */
+    REJECT_UNKNOWN_SCHEMA,     /* schema not in database.schemas */
+    REJECT_WRONG_CHANNEL,      /* arrived on another schema's channel */
+    REJECT_UNVERIFIABLE,       /* DELETE naming a task without the key it was made from */
+    REJECT_FOREIGN_TASK,       /* DELETE naming a task that is not the one followupd made for that booking */
+    REJECT_BOOKING_EXISTS,     /* DELETE of a booking whose row is still there */
+    REJECT_UNCONFIRMED,        /* DELETE: the database could not confirm the row is gone */
+    REJECT_N
+};
+const char *followup_rejection_name(enum notify_rejection r);
+
 struct scheduler_stats {
     uint64_t enqueued, coalesced, dropped_overflow;
+    uint64_t rejected[REJECT_N];
     uint64_t created, already_existed, not_qualifying, beyond_horizon;
     uint64_t transient_errors, permanent_errors, gave_up, conflicts;
     uint64_t cancelled, rescheduled, tasks_deleted;
@@ -117,9 +132,20 @@ bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms);
 bool followup_qualifies(const struct config *cfg, const struct booking *b);
 enum followup_plan followup_plan_for(const struct config *cfg, const struct booking *b);
 const char *followup_plan_name(enum followup_plan p);
-/* The booking row is gone (DELETE): delete its task by name (fire and forget, logged). */
-int followup_scheduler_remove_task(struct followup_scheduler *s, const char *schema, const char *tenant_id,
-                                   const char *booking_id, const char *task_name);
+/* What a DELETE notification says of a row that had a task (untrusted: anyone can NOTIFY). */
+struct deleted_booking {
+    const char *schema, *tenant_id, *booking_id;
+    const char *task_name, *idempotency_key;   /* the deleted row's task_name and idempotency_key */
+    int task_generation;
+};
+/* Delete the task of a deleted booking, but only when (a)+(c) the task name is exactly the one this queue gives
+ * sha256(key[#generation]) and the key is followupd's key for that tenant and booking, and (b) a tenant-scoped
+ * read finds no such row (asynchronous; the outcome is logged, a row still present is counted as a rejection).
+ * Returns 0 when the check started, -1 with *why set when (a)/(c) failed, -1 with *why = REJECT_N when it could
+ * not start (closed, out of memory). */
+int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
+                                      enum notify_rejection *why);
+void followup_scheduler_count_rejection(struct followup_scheduler *s, enum notify_rejection why);
 /* camelCase task payload: tenantId, bookingId, leadId, assignedUserId, schema, scheduledAt, idempotencyKey. */
 char *followup_task_payload(const char *schema, const struct booking *b, const char *idempotency_key);
 /* {public_url}/api/deals-pipeline/bookings/{bookingId}/execute-followup */

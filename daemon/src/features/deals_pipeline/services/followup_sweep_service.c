@@ -102,7 +102,8 @@ void followup_sweep_request(struct followup_sweep *sw, const char *reason)
         sw->rerun = true;
         return;
     }
-    LOG_DEBUG(sw->log, NULL, "catch-up sweep (%s)", reason);
+    if (strcmp(reason, "periodic") != 0 || sw->cfg->capture_mode != CAPTURE_POLL)
+        LOG_DEBUG(sw->log, NULL, "catch-up sweep (%s)", reason);
     sw->running = true;
     sw->batch_full = false;
     sw->schema_idx = 0;
@@ -118,11 +119,18 @@ static void on_periodic(void *arg)
     followup_sweep_start_periodic(sw);
 }
 
+/* notify mode: every followup.sweep_interval_s; poll mode: the sweep is the capture, every poll_interval_ms. */
+static uint64_t period_ms(const struct config *c)
+{
+    return c->capture_mode == CAPTURE_POLL ? (uint64_t)c->capture_poll_interval_ms
+                                           : (uint64_t)c->followup_sweep_interval_s * 1000;
+}
+
 int followup_sweep_start_periodic(struct followup_sweep *sw)
 {
     if (sw->closed) return -1;
     sw->periodic = true;
-    return sw->clock->after(sw->clock->impl, (uint64_t)sw->cfg->followup_sweep_interval_s * 1000, on_periodic, sw);
+    return sw->clock->after(sw->clock->impl, period_ms(sw->cfg), on_periodic, sw);
 }
 
 void followup_sweep_close(struct followup_sweep *sw)

@@ -12,6 +12,7 @@
 #define FOLLOWUPD_DEALS_PIPELINE_PORTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -50,6 +51,7 @@ enum claim_outcome {
     CLAIM_STALE,              /* idempotency key differs (rescheduled since) */
     CLAIM_IN_PROGRESS,        /* another delivery holds a live lease */
     CLAIM_FAILED_FINAL,       /* failed and not retryable */
+    CLAIM_TOO_EARLY,          /* claimable, but not before scheduled_at - early_window_s: untouched */
 };
 
 /* A booking reference found by a sweep. */
@@ -67,11 +69,22 @@ struct reschedule_mark {
     int generation;                 /* new task_generation (old + 1) */
 };
 
+/* One of followupd's NOTIFY triggers as installed (a catalog read). */
+#define CAPTURE_TRIGGERS_MAX 3
+struct capture_trigger {
+    char name[64];
+    bool enabled;
+    char args[1200];        /* encode(tgargs, 'escape'): each argument followed by \000 */
+};
+
 typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
+typedef void (*repo_triggers_cb)(void *arg, enum repo_rc rc, const struct capture_trigger *t, int n);
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
 typedef void (*repo_time_cb)(void *arg, enum repo_rc rc, int64_t epoch_ms /* 0 = none */);
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
-typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b);
+/* b: the claimed row (CLAIM_CLAIMED only); wait_s: seconds until the claim is allowed (CLAIM_TOO_EARLY only). */
+typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b,
+                              int wait_s);
 
 struct schedule_mark {
     const char *task_name;
@@ -91,9 +104,12 @@ struct bookings_repo {
     /* Scheduling failed permanently: pending → failed with the error (not retryable). */
     int (*mark_schedule_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                 const char *error, repo_done_cb cb, void *arg);
-    /* Phase 1: lock the booking and claim it for one call. */
+    /* Phase 1: lock the booking and claim it for one call.  early_window_s >= 0: a row otherwise claimable
+     * is left untouched (no attempt, no lease) and reported CLAIM_TOO_EARLY while the database's now() is
+     * before its scheduled_at - early_window_s; -1: no such check. */
     int (*claim_execution)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                           const char *idempotency_key, int lease_s, repo_claim_cb cb, void *arg);
+                           const char *idempotency_key, int lease_s, int early_window_s, repo_claim_cb cb,
+                           void *arg);
     /* Phase 3: record the outcome of the call. */
     int (*mark_executed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                          const char *idempotency_key, repo_done_cb cb, void *arg);
@@ -134,6 +150,8 @@ struct bookings_repo {
      * (scheduled_at - lead_s; a retry's next_attempt_at; an abandoned lease's end), and the due ones. */
     int (*next_due)(void *impl, const char *schema, int lead_s, int lease_s, repo_time_cb cb, void *arg);
     int (*find_due)(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb, void *arg);
+    /* Catalog read (no booking row): followupd's NOTIFY triggers of the schema with their arguments. */
+    int (*capture_triggers)(void *impl, const char *schema, repo_triggers_cb cb, void *arg);
 };
 
 /* ---- task queue ---- */
@@ -156,6 +174,8 @@ struct task_queue {
     void *impl;
     int (*create)(void *impl, const struct task_request *req, tq_cb cb, void *arg);
     int (*remove)(void *impl, const char *task_name, tq_cb cb, void *arg);
+    /* The full name this queue gives the task with `task_id` (synchronous, pure): 0, or -1 when it has none. */
+    int (*task_name)(void *impl, const char *task_id, char *out, size_t cap);
 };
 
 /* ---- voice agent ---- */
