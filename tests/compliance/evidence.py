@@ -78,7 +78,7 @@ def usable_secret(value):
     return bool(value) and len(value) >= MIN_SECRET_CHARS
 
 
-class Evidence:
+class EvidenceRun:
     def __init__(self, stack_mod):
         self.stack_mod = stack_mod
         self.scenarios = []
@@ -103,16 +103,14 @@ class Evidence:
                            "url": task.get("url"), "oidc_token": task.get("oidc_token"),
                            "secret_hits": sorted(k for k, v in self.secrets.items() if usable_secret(v) and v in text)})
 
-    def note_secrets(self, s, **extra):
+    def note_secrets(self, s):
         self.secrets["voice_agent.token"] = s.voice_token
         with open(s.keyfile, encoding="utf-8") as f:
             key = json.load(f)
-        pem = key.get("private_key", "")
-        lines = [ln for ln in pem.splitlines() if ln and not ln.startswith("-----")]
-        self.secrets["service account private_key"] = lines[1] if len(lines) > 1 else pem
+        pem_lines = [ln for ln in key.get("private_key", "").splitlines() if ln and not ln.startswith("-----")]
+        self.secrets["service account private_key"] = max(pem_lines, key=len, default=None)
         self.secrets["service account private_key_id"] = key.get("private_key_id")
         self.secrets["database password"] = os.environ.get("PGPASSWORD") or None
-        self.secrets.update(extra)
 
     @staticmethod
     def requests_for(s, booking_ids):
@@ -244,7 +242,7 @@ def main():
     args = ap.parse_args()
     daemon_mod, stack_mod = load_stack(os.path.abspath(args.root), os.path.abspath(args.build))
     observer = Observer(daemon_mod, stack_mod)
-    ev = Evidence(stack_mod)
+    ev = EvidenceRun(stack_mod)
     fatal = None
     try:
         ev.callback_path(args.only)
