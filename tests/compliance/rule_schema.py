@@ -4,7 +4,8 @@ Reads every SQL text: each C string (adjacent literals and string macros joined)
 any kind, every file under sql/ (migrations, rollback and anything added later) and the ```sql blocks of the
 Markdown files there.  gate_sql.qualified_names() finds schema-qualified names in relation and routine positions
 (any table, any schema: only a run-time placeholder `%s`/`%I`/`:var`, a system schema or OLD/NEW may qualify),
-objects named after SCHEMA, and `SET search_path`/`set_config('search_path', ...)` given a literal.  Two lexical
+objects named after SCHEMA, and `SET search_path`/`set_config('search_path', ...)` given a literal (also as a
+connection option, `-c search_path=x`, in any C string).  Two lexical
 nets cover what is not parsed as SQL: `<name>.lead_bookings` and the LAD schema names (lad_dev, lad_prod, ...)
 anywhere in those files, comments included.
 """
@@ -18,6 +19,8 @@ _QUALIFIED_LEAD_BOOKINGS = re.compile(
     r'(?<![\w$:%<])(?:"(?P<quoted>[A-Za-z_][\w$]*)"|(?P<bare>[A-Za-z_][\w$]*))\s*\.\s*"?lead_bookings\b',
     re.IGNORECASE)
 _KNOWN_SCHEMA = re.compile(r"\b(" + "|".join(sorted(KNOWN_SCHEMAS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_OPTION_SEARCH_PATH = re.compile(r"search_path\s*(?:=|\s+to\s+)\s*(?P<value>[^\s%$:,;'\"\\][^\s,;'\"\\]*)",
+                                 re.IGNORECASE)
 _SQL_FENCE = re.compile(r"^```sql[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL | re.IGNORECASE)
 
 
@@ -38,6 +41,19 @@ def line_nets(rel, text):
     return found
 
 
+def option_findings(rel, tree):
+    """search_path given a literal in a string that is not SQL: a connection option (`-c search_path=x` in
+    PGOPTIONS or a conninfo's options)."""
+    out = []
+    for s in tree.strings(rel):
+        if gate_sql.looks_like_sql(s.value):
+            continue
+        for m in _OPTION_SEARCH_PATH.finditer(s.value):
+            out.append(Finding(rel, s.line, f"hard-coded search_path set to the literal {m.group('value')} in a "
+                                            "connection option"))
+    return out
+
+
 def sql_findings(rel, sql, first_line, text_for_lines=None, offset_base=0):
     """Findings of gate_sql.qualified_names() for one SQL text that starts on first_line of rel."""
     out = []
@@ -52,7 +68,7 @@ def check(root, tree):
     findings, counts = [], {"c_sql": 0, "c_files": set(), "sql_files": 0, "sql_statements": 0, "md_blocks": 0,
                             "search_path": 0}
     for rel in tree.c_files:
-        findings += line_nets(rel, tree.text(rel))
+        findings += line_nets(rel, tree.text(rel)) + option_findings(rel, tree)
         for s in tree.sql_strings(rel):
             counts["c_sql"] += 1
             counts["c_files"].add(rel)

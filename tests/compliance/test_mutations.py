@@ -65,6 +65,9 @@ STATIC_MUTATIONS = [
              'schema "archive" in archive.booking_history'),
     mutation("shared/db sets search_path to a literal", "schemas", "daemon/src/shared/db/db_migrate.c",
              [('"SET search_path TO "', '"SET search_path TO tenant_a, "')], "search_path set to the literal tenant_a"),
+    mutation("core pins search_path in the connection options", "schemas", "daemon/src/core/config.c",
+             append('static const char *const pinned_options = "-c search_path=tenant_a";'),
+             "search_path set to the literal tenant_a in a connection option"),
     # -- Issue #2: tenant binding, CTEs, markers, any file -----------------------------------------------------------
     mutation("tenant_id equality weakened to IS NOT NULL", "tenant", REPO,
              [("AND tenant_id = $2", "AND tenant_id IS NOT NULL")], "without tenant_id = $n"),

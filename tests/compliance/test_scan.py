@@ -206,6 +206,14 @@ class SchemaRuleTests(TreeCase):
             'sql/rollback/001_x.sql:2: hard-coded schema "s1" in s1.idx',
             'sql/README.md:5: hard-coded schema "acme" in acme.lead_bookings'])
 
+    def test_check__search_path_in_a_connection_option__found_placeholder_not(self):
+        self.write(REPO, 'static const char *Q = "SELECT id FROM %s.lead_bookings WHERE tenant_id = $1";\n'
+                         'static const char *O = "-c search_path=tenant_a";\n'
+                         'static const char *P = "options=\'-c search_path=%s\'";\n')
+        self.write("sql/migrations/001_x.sql", "SELECT 1;\n")
+        self.assertEqual(self.whys(rule_schema.check(self.root, Tree(self.root))), [
+            f"{REPO}:2: hard-coded search_path set to the literal tenant_a in a connection option"])
+
     def test_check__no_sql_anywhere__not_checked(self):
         self.write(SERVICE, "int x;\n")
         self.assertFalse(rule_schema.check(self.root, Tree(self.root)).ok)
