@@ -1,7 +1,8 @@
 # followupd build. `make` builds build/followupd; `make test` installs what it needs,
 # builds, and runs unit + integration tests (real PostgreSQL) + the compliance gate.
 # `make SANITIZE=address,undefined test` rebuilds everything with sanitizers (a flags
-# stamp forces the rebuild when flags change).
+# stamp forces the rebuild when flags change). Builds print one `  CC file` line per
+# step; `make V=1` prints the full commands.
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -20,13 +21,33 @@ LLHTTP_INC_DIR := /usr/share/include/llhttp
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
         -Wformat=2 -Wno-format-truncation -Wno-format-nonliteral -Wundef -Wpointer-arith -Wcast-align -Werror
-CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -fno-omit-frame-pointer \
+CFLAGS ?= -O2 -g -D_FORTIFY_SOURCE=2
+# Hardening Debian's buildflags also use (lintian checks them in the package): stack protector, full RELRO.
+HARDEN_CFLAGS  := -fstack-protector-strong
+HARDEN_LDFLAGS := -Wl,-z,relro -Wl,-z,now
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CPPFLAGS) $(CFLAGS) $(HARDEN_CFLAGS) $(WARN) -fno-omit-frame-pointer \
               -Idaemon/src -I$(LLHTTP_INC_DIR) $(PKG_CFLAGS)
-ALL_LDFLAGS := $(LDFLAGS)
+ALL_LDFLAGS := $(HARDEN_LDFLAGS) $(LDFLAGS)
 ifneq ($(SANITIZE),)
-ALL_CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+# The sanitizers check the plain libc functions; fortified variants would bypass them.
+ALL_CFLAGS  += -U_FORTIFY_SOURCE -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# Quiet build lines (redis/pgbouncer style): V=1 shows every command instead; `make -s` prints neither.
+V ?= 0
+ifeq ($(V),1)
+QUIET_CC   :=
+QUIET_LINK :=
+QUIET_AR   :=
+else ifneq ($(findstring s,$(firstword -$(MAKEFLAGS))),)
+QUIET_CC   := @
+QUIET_LINK := @
+QUIET_AR   := @
+else
+QUIET_CC    = @printf '  %-7s %s\n' CC $<;
+QUIET_LINK  = @printf '  %-7s %s\n' LINK $@;
+QUIET_AR    = @printf '  %-7s %s\n' AR $@;
 endif
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
@@ -55,36 +76,36 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 BIN := $(BUILD)/followupd
 
-.PHONY: all deps test unit integration compliance lint format install uninstall clean bench fuzz demo compdb
+.PHONY: all deps test unit integration compliance lint format install uninstall clean bench fuzz demo compdb deb
 all: $(BIN) $(TEST_BINS) $(TOOL_BINS)
 
 $(BIN): $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB)
-	$(CC) $(ALL_CFLAGS) -o $@ $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -o $@ $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(QUIET_AR)ar rcs $@ $^
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 # Third-party llhttp sources from Debian's node-llhttp: their own flags, no -Werror.
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -g -w -fPIC -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
+	$(QUIET_CC)$(CC) -std=c11 -O2 -g -w -fPIC -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c -o $@ $<
 
 $(LLHTTP_LIB): $(LLHTTP_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(QUIET_AR)ar rcs $@ $^
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -o $@ $< $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(CMOCKA_LIBS) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -Itests/unit -MMD -MP -o $@ $< $(TEST_SUPPORT_OBJS) $(LIB) $(LLHTTP_LIB) $(CMOCKA_LIBS) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
 
 $(BUILD)/tools/%: tests/tools/%.c $(LIB) $(LLHTTP_LIB) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LLHTTP_LIB) $(PKG_LIBS) $(ALL_LDFLAGS) -lm
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -93,12 +114,20 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libpq-dev libcurl4-openssl-dev
             libjansson-dev libssl-dev libjwt-dev libcmocka-dev node-llhttp \
             postgresql-15 postgresql-client-15 postgresql-common python3 python3-cryptography \
             openssl curl systemd cppcheck clang-tidy clang libclang-rt-14-dev valgrind
+# Tools the monitoring and packaging tests run (promtool from prometheus, YAML for the rule files, `make deb`,
+# lintian), installed without their Recommends (prometheus would bring its node exporter and smartmontools).
+DEB_PKGS_NORECOMMENDS := prometheus python3-yaml debhelper lintian dpkg-dev fakeroot
+# Shell: print those of $(1) that are not installed.
+missing_pkgs = for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
+	@missing=$$($(call missing_pkgs,$(DEB_PKGS))); norec=$$($(call missing_pkgs,$(DEB_PKGS_NORECOMMENDS))); \
+	if [ -n "$$missing$$norec" ]; then \
+	  echo "installing:" $$missing $$norec; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null || { echo "apt-get install failed" >&2; exit 1; }; \
+	  apt-get update -qq >/dev/null && \
+	  { [ -z "$$missing" ] || apt-get install -y -qq $$missing >/dev/null; } && \
+	  { [ -z "$$norec" ] || apt-get install -y -qq --no-install-recommends $$norec >/dev/null; } \
+	  || { echo "apt-get install failed" >&2; exit 1; }; \
 	fi
 
 unit: all
@@ -130,18 +159,18 @@ GRAPHILE_STAMP := bench/graphile/node_modules/.package-lock.json
 
 $(BUILD)/bench/sink: bench/src/sink.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags jansson) -o $@ $< $(shell pkg-config --libs jansson)
+	$(QUIET_LINK)$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags jansson) -o $@ $< $(shell pkg-config --libs jansson)
 
 $(BUILD)/bench/loadgen: bench/src/loadgen.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags libpq) -o $@ $< $(shell pkg-config --libs libpq) -pthread
+	$(QUIET_LINK)$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags libpq) -o $@ $< $(shell pkg-config --libs libpq) -pthread
 
 $(GRAPHILE_STAMP): bench/graphile/package.json bench/graphile/package-lock.json
 	cd bench/graphile && npm ci --no-audit --no-fund --loglevel=error
 
 .PHONY: bench-deps bench-tools
 bench-deps: deps
-	@missing=$$(for p in wrk; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$($(call missing_pkgs,wrk)); \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
@@ -179,7 +208,8 @@ compdb:
 
 # Install layout (PREFIX=/usr/local by default; packages use PREFIX=/usr): the binary, the systemd unit (ExecStart
 # rewritten to $(PREFIX)/bin/followupd), the SQL under share/followupd/sql (where `followupd migrate` finds it),
-# the man page, the example config, /etc/followupd/credentials/ (0700, for LoadCredential=) and
+# the man page, the example config, the Grafana dashboard and alert rules (share/followupd/monitoring),
+# /etc/followupd/credentials/ (0700, for LoadCredential=) and
 # /etc/followupd/followupd.conf from the example unless one exists (an operator's config is never overwritten; it is
 # 0644 because the unit's dynamic user must read it: secrets go in credentials/, never in the file). INSTALL_BIN installs an already built binary without building.
 # `make uninstall` removes all of that except /etc/followupd (operator data).
@@ -187,10 +217,11 @@ INSTALL_BIN ?= $(BIN)
 SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 MAN8_DIR ?= $(PREFIX)/share/man/man8
 SHARE_DIR := $(PREFIX)/share/followupd
+MONITORING_FILES := deploy/monitoring/followupd-dashboard.json deploy/monitoring/followupd-alerts.yml
 
 install: $(INSTALL_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHARE_DIR)/sql/migrations $(DESTDIR)$(SHARE_DIR)/sql/rollback \
-	  $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(MAN8_DIR) $(DESTDIR)/etc/followupd
+	  $(DESTDIR)$(SHARE_DIR)/monitoring $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(MAN8_DIR) $(DESTDIR)/etc/followupd
 	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/followupd
 	install -m 0644 sql/migrations/*.sql $(DESTDIR)$(SHARE_DIR)/sql/migrations/
 	install -m 0644 sql/rollback/*.sql $(DESTDIR)$(SHARE_DIR)/sql/rollback/
@@ -200,6 +231,7 @@ install: $(INSTALL_BIN)
 	rm -f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/followupd.service.tmp
 	install -m 0644 daemon/followupd.8 $(DESTDIR)$(MAN8_DIR)/followupd.8
 	install -m 0644 conf/followupd.conf.example $(DESTDIR)$(SHARE_DIR)/followupd.conf.example
+	install -m 0644 $(MONITORING_FILES) $(DESTDIR)$(SHARE_DIR)/monitoring/
 	install -d -m 0700 $(DESTDIR)/etc/followupd/credentials
 	[ -e $(DESTDIR)/etc/followupd/followupd.conf ] || \
 	  install -m 0644 conf/followupd.conf.example $(DESTDIR)/etc/followupd/followupd.conf
@@ -212,6 +244,27 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- deb: `make deb` ------------------------------------------------------------------------------------------
+# A Debian package (debian/, debhelper 13) in $(DEB_DIR): followupd_$(VERSION)_<arch>.deb (+ -dbgsym, .changes).
+# dpkg-buildpackage runs on a copy of the tree in $(DEB_DIR) (its output lands next to it; the checkout stays
+# clean) and packages $(INSTALL_BIN) as built, so the package holds the binary the tests ran (stripped, its debug
+# symbols in -dbgsym); then lintian, which fails the target on any error. debian/changelog must be at $(VERSION). V=1 shows dpkg-buildpackage's output.
+DEB_DIR := $(BUILD)/deb
+DEB_SRC := $(DEB_DIR)/followupd-$(VERSION)
+DEB_TREE := Makefile VERSION README.md daemon sql systemd conf deploy debian
+DEB_LOG := $(if $(filter 1,$(V)),,> $(abspath $(DEB_DIR))/build.log 2>&1 || { tail -n 40 $(abspath $(DEB_DIR))/build.log; exit 1; })
+
+deb: $(INSTALL_BIN)
+	@v=$$(dpkg-parsechangelog -l debian/changelog -SVersion); [ "$$v" = "$(VERSION)" ] || \
+	  { echo "debian/changelog is at $$v but VERSION is $(VERSION): add a changelog entry" >&2; exit 1; }
+	@rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC) && cp -a $(DEB_TREE) $(DEB_SRC)/
+	@printf '  %-7s %s\n' DEB $(DEB_DIR)/followupd_$(VERSION)_$$(dpkg-architecture -qDEB_HOST_ARCH).deb
+	@cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL FOLLOWUPD_INSTALL_BIN=$(abspath $(INSTALL_BIN)) \
+	  dpkg-buildpackage -b -us -uc $(DEB_LOG)
+	@printf '  %-7s %s\n' LINTIAN $(DEB_DIR)/followupd_$(VERSION)_*.changes
+	@lintian --fail-on error $(DEB_DIR)/followupd_$(VERSION)_*.changes
+# ---- end of deb ---------------------------------------------------------------------------------------------
 
 # ==== fuzzing (fuzz/) ==========================================================================
 # clang libFuzzer + ASan + UBSan.  The daemon and llhttp sources are recompiled with clang into
@@ -246,20 +299,20 @@ endif
 # Daemon sources (and the OIDC test kit): warnings shown, not fatal (the gcc build is the warning gate).
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+	$(QUIET_CC)$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
 $(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -g -O1 -w -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(QUIET_CC)$(FUZZ_CC) -std=c11 -g -O1 -w -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_LIB): $(FUZZ_LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(QUIET_AR)ar rcs $@ $^
 
 # Fuzz targets themselves: strict warnings, -Werror.
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -Werror -Ifuzz -Itests/unit/support -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm
+	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -Werror -Ifuzz -Itests/unit/support -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm
 
 fuzz: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -599,7 +599,9 @@ class FakeCloudTasks(FakeServer):
         self._token_errors = []
         self._dispatch_log = []
         self._jwks_fetches = 0
+        self._jwks_requests = []  # every JWKS request: {"time" (monotonic), "status"}
         self._unavailable = False
+        self._jwks_unavailable = False
         self._auto_stop = None
         self._auto_thread = None
         super().__init__(port=port, verbose=verbose)
@@ -663,6 +665,7 @@ class FakeCloudTasks(FakeServer):
             ("POST", r"/_control/fail_next", self._control_fail_next),
             ("POST", r"/_control/delay_next", self._control_delay_next),
             ("POST", r"/_control/unavailable", self._control_unavailable),
+            ("POST", r"/_control/jwks_unavailable", self._control_jwks_unavailable),
             ("POST", r"/_control/expire_tokens", self._control_expire_tokens),
             ("POST", r"/_control/issue_token", self._control_issue_token),
             ("POST", r"/_control/service_accounts", self._control_register_service_account),
@@ -737,6 +740,11 @@ class FakeCloudTasks(FakeServer):
         with self._cond:
             self._unavailable = bool(unavailable)
 
+    def set_jwks_unavailable(self, unavailable=True):
+        """While set, the JWKS endpoint answers 503 (an outage of Google's certs endpoint)."""
+        with self._cond:
+            self._jwks_unavailable = bool(unavailable)
+
     # -- Python API: introspection ---------------------------------------------------------------------------
     @property
     def tasks(self):
@@ -797,8 +805,15 @@ class FakeCloudTasks(FakeServer):
 
     @property
     def jwks_fetches(self):
+        """JWKS requests answered 200."""
         with self._cond:
             return self._jwks_fetches
+
+    @property
+    def jwks_requests(self):
+        """Every JWKS request, failed ones too: [{"time" (time.monotonic()), "status"}]."""
+        with self._cond:
+            return [dict(r) for r in self._jwks_requests]
 
     def snapshot(self):
         """Everything above in one JSON-friendly dict (what GET /_control/state returns)."""
@@ -807,6 +822,7 @@ class FakeCloudTasks(FakeServer):
                     "create_calls_by_name": self.create_calls_by_name, "deletes": self.deletes,
                     "tokens_issued": self.tokens_issued, "token_errors": self.token_errors,
                     "dispatch_log": self.dispatch_log, "jwks_fetches": self._jwks_fetches,
+                    "jwks_requests": self.jwks_requests,
                     "oidc_keys": {"all": self.oidc_keys.kids(), "published": self.oidc_keys.published(),
                                   "active": self.oidc_keys.active_kid},
                     "internal_errors": list(self.internal_errors)}
@@ -836,7 +852,7 @@ class FakeCloudTasks(FakeServer):
     WAITABLE = {"tasks": lambda s: len(s._tasks), "creates": lambda s: sum(s._creates_ok.values()),
                 "create_calls": lambda s: sum(s._create_calls.values()), "deletes": lambda s: len(s._deletes),
                 "dispatches": lambda s: len(s._dispatch_log), "tokens": lambda s: len(s._tokens.issued),
-                "jwks_fetches": lambda s: s._jwks_fetches}
+                "jwks_fetches": lambda s: s._jwks_fetches, "jwks_requests": lambda s: len(s._jwks_requests)}
 
     # -- Python API: dispatch ------------------------------------------------------------------------------
     def dispatch(self, name=None, due_only=True, times=1, concurrent=1, token_overrides=None, allow_done=False):
@@ -1098,14 +1114,28 @@ class FakeCloudTasks(FakeServer):
             self._cond.notify_all()
 
     def _http_jwks(self, request):
-        self._raise_injected_failure("jwks", google=True)
+        try:
+            with self._cond:
+                unavailable = self._jwks_unavailable
+            if unavailable:
+                raise GoogleError(503, "The service is currently unavailable.")
+            self._raise_injected_failure("jwks", google=True)
+        except HttpError as exc:
+            self._log_jwks_request(exc.response.status)
+            raise
         delay_after = self._injected_delay("jwks")
         with self._cond:
             self._jwks_fetches += 1
+            self._log_jwks_request(200)
             body = self.oidc_keys.jwks()
             self._cond.notify_all()
         cache = f"public, max-age={int(self.jwks_max_age)}, must-revalidate, no-transform"
         return self._delayed(Response.json(200, body, [("Cache-Control", cache)]), delay_after)
+
+    def _log_jwks_request(self, status):
+        with self._cond:
+            self._jwks_requests.append({"time": time.monotonic(), "status": status})
+            self._cond.notify_all()
 
     # -- dispatch internals ------------------------------------------------------------------------------------
     def _full_name(self, name_or_id):
@@ -1261,6 +1291,10 @@ class FakeCloudTasks(FakeServer):
 
     def _control_unavailable(self, request):
         self.set_unavailable(self._control_body(request).get("unavailable", True))
+        return Response.json(200, {})
+
+    def _control_jwks_unavailable(self, request):
+        self.set_jwks_unavailable(self._control_body(request).get("unavailable", True))
         return Response.json(200, {})
 
     def _control_expire_tokens(self, request):

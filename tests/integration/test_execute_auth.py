@@ -11,11 +11,8 @@ Shared-secret mode: the `X-CloudTasks-Secret` header, exactly once, compared wit
 Nothing expensive before authentication: a callback that declares a large body but sends only its header section
 is answered 401 from the headers alone (well before the body timeout), and the connection closes.
 
-The JWKS refetch tests need their own daemons: jwks_cache refetches on an unknown `kid` only when its last fetch
-started at least auth.jwks_refetch_interval_s earlier (set to 2 s here), and a fresh daemon's startup fetch counts.
-Their stacks are started in setUpModule so that this window runs out while the other classes execute.
+Unknown kids and key rotation (JWKS refetches, timing, outages) are in test_jwks_rotation.py.
 """
-import contextlib
 import http.client
 import json
 import os
@@ -31,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from stack import AUDIENCE, INVOKER, Stack, wait_for  # noqa: E402
+from stack import AUDIENCE, INVOKER, Stack  # noqa: E402
 from fakes import keys as keylib  # noqa: E402
 from fakes.fake_cloudtasks import REMOVE  # noqa: E402
 
@@ -43,27 +40,7 @@ EXECUTED = (200, {"status": "executed"})
 # (10 s by default); the answer from the headers must come well before.
 DECLARED_BODY = 60000
 HEADERS_ONLY_ANSWER_S = 3.0
-# The unknown-kid refetch rate limit, [auth] jwks_refetch_interval_s (default 30), shortened for these tests.
-JWKS_REFETCH_MIN_INTERVAL_S = 2
 
-_module = {}
-
-
-def setUpModule():
-    with contextlib.ExitStack() as stacks:
-        for key in ("unknown_kid", "rotation"):
-            stack = stacks.enter_context(Stack(schemas=(SCHEMA,), extra_config=(
-                f"[auth]\njwks_refetch_interval_s = {JWKS_REFETCH_MIN_INTERVAL_S}\n")))
-            _module[key] = (stack, time.monotonic())  # the startup JWKS fetch began before "ready"
-        _module["exit"] = stacks.pop_all()
-
-
-def tearDownModule():
-    try:
-        stop_cleanly(*(stack for stack, _ in (_module["unknown_kid"], _module["rotation"])))
-    finally:
-        _module.pop("exit").close()
-        _module.clear()
 
 
 def stop_cleanly(*stacks):
@@ -385,55 +362,6 @@ class OidcCallbackAuthTests(CallbackAuthCase):
         self.refused_raw_token(token, "too_large")
 
 
-class JwksRefetchTests(CallbackAuthCase):
-    """Each test uses its own daemon, started in setUpModule, whose only JWKS fetch so far is its startup one."""
-
-    def use(self, key):
-        self.s, ready_at = _module[key]
-        self.d = self.s.daemon
-        self.assertEqual(self.s.ct.jwks_fetches, 1, "premise: only the startup JWKS fetch has happened")
-        # Wait out the fixed refetch rate limit (a documented time window, not synchronization with the daemon).
-        window_end = ready_at + JWKS_REFETCH_MIN_INTERVAL_S + 0.5
-        wait_for(lambda: time.monotonic() >= window_end, timeout=JWKS_REFETCH_MIN_INTERVAL_S + 5,
-                 what="the JWKS refetch rate-limit window", interval=0.25)
-
-    def test_jwks__unknown_kid__jwks_refetched_once_then_401(self):
-        self.use("unknown_kid")
-        bid, row, name, _ = self.booking()
-        mark = self.d.mark()
-
-        status, body, sent = self.deliver(name, {"_key": "random", "_kid": keylib.new_kid()})
-
-        self.assert_refused(bid, row, (status, body), "kid", token_secrets(sent), mark)
-        self.assertEqual(self.s.ct.jwks_fetches, 2, "an unknown kid must trigger one JWKS refetch")
-
-        # Right after a refetch another unknown kid is refused without fetching again (rate limit).
-        mark = self.d.mark()
-        status, body, sent = self.deliver(name, {"_key": "random", "_kid": keylib.new_kid()})
-        self.assert_refused(bid, row, (status, body), "kid", token_secrets(sent), mark)
-        self.assertEqual(self.s.ct.jwks_fetches, 2)
-
-        # The refetched keyset still verifies honest tokens.
-        self.assert_executed(bid, self.deliver(name)[:2])
-
-    def test_jwks__key_rotation__new_kid_refetched_and_accepted(self):
-        self.use("rotation")
-        new_kid = self.s.ct.add_oidc_key(publish=True, activate=True)
-        bid, _, name, _ = self.booking()
-
-        status, body, sent = self.deliver(name)
-
-        header = keylib.decode_jwt_unverified(sent.split(" ", 1)[1])[0]
-        self.assertEqual(header["kid"], new_kid)
-        self.assert_executed(bid, (status, body))
-        self.assertEqual(self.s.ct.jwks_fetches, 2, "the new kid must be fetched once")
-
-        # Cached from now on: the next delivery with the new key fetches nothing.
-        bid2, _, name2, _ = self.booking()
-        self.assert_executed(bid2, self.deliver(name2)[:2])
-        self.assertEqual(self.s.ct.jwks_fetches, 2)
-
-
 SECRET = "shared-" + uuid.uuid4().hex
 
 
@@ -485,15 +413,6 @@ class SharedSecretCallbackAuthTests(CallbackAuthCase):
 
     def test_secret__oidc_token_instead_of_secret__401(self):
         self.refused([("Authorization", "Bearer " + self.s.oidc_token())], "secret_header")
-
-
-def load_tests(loader, standard_tests, pattern):
-    """Run the JWKS refetch tests last: their daemons start in setUpModule and must wait out the refetch
-    rate limit, which then mostly elapses while the other classes run."""
-    suite = unittest.TestSuite()
-    for case in (OidcCallbackAuthTests, SharedSecretCallbackAuthTests, JwksRefetchTests):
-        suite.addTests(loader.loadTestsFromTestCase(case))
-    return suite
 
 
 if __name__ == "__main__":

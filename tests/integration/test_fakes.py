@@ -446,6 +446,20 @@ class TestCloudTasksDispatch(CloudTasksCase):
         self.assertNotIn("=", jwk["n"])
         self.assertEqual(len(keys.b64url_decode(jwk["n"])), 256)
 
+    def test_jwks__unavailable_and_injected_failures__503_and_every_request_logged(self):
+        self.served_jwks()
+        self.fake.set_jwks_unavailable(True)
+        status, _, raw = http_call("GET", self.fake.jwks_uri)
+        self.assertEqual((status, json_of(raw)["error"]["status"]), (503, "UNAVAILABLE"))
+        self.fake.set_jwks_unavailable(False)
+        self.fake.fail_next(1, 500, method="jwks")
+        self.assertEqual(http_call("GET", self.fake.jwks_uri)[0], 500)
+        self.served_jwks()
+        log = self.fake.jwks_requests
+        self.assertEqual([r["status"] for r in log], [200, 503, 500, 200])
+        self.assertEqual(sorted(r["time"] for r in log), [r["time"] for r in log])
+        self.assertEqual(self.fake.jwks_fetches, 2)  # answered 200 only
+
     def test_dispatch__delivers_body_headers_and_verifiable_google_oidc_jwt(self):
         target = self.target()
         self.make_task(target)

@@ -267,6 +267,8 @@ class MetricsTest(unittest.TestCase):
                                "followupd_scheduler_backlog_bookings": "gauge",
                                "followupd_listener_connected": "gauge",
                                "followupd_ready": "gauge",
+                               "followupd_jwks_refresh_total": "counter",
+                               "followupd_jwks_key_set_age_seconds": "gauge",
                                "followupd_build_info": "gauge"}.items():
                 self.assertEqual(types.get(name), kind, name)
             with open(os.path.join(ROOT, "VERSION")) as f:
@@ -275,6 +277,11 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(sample(before, "followupd_listener_connected"), 1)
             self.assertEqual(sample(before, "followupd_ready"), 1)
             self.assertEqual(sample(before, "followupd_notifications_received_total", schema=SCHEMA), 0)
+            # Ready means the start-up JWKS fetch succeeded; every result has its series from the start.
+            self.assertEqual(sample(before, "followupd_jwks_refresh_total", result="ok"), s.ct.jwks_fetches)
+            for result in ("http_error", "transport_error", "invalid"):
+                self.assertEqual(sample(before, "followupd_jwks_refresh_total", result=result), 0, result)
+            self.assertGreaterEqual(sample(before, "followupd_jwks_key_set_age_seconds"), 0)
 
             # An INSERT: notification counted for its schema, task created, notify->created latency observed.
             bid = s.insert_booking(SCHEMA)
@@ -363,6 +370,8 @@ class InstallTest(unittest.TestCase):
             "usr/lib/systemd/system/followupd.service": 0o644,
             "usr/share/man/man8/followupd.8": 0o644,
             "usr/share/followupd/followupd.conf.example": 0o644,
+            "usr/share/followupd/monitoring/followupd-dashboard.json": 0o644,
+            "usr/share/followupd/monitoring/followupd-alerts.yml": 0o644,
             "etc/followupd/followupd.conf": 0o644,
         }
         for name in sorted(os.listdir(os.path.join(ROOT, "sql", "migrations"))):

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -23,35 +22,13 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from buildutil import plain_binary  # noqa: E402
 from daemon import Daemon  # noqa: E402
 from stack import Stack, free_port, wait_for  # noqa: E402
 
-ROOT = os.environ.get("FOLLOWUPD_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("FOLLOWUPD_BUILD") or os.path.join(ROOT, "build")
 VALGRIND_EXIT = 99
 SCHEMA = "tenant_a"
 SLOW = 120.0   # everything is ~20-50x slower under memcheck
-
-
-def plain_binary():
-    """$FOLLOWUPD_BUILD/followupd when it is built without sanitizers, else a plain build next to it."""
-    flags_path = os.path.join(BUILD, ".flags")
-    flags = ""
-    if os.path.exists(flags_path):
-        with open(flags_path) as f:
-            flags = f.read()
-    if "-fsanitize" not in flags:
-        return os.path.join(BUILD, "followupd")
-    plain = os.path.join(BUILD, "valgrind")
-    env = dict(os.environ)
-    env.pop("MAKEFLAGS", None)   # not the SANITIZE=/BUILD= of an enclosing `make test`
-    env.pop("MFLAGS", None)
-    cmd = ["make", "-s", "-j2", f"BUILD={plain}", "SANITIZE=", os.path.join(plain, "followupd")]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", timeout=900)
-    if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}")
-    return os.path.join(plain, "followupd")
 
 
 def write_wrapper(directory, binary):

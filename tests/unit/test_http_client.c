@@ -364,6 +364,31 @@ static void http_client_send__body_over_cap__write_error(void **state)
     fixture_finish(&fx);
 }
 
+static void http_client_send__request_cap_below_client_cap__request_cap_wins(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_start(&fx, 2, reply_big, NULL);
+    struct result capped = {.fx = &fx}, at_cap = {.fx = &fx}, above_client = {.fx = &fx};
+    struct http_request req = {.method = "GET", .url = url_for(&fx, "/big"), .timeout_ms = 2000,
+                               .max_response_bytes = 299};
+    assert_int_equal(http_client_send(fx.http, &req, record, &capped), 0);
+    wait_completions(&fx, 1);
+    assert_int_equal(capped.transport_error, CURLE_WRITE_ERROR);
+    assert_string_equal(capped.error, "response body too large");
+    req.max_response_bytes = 300;
+    assert_int_equal(http_client_send(fx.http, &req, record, &at_cap), 0);
+    wait_completions(&fx, 2);
+    assert_int_equal(at_cap.status, 200);
+    /* A request cannot raise the client's cap. */
+    http_client_set_max_response_bytes(fx.http, 299);
+    req.max_response_bytes = 100000;
+    assert_int_equal(http_client_send(fx.http, &req, record, &above_client), 0);
+    wait_completions(&fx, 3);
+    assert_int_equal(above_client.transport_error, CURLE_WRITE_ERROR);
+    fixture_finish(&fx);
+}
+
 static void http_client_send__invalid_requests__rejected_without_callback(void **state)
 {
     (void)state;
@@ -484,6 +509,7 @@ int main(void)
         cmocka_unit_test(http_client_send__queued_past_its_timeout__fails_without_waiting_for_a_slot),
         cmocka_unit_test(http_client_send__connection_refused__transport_error_status_zero),
         cmocka_unit_test(http_client_send__body_over_cap__write_error),
+        cmocka_unit_test(http_client_send__request_cap_below_client_cap__request_cap_wins),
         cmocka_unit_test(http_client_send__invalid_requests__rejected_without_callback),
         cmocka_unit_test(http_client_close__in_flight_and_queued__aborted_callbacks_then_done),
         cmocka_unit_test(http_client_close__called_inside_a_callback__others_aborted_safely),

@@ -236,7 +236,8 @@ int jwks_fetch_via_http_client(void *fetch_ctx, const char *url, jwks_fetch_done
     f->done = done;
     f->req_ctx = req_ctx;
     static const struct http_header accept[] = {{"Accept", "application/json"}};
-    struct http_request req = {.method = "GET", .url = url, .headers = accept, .n_headers = 1, .timeout_ms = 10000};
+    struct http_request req = {.method = "GET", .url = url, .headers = accept, .n_headers = 1,
+                               .timeout_ms = JWKS_FETCH_TIMEOUT_MS, .max_response_bytes = JWKS_MAX_RESPONSE_BYTES};
     if (http_client_send(fetch_ctx, &req, on_jwks_response, f) != 0) {
         free(f);
         return -1;

@@ -6,10 +6,17 @@
  * sample, never a wrong one, because the id is compared); a successful task
  * creation for that booking observes the elapsed time and clears the stamp.
  * Bookings found by the catch-up sweep have no stamp and are not observed.
+ *
+ * Call lateness: the voice-agent decorator sees every call the execution path
+ * starts (Cloud Tasks callbacks and the local dispatcher alike) together with
+ * the booking's scheduled_at, so it observes wall-clock now − scheduled_at
+ * when a request is sent (each attempt, retries included).  A call started
+ * early (followup.lead_time_s) counts as 0 s late, which keeps _sum monotonic.
  */
 #include "core/app_metrics.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +27,7 @@
 #include "core/health.h"
 #include "core/metrics.h"
 #include "features/deals_pipeline/controllers/notifications_controller.h"
+#include "utils/timefmt.h"
 
 #define STAMP_SLOTS 1024u /* power of two */
 
@@ -36,9 +44,10 @@ struct app_metrics {
     struct metric_family *capture_mismatch;
     struct metric_series *tasks_created, *tasks_existed;
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
-    struct metric_series *exec_duration, *voice_duration, *notify_latency;
-    struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
-    struct metric_series *http_refused_limit, *http_refused_peer;
+    struct metric_series *exec_duration, *voice_duration, *notify_latency, *call_lateness;
+    struct metric_series *pool_in_use, *pool_waiting, *pool_max, *backlog, *exec_inflight, *listener, *ready;
+    struct metric_series *http_conns, *http_refused_limit, *http_refused_peer;
+    struct metric_series *jwks_refreshes[JWKS_REFRESH_RESULTS], *jwks_age;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -47,6 +56,7 @@ struct app_metrics {
 
 static const double duration_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 static const double latency_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+static const double lateness_buckets[] = {0, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static struct metric_series *one(struct metrics_registry *r, enum metric_type t, const char *name, const char *help)
@@ -69,6 +79,28 @@ static struct metric_family *labelled(struct metrics_registry *r, enum metric_ty
 static struct metric_series *with(struct metric_family *f, const char *value)
 {
     return metrics_series(f, (const char *const[]){value});
+}
+
+static int register_jwks(struct app_metrics *m)
+{
+    struct metric_family *f = labelled(m->reg, METRIC_COUNTER, "followupd_jwks_refresh_total",
+                                       "Google JWKS fetches completed, by result.", "result");
+    for (int i = 0; i < JWKS_REFRESH_RESULTS; i++) {
+        m->jwks_refreshes[i] = with(f, jwks_refresh_result_name((enum jwks_refresh_result)i));
+        if (m->jwks_refreshes[i] == NULL) return -1;
+    }
+    m->jwks_age = one(m->reg, METRIC_GAUGE, "followupd_jwks_key_set_age_seconds",
+                      "Seconds since the Google signing keys in use were last fetched successfully; NaN before "
+                      "the first success.");
+    return m->jwks_age != NULL ? 0 : -1;
+}
+
+static void refresh_jwks(struct app_metrics *m, const struct jwks_cache *jwks)
+{
+    struct jwks_cache_stats st;
+    jwks_cache_get_stats(jwks, &st);
+    for (int i = 0; i < JWKS_REFRESH_RESULTS; i++) metrics_counter_set(m->jwks_refreshes[i], (double)st.refreshes[i]);
+    metrics_gauge_set(m->jwks_age, st.key_set_age_ms < 0 ? NAN : (double)st.key_set_age_ms / 1000.0);
 }
 
 /* Register every family; series that should read 0 before any event are created now. */
@@ -127,10 +159,14 @@ static int register_all(struct app_metrics *m)
         (void)with(m->voice_calls, outcomes[i]);
     m->voice_duration = histogram(r, "followupd_voice_call_duration_seconds", "Duration of voice-agent requests.",
                                   duration_buckets, N_OF(duration_buckets));
+    m->call_lateness = histogram(r, "followupd_call_lateness_seconds",
+                                 "Voice-call start minus the booking's scheduled_at (each attempt; early counts as 0).",
+                                 lateness_buckets, N_OF(lateness_buckets));
     m->pool_in_use =
         one(r, METRIC_GAUGE, "followupd_db_pool_in_use_connections", "Pool connections running a statement.");
     m->pool_waiting =
         one(r, METRIC_GAUGE, "followupd_db_pool_waiting_queries", "Statements queued for a pool connection.");
+    m->pool_max = one(r, METRIC_GAUGE, "followupd_db_pool_max_connections", "Connections the pool holds (its size).");
     m->backlog =
         one(r, METRIC_GAUGE, "followupd_scheduler_backlog_bookings", "Bookings queued or in flight in the scheduler.");
     m->exec_inflight = one(r, METRIC_GAUGE, "followupd_executions_in_flight", "Executions between claim and outcome.");
@@ -142,10 +178,11 @@ static int register_all(struct app_metrics *m)
                                              "reason");
     m->http_refused_limit = with(refused, "max_connections");
     m->http_refused_peer = with(refused, "per_peer");
-    bool ok = m->ready && m->notifications && rejections_ok && m->capture_mismatch && m->tasks_created &&
-              m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
-              m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
-              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
+    bool ok = register_jwks(m) == 0 && m->ready && m->notifications && rejections_ok && m->capture_mismatch &&
+              m->tasks_created && m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up &&
+              m->fail_overflow && m->notify_latency && m->callbacks && m->auth_failures && m->executions &&
+              m->exec_duration && m->voice_calls && m->voice_duration && m->call_lateness && m->pool_in_use &&
+              m->pool_waiting && m->pool_max && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
               m->http_refused_limit && m->http_refused_peer;
     return ok ? 0 : -1;
 }
@@ -236,6 +273,15 @@ static void voice_done(void *arg, const struct voice_reply *r)
     free(p);
 }
 
+/* now − scheduled_at of a call being started; early calls count as 0 (an unparsable time is not observed). */
+static void observe_lateness(struct app_metrics *m, const char *scheduled_at_iso)
+{
+    int64_t scheduled_ms = 0;
+    if (scheduled_at_iso == NULL || timefmt_parse(scheduled_at_iso, &scheduled_ms) != 0) return;
+    int64_t late_ms = timefmt_now_ms() - scheduled_ms;
+    metrics_histogram_observe(m->call_lateness, late_ms > 0 ? (double)late_ms / 1e3 : 0);
+}
+
 static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
 {
     struct app_metrics *m = impl;
@@ -247,6 +293,7 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
         metrics_counter_add(with(m->voice_calls, "not_started"), 1);
         return -1;
     }
+    observe_lateness(m, call->scheduled_at_iso);
     return 0; /* p is owned by the pending call (voice_done frees it) */ // cppcheck-suppress memleak
 }
 
@@ -352,6 +399,7 @@ static void refresh(struct app_metrics *m)
     if (c->pool != NULL) {
         metrics_gauge_set(m->pool_in_use, db_pool_in_use(c->pool));
         metrics_gauge_set(m->pool_waiting, db_pool_waiting(c->pool));
+        metrics_gauge_set(m->pool_max, db_pool_size(c->pool));
     }
     metrics_gauge_set(m->exec_inflight, c->exec.inflight);
     metrics_gauge_set(m->listener, c->listener_ready ? 1 : 0);
@@ -360,6 +408,7 @@ static void refresh(struct app_metrics *m)
     metrics_gauge_set(m->http_conns, (double)hs.connections);
     metrics_counter_set(m->http_refused_limit, (double)hs.refused_max_connections);
     metrics_counter_set(m->http_refused_peer, (double)hs.refused_per_peer);
+    refresh_jwks(m, c->jwks);
 }
 
 char *app_metrics_render(struct app_metrics *m, size_t *len)

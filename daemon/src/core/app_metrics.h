@@ -8,17 +8,20 @@
  *   - thin decorators of two service ports (voice agent, task queue) that
  *     time each call and pass everything through unchanged;
  *   - stats read at render time: the scheduler's stats struct and queue
- *     sizes, the DB pool's in-use/waiting counts, listener and readiness state.
+ *     sizes, the DB pool's in-use/waiting counts, listener and readiness state,
+ *     the JWKS cache's fetch results and key-set age.
  *
  * Metric names (all followupd_*): notifications_received_total{schema},
  * tasks_created_total, tasks_already_existed_total, task_failures_total{reason},
  * callbacks_total{code}, callback_auth_failures_total{check},
  * executions_total{status}, execution_duration_seconds (histogram),
  * voice_calls_total{outcome}, voice_call_duration_seconds (histogram),
- * notify_to_task_created_seconds (histogram), db_pool_in_use_connections,
- * db_pool_waiting_queries, scheduler_backlog_bookings, executions_in_flight,
- * listener_connected, ready, http_connections,
- * http_connections_refused_total{reason=max_connections|per_peer}, build_info{version}.
+ * notify_to_task_created_seconds (histogram), call_lateness_seconds
+ * (histogram), db_pool_in_use_connections, db_pool_waiting_queries,
+ * db_pool_max_connections, scheduler_backlog_bookings, executions_in_flight,
+ * listener_connected, ready, http_connections, jwks_refresh_total{result},
+ * jwks_key_set_age_seconds, http_connections_refused_total{reason=max_connections|per_peer},
+ * build_info{version}.
  */
 #ifndef FOLLOWUPD_CORE_APP_METRICS_H
 #define FOLLOWUPD_CORE_APP_METRICS_H

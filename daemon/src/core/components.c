@@ -176,7 +176,8 @@ static int start_auth(struct app *app, struct app_components *c)
     c->auth = (struct task_authenticator){.cfg = &app->cfg, .log = &app->log, .now_s = now_s, .clock = &c->timers};
     if (app->cfg.auth_mode != AUTH_OIDC) return 0;
     struct jwks_cache_opts jopts = {.url = app->cfg.auth_jwks_url,
-                                    .min_refresh_interval_s = app->cfg.auth_jwks_refetch_interval_s};
+                                    .kid_fetch_interval_ms = app->cfg.auth_jwks_refetch_interval_s * 1000,
+                                    .min_refresh_ms = app->cfg.auth_jwks_min_refresh_s * 1000};
     c->jwks = jwks_cache_new(&app->loop, &app->log, &jopts, jwks_fetch_via_http_client, c->http_client);
     c->auth.jwks = c->jwks;
     return c->jwks != NULL && jwks_cache_start(c->jwks) == 0 ? 0 : -1;
@@ -347,7 +348,11 @@ static void close_phase(struct app *app)
         }
         if (c->va != NULL) { voice_agent_client_free(c->va); c->va = NULL; }
         if (c->gauth != NULL) { google_auth_free(c->gauth); c->gauth = NULL; }
-        if (c->jwks != NULL) { begin(app); jwks_cache_close(c->jwks, phase_done, app); c->jwks = NULL; }
+        if (c->jwks != NULL) {
+            begin(app);
+            jwks_cache_close(c->jwks, phase_done, app);
+            c->jwks = c->auth.jwks = NULL; /* a request still waiting for a kid gets its answer from the close */
+        }
         if (c->pool != NULL) { begin(app); db_pool_close(c->pool, phase_done, app); c->pool = NULL; }
         break;
     case 4:       /* every exchange has its answer: close the HTTP server */

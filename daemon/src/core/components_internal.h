@@ -71,7 +71,11 @@ struct app_components {
     char *qualify_fp;           /* booking-qualification settings at the last (re)load */
 };
 
-/* jwks_fetch_fn over the shared HTTP client (fetch_ctx = struct http_client *). */
+/* jwks_fetch_fn over the shared HTTP client (fetch_ctx = struct http_client *).  A JWKS
+ * response is untrusted: its body is capped (Google's is ~2 KB; 64 keys of 4096 bits
+ * fit) and the fetch gives up after JWKS_FETCH_TIMEOUT_MS. */
+#define JWKS_MAX_RESPONSE_BYTES (64u * 1024u)
+#define JWKS_FETCH_TIMEOUT_MS 5000L
 int jwks_fetch_via_http_client(void *fetch_ctx, const char *url, jwks_fetch_done done, void *req_ctx);
 
 #endif

@@ -76,6 +76,7 @@ struct config {
     struct strlist auth_issuers;
     int auth_clock_skew_s;
     int auth_jwks_refetch_interval_s;
+    int auth_jwks_min_refresh_s;
     char *auth_shared_secret;   /* secret */
     /* [voice_agent] */
     char *va_base_url;

@@ -230,6 +230,11 @@ int db_pool_waiting(const struct db_pool *p)
     return p != NULL ? p->n_waiting : 0;
 }
 
+int db_pool_size(const struct db_pool *p)
+{
+    return p != NULL ? p->size : 0;
+}
+
 void db_pool_set_state_cb(struct db_pool *p, void (*on_change)(void *arg), void *arg)
 {
     if (p == NULL) return;

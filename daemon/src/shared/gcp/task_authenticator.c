@@ -58,12 +58,16 @@ static void finish_oidc(struct task_authenticator *ta, struct http_exchange *ex,
     else fail(ta, ex, done, oidc_status_name(st));
 }
 
-static void on_refreshed(void *arg, int refreshed)
+/* The JWKS cache answered for the token's kid: verify once more against the
+ * current keys.  A kid still unknown because no fresh key set could be fetched
+ * in time is logged as "jwks_unavailable", not as a forged "kid". */
+static void on_kid_answer(void *arg, enum jwks_kid_result result)
 {
-    (void)refreshed;
     struct pending_auth *pa = arg;
     struct oidc_claims claims;
-    finish_oidc(pa->ta, pa->ex, pa->done, verify(pa->ta, pa->token, pa->len, &claims));
+    enum oidc_status st = verify(pa->ta, pa->token, pa->len, &claims);
+    if (st == OIDC_ERR_UNKNOWN_KID && result == JWKS_KID_UNCHECKED) fail(pa->ta, pa->ex, pa->done, "jwks_unavailable");
+    else finish_oidc(pa->ta, pa->ex, pa->done, st);
     free(pa);
 }
 
@@ -91,7 +95,7 @@ static void authenticate_oidc(struct task_authenticator *ta, struct http_exchang
         return;
     }
     *pa = (struct pending_auth){.ta = ta, .ex = ex, .done = done, .token = token, .len = len};
-    if (jwks_cache_refresh_for_kid(ta->jwks, claims.kid, on_refreshed, pa) != 0) {
+    if (jwks_cache_refresh_for_kid(ta->jwks, claims.kid, on_kid_answer, pa) != 0) {
         free(pa);
         finish_oidc(ta, ex, done, st);
     }

@@ -5,8 +5,11 @@
  *   auth.mode = oidc: exactly one `Authorization: Bearer <jwt>` header, the
  *     token verified by oidc_verifier against the cached Google JWKS and the
  *     live policy (audience, invoker service account, issuers, clock skew); a
- *     token whose kid is unknown triggers one rate-limited JWKS refresh, then
- *     is verified again.
+ *     token whose kid is unknown is held (asynchronously) until the JWKS cache
+ *     has fetched a key set newer than the request, then verified again (see
+ *     jwks_cache.h: a few seconds at most, rate-limited per cache).  Still
+ *     unknown → 401 "kid"; no fresh set in time (JWKS endpoint down) → 401
+ *     "jwks_unavailable" (Cloud Tasks retries either).
  *   auth.mode = shared_secret: exactly one `X-CloudTasks-Secret` header equal
  *     (constant time) to the configured secret.
  * Failures answer 401 with a generic body; the log says which check failed,

@@ -225,7 +225,9 @@ static struct xfer *xfer_new(struct http_client *c, const struct http_request *r
     x->arg = arg;
     x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
     x->submitted_at = uv_now(c->loop);
-    x->max_body = c->max_response_bytes;
+    x->max_body = req->max_response_bytes > 0 && req->max_response_bytes < c->max_response_bytes
+                      ? req->max_response_bytes
+                      : c->max_response_bytes;
     x->method = strdup(req->method);
     x->url = strdup(req->url);
     x->body = malloc(req->body_len + 1);

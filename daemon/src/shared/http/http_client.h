@@ -16,8 +16,9 @@
  *
  * Response: `status` is the HTTP status, or 0 whenever `transport_error` (a
  * CURLcode) is non-zero — a partial response is not a response.  Bodies are
- * capped (1 MiB by default): a larger body is a transport error
- * (CURLE_WRITE_ERROR, "response body too large").  Response headers can be
+ * capped (the client's cap, 1 MiB by default, or a request's own smaller
+ * max_response_bytes): a larger body is a transport error (CURLE_WRITE_ERROR,
+ * "response body too large").  Response headers can be
  * looked up case-insensitively with http_response_header().
  *
  * Transport: HTTP/1.1 keep-alive connection reuse, HTTP/2 over TLS when
@@ -57,6 +58,7 @@ struct http_request {
     const char *body;                  /* may be NULL when body_len == 0 */
     size_t body_len;
     long timeout_ms;                   /* total; <= 0 → 30 s */
+    size_t max_response_bytes;         /* body cap for this request; 0 or above the client's cap → the client's */
 };
 
 struct http_response {
