@@ -555,8 +555,7 @@ void config_register_secrets(const struct config *cfg, struct logger *lg)
 {
     log_add_secret(lg, cfg->auth_shared_secret);
     log_add_secret(lg, cfg->va_token);
-    if (cfg->db_conninfo == NULL) return;
-    log_add_secret(lg, cfg->db_conninfo);
+    if (cfg->db_conninfo == NULL) return; /* its password: the other values (host, user) may be shown */
     char *err = NULL;
     PQconninfoOption *o = PQconninfoParse(cfg->db_conninfo, &err);
     if (o == NULL) {
