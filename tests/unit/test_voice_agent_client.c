@@ -1,5 +1,6 @@
 /* Unit tests for shared/clients/voice_agent_client: exact body and headers, classification,
- * reload, no retries, shutdown — against the loopback server as the voice agent. */
+ * the agent's error text redacted (it may echo the token), reload, no retries, shutdown —
+ * against the loopback server as the voice agent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "shared/clients/voice_agent_client.h"
 #include "support/curl_test_server.h"
+#include "support/secret_pieces.h"
 
 #define WAIT_MS 5000
 #define TOKEN "va-secret-token-123"
@@ -311,6 +313,26 @@ static void voice_agent_start_call__400__permanent(void **state)
     free(fixture_finish(&fx));
 }
 
+static void voice_agent_start_call__401_echoing_the_token__error_and_log_redacted(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_start(&fx, TOKEN, 2000);
+    log_add_secret(&fx.log, TOKEN); /* as the config load does */
+    fx.agent.status = 401;
+    fx.agent.body = "{\"message\":\"rejected Bearer " TOKEN " from https://u:pw@caller\"}";
+    struct voice_call_request r = sample_request();
+    struct got g = {0};
+    assert_int_equal(voice_agent_start_call(fx.va, &r, on_reply, &g), 0);
+    wait_reply(&fx, &g);
+    assert_int_equal(g.result, VA_PERMANENT);
+    assert_string_equal(g.error, "HTTP 401: rejected Bearer [REDACTED] from https://[REDACTED]@caller");
+    char *log = fixture_finish(&fx);
+    assert_no_secret_piece(log, TOKEN, "log");
+    assert_null(strstr(log, "pw@"));
+    free(log);
+}
+
 static void voice_agent_start_call__agent_silent__transient_timeout(void **state)
 {
     (void)state;
@@ -410,6 +432,7 @@ int main(void)
         cmocka_unit_test(voice_agent_start_call__2xx_without_call_id__ok_call_id_null),
         cmocka_unit_test(voice_agent_start_call__409_and_503__transient_without_retry),
         cmocka_unit_test(voice_agent_start_call__400__permanent),
+        cmocka_unit_test(voice_agent_start_call__401_echoing_the_token__error_and_log_redacted),
         cmocka_unit_test(voice_agent_start_call__agent_silent__transient_timeout),
         cmocka_unit_test(voice_agent_set_opts__new_url_and_token__used_by_next_call),
         cmocka_unit_test(voice_agent_start_call__invalid_request__rejected_without_callback),

@@ -46,24 +46,12 @@ int cli_parse(int argc, char **argv, struct cli_options *out)
     return CLI_OK;
 }
 
-/* Load the configuration, logging every problem. Returns 0 when usable. */
-static int load_reporting(struct logger *lg, const char *path, struct config *cfg)
-{
-    struct config_errors errs = {0};
-    int rc = config_load(cfg, path, NULL, &errs);
-    for (int i = 0; i < errs.n; i++)
-        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", errs.msgs[i], "config", path, NULL}),
-               "configuration error");
-    config_errors_free(&errs);
-    return rc;
-}
-
 int cli_check_config(const char *path)
 {
     struct logger lg;
     logger_init(&lg, LOG_LEVEL_INFO, STDERR_FILENO);
     struct config cfg;
-    int rc = load_reporting(&lg, path, &cfg);
+    int rc = config_load_logged(&cfg, path, &lg, "configuration error");
     if (rc == 0) {
         LOG_KV(&lg, LOG_LEVEL_INFO, NULL,
                ((const char *[]){"config", path, "log_level", log_level_name(cfg.log_level), "backend",
@@ -82,7 +70,7 @@ int cli_run_daemon(const char *path)
     struct logger boot;
     logger_init(&boot, LOG_LEVEL_INFO, STDERR_FILENO);
     struct config cfg;
-    if (load_reporting(&boot, path, &cfg) != 0) {
+    if (config_load_logged(&cfg, path, &boot, "configuration error") != 0) {
         LOG_ERROR(&boot, NULL, "cannot start: invalid configuration");
         config_free(&cfg);
         logger_free(&boot);

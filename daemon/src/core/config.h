@@ -102,8 +102,16 @@ int config_load(struct config *cfg, const char *path, config_getenv_fn env, stru
 void config_free(struct config *cfg);
 void config_errors_free(struct config_errors *errs);
 
-/* Secrets a logger must redact (conninfo password, tokens). */
+/* Secrets a logger must redact: the conninfo's passwords, the voice-agent
+ * token, the shared secret (see utils/log.h). Adds; never removes. */
 void config_register_secrets(const struct config *cfg, struct logger *lg);
+
+/* config_load() with the environment, registering the secrets of whatever did
+ * load with lg first and then logging each problem as one error line
+ * (msg, "error", "config" = path). Returns config_load()'s result; cfg must be
+ * freed either way. */
+int config_load_logged(struct config *cfg, const char *path, struct logger *lg, const char *msg)
+    __attribute__((warn_unused_result));
 
 /* Names of keys whose value differs between a and b but cannot change on a
  * live reload (listen address, conninfo, schemas, backend...). Writes up to

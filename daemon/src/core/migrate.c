@@ -244,17 +244,6 @@ static int migrate_schema(struct logger *lg, struct db_migrate_session *s, const
     return 0;
 }
 
-static int load_config(struct logger *lg, const char *path, struct config *cfg)
-{
-    struct config_errors errs = {0};
-    int rc = config_load(cfg, path, NULL, &errs);
-    for (int i = 0; i < errs.n; i++)
-        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", errs.msgs[i], "config", path, NULL}),
-               "configuration error");
-    config_errors_free(&errs);
-    return rc;
-}
-
 static int run(struct logger *lg, const struct migrate_opts *opts, struct config *cfg)
 {
     char exe[PATH_MAX], dir[PATH_MAX], tried[3 * PATH_MAX], err[768];
@@ -299,10 +288,9 @@ int migrate_run(const struct migrate_opts *opts)
     struct logger lg;
     logger_init(&lg, LOG_LEVEL_INFO, STDERR_FILENO);
     struct config cfg;
-    int rc = load_config(&lg, opts->config_path, &cfg);
+    int rc = config_load_logged(&cfg, opts->config_path, &lg, "configuration error");
     if (rc == 0) {
         lg.level = cfg.log_level < LOG_LEVEL_INFO ? cfg.log_level : LOG_LEVEL_INFO; /* always report progress */
-        config_register_secrets(&cfg, &lg);
         rc = run(&lg, opts, &cfg);
     } else {
         LOG_ERROR(&lg, NULL, "cannot migrate: invalid configuration");

@@ -143,22 +143,30 @@ static const char *find_call_id(json_t *root)
     return json_string_value(id);
 }
 
-static void describe_error(const struct http_response *r, json_t *root, char *out, size_t outlen)
+/* The failure in one line for the log and the row's last_execution_error. The
+ * agent's own message is untrusted (it may echo our request, token included):
+ * it goes through the logger's redaction before it is stored anywhere. */
+static void describe_error(const struct logger *lg, const struct http_response *r, json_t *root, char *out,
+                           size_t outlen)
 {
+    char raw[ERROR_MESSAGE_MAX + 64] = "";
     if (r->transport_error != 0) {
-        snprintf(out, outlen, "transport: %s", r->error != NULL ? r->error : "error");
-        return;
+        snprintf(raw, sizeof(raw), "transport: %s", r->error != NULL ? r->error : "error");
+    } else {
+        json_t *msg = json_object_get(root, "message");
+        if (!json_is_string(msg)) msg = json_object_get(root, "error");
+        if (!json_is_string(msg)) msg = json_object_get(json_object_get(root, "error"), "message");
+        char text[ERROR_MESSAGE_MAX + 1] = "";
+        if (json_is_string(msg)) {
+            snprintf(text, sizeof(text), "%s", json_string_value(msg));
+            for (char *p = text; *p != '\0'; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+        }
+        snprintf(raw, sizeof(raw), "HTTP %ld%s%s", r->status, text[0] ? ": " : "", text);
     }
-    json_t *msg = json_object_get(root, "message");
-    if (!json_is_string(msg)) msg = json_object_get(root, "error");
-    if (!json_is_string(msg)) msg = json_object_get(json_object_get(root, "error"), "message");
-    char text[ERROR_MESSAGE_MAX + 1] = "";
-    if (json_is_string(msg)) {
-        snprintf(text, sizeof(text), "%s", json_string_value(msg));
-        for (char *p = text; *p != '\0'; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
-    }
-    snprintf(out, outlen, "HTTP %ld%s%s", r->status, text[0] ? ": " : "", text);
+    char *clean = log_redact(lg, raw);
+    snprintf(out, outlen, "%s", clean != NULL ? clean : "(error text unavailable)");
+    free(clean);
 }
 
 static void on_http_done(void *arg, const struct http_response *r)
@@ -173,7 +181,7 @@ static void on_http_done(void *arg, const struct http_response *r)
     enum va_result result = voice_agent_classify(r->status, r->transport_error);
     json_t *root = r->transport_error == 0 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
     char error[256] = "";
-    if (result != VA_OK) describe_error(r, root, error, sizeof(error));
+    if (result != VA_OK) describe_error(c->lg, r, root, error, sizeof(error));
     struct va_reply reply = {.result = result, .http_status = r->status,
                              .error = result == VA_OK ? NULL : error,
                              .call_id = result == VA_OK ? find_call_id(root) : NULL};

@@ -200,7 +200,7 @@ struct db_migrate_session *db_migrate_connect(const char *conninfo, struct logge
     db_connect_params_build(&p, conninfo, NULL, NULL);
     s->conn = PQconnectdbParams(p.keys, p.values, 1);
     if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
-        db_message_clean(s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory", err, errlen);
+        db_error_clean(s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory", err, errlen);
         db_migrate_close(s);
         return NULL;
     }
