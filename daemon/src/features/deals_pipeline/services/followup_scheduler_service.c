@@ -57,11 +57,6 @@ static bool wants_task(const struct config *cfg, const struct booking *b)
     return strlist_contains(&cfg->followup_booking_types, b->booking_type) && strcmp(b->status, "cancelled") != 0;
 }
 
-bool followup_qualifies(const struct config *cfg, const struct booking *b)
-{
-    return wants_task(cfg, b) && strcmp(b->task_status, "pending") == 0;
-}
-
 enum followup_plan followup_plan_for(const struct config *cfg, const struct booking *b)
 {
     const char *ts = b->task_status;

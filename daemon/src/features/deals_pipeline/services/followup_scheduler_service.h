@@ -129,7 +129,6 @@ void followup_scheduler_free(struct followup_scheduler *s);
 /* Pure helpers (unit-tested). */
 int64_t followup_schedule_time_ms(int64_t scheduled_at_ms, int lead_time_s, int64_t now_ms);
 bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms);
-bool followup_qualifies(const struct config *cfg, const struct booking *b);
 enum followup_plan followup_plan_for(const struct config *cfg, const struct booking *b);
 const char *followup_plan_name(enum followup_plan p);
 /* What a DELETE notification says of a row that had a task (untrusted: anyone can NOTIFY). */
