@@ -225,7 +225,7 @@ clean:
 # symbols in -dbgsym); then lintian, which fails the target on any error. debian/changelog must be at $(VERSION). V=1 shows dpkg-buildpackage's output.
 DEB_DIR := $(BUILD)/deb
 DEB_SRC := $(DEB_DIR)/followupd-$(VERSION)
-DEB_TREE := Makefile VERSION README.md daemon sql systemd conf deploy debian
+DEB_TREE := Makefile mk VERSION README.md daemon sql systemd conf deploy debian
 DEB_LOG := $(if $(filter 1,$(V)),,> $(abspath $(DEB_DIR))/build.log 2>&1 || { tail -n 40 $(abspath $(DEB_DIR))/build.log; exit 1; })
 
 deb: $(INSTALL_BIN)
