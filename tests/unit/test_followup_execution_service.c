@@ -267,6 +267,7 @@ static void execute__retry_delay__doubles_from_base(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_RETRYABLE);
         assert_int_equal(r->retry_delay_s, expected[i]);
+        fakes_advance(&f->w, (int64_t)expected[i] * 1000);   /* not claimable again before next_attempt_at */
     }
 }
 
