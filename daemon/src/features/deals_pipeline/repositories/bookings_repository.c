@@ -145,7 +145,7 @@ static const char *const templates[ST_COUNT] = {
         "WITH global_gate AS MATERIALIZED (SELECT CASE WHEN $8::int IS NOT NULL THEN"
         " pg_advisory_xact_lock(" CLAIM_LOCK_CLASS_ALL ", 0) END AS lock"
         "), tenant_gate AS MATERIALIZED (SELECT CASE WHEN $7::int IS NOT NULL THEN"
-        " pg_advisory_xact_lock(" CLAIM_LOCK_CLASS_TENANT ", hashtext($2::text)) END AS lock FROM global_gate"
+        " pg_advisory_xact_lock(" CLAIM_LOCK_CLASS_TENANT ", hashtext($2::uuid::text)) END AS lock FROM global_gate"
         "), slots AS MATERIALIZED (SELECT"
         " CASE WHEN $7::int IS NOT NULL THEN %s.followupd_live_leases($9::text[], $2::uuid, $4::int) END AS tenant_live,"
         " CASE WHEN $8::int IS NOT NULL THEN %s.followupd_live_leases($9::text[], NULL, $4::int) END AS all_live"
