@@ -101,7 +101,7 @@ class CapsAcrossReplicasTest(unittest.TestCase):
 
     def setUp(self):
         self.addCleanup(self.s.va.release)
-        self.assertEqual(self.s.va.in_flight, 0)
+        self.assertTrue(self.s.va.wait_until(lambda: self.s.va.in_flight == 0, 10), "calls still held")
 
     def bookings(self, tenant, n):
         out = []
