@@ -211,6 +211,9 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->followup_max_attempts, 5);
     assert_int_equal(c->followup_retry_base_s, 10);
     assert_int_equal(c->followup_early_tolerance_s, 300);
+    assert_int_equal(c->followup_max_lateness_s, 3600);
+    assert_int_equal(c->va_max_concurrent, 0);
+    assert_int_equal(c->va_max_concurrent_per_tenant, 0);
     assert_int_equal(c->auth_jwks_refetch_interval_s, 30);
     assert_int_equal(c->capture_mode, CAPTURE_NOTIFY);
     assert_int_equal(c->capture_notify_within_s, 900);
@@ -337,7 +340,7 @@ static void config_load__example_defaults_uncommented__same_as_builtin(void **st
         strcat(out, "\n");
         uncommented += is_default;
     }
-    assert_int_equal(uncommented, 35); /* every optional key of the table is documented */
+    assert_int_equal(uncommented, 38); /* every optional key of the table is documented */
     assert_int_equal(load_text(f, out), -1);
     assert_only_example_missing(&f->errs);
     assert_documented_defaults(&f->cfg);
