@@ -452,6 +452,7 @@ static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
     w->find_due_calls++;
+    w->last_find_due_limit = limit;
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
     const struct fake_row *due_rows[FAKE_MAX_ROWS];
     int n = 0;

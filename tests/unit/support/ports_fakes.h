@@ -55,6 +55,7 @@ struct fake_world {
     struct claim_params last_claim;  /* the last claim's parameters (idempotency_key not kept) */
     int expiries;               /* repo->mark_expired calls started */
     int next_due_calls, find_due_calls;   /* local dispatcher reads started */
+    int last_find_due_limit;
     bool voice_hold;            /* voice calls are started but answer only after fakes_release_voice */
     /* timers (clock.after) */
     struct { bool armed; int64_t due_ms; void (*cb)(void *); void *arg; } timers[FAKE_MAX_CALLS];
