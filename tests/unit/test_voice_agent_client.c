@@ -420,9 +420,33 @@ static void voice_agent_client_new__invalid_options__null(void **state)
     assert_int_equal(cts_finish_loop(&loop, WAIT_MS), 0);
 }
 
+/* 1994-11-06T08:49:37Z */
+#define SUN_06_NOV_1994_MS 784111777000LL
+
+static void voice_agent_retry_after_s__seconds_date_bounds_and_statuses__contract(void **state)
+{
+    (void)state;
+    int64_t now = SUN_06_NOV_1994_MS;
+    assert_int_equal(voice_agent_retry_after_s(429, "30", now), 30);
+    assert_int_equal(voice_agent_retry_after_s(503, " 7 ", now), 7);
+    assert_int_equal(voice_agent_retry_after_s(503, "0", now), 1);                  /* at least 1 s */
+    assert_int_equal(voice_agent_retry_after_s(429, "999999999999", now), VOICE_AGENT_RETRY_AFTER_MAX_S);
+    assert_int_equal(voice_agent_retry_after_s(429, "Sun, 06 Nov 1994 08:51:37 GMT", now), 120);
+    assert_int_equal(voice_agent_retry_after_s(429, "Sun, 06 Nov 1994 08:49:36 GMT", now), 1);   /* past */
+    assert_int_equal(voice_agent_retry_after_s(429, "Sun, 06 Nov 1995 08:49:37 GMT", now),
+                     VOICE_AGENT_RETRY_AFTER_MAX_S);
+    static const char *const bad[] = {"", "-5", "1.5", "30s", "soon", "Sunday, 06-Nov-94 08:49:37 GMT",
+                                      "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) assert_int_equal(voice_agent_retry_after_s(429, bad[i], now), 0);
+    assert_int_equal(voice_agent_retry_after_s(429, NULL, now), 0);
+    assert_int_equal(voice_agent_retry_after_s(500, "30", now), 0);   /* only 429 and 503 */
+    assert_int_equal(voice_agent_retry_after_s(200, "30", now), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(voice_agent_retry_after_s__seconds_date_bounds_and_statuses__contract),
         cmocka_unit_test(voice_agent_build_body__all_fields__exact_camel_case_json),
         cmocka_unit_test(voice_agent_build_body__no_assigned_user__json_null),
         cmocka_unit_test(voice_agent_build_body__missing_or_unsafe_fields__null),

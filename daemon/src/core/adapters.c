@@ -185,7 +185,8 @@ static void on_va_reply(void *arg, const struct va_reply *r)
 {
     struct voice_call_ctx *ctx = arg;
     enum va_outcome o = r->result == VA_OK ? VOICE_OK : r->result == VA_PERMANENT ? VOICE_PERMANENT : VOICE_TRANSIENT;
-    struct voice_reply reply = {.outcome = o, .http_status = r->http_status, .error = r->error};
+    struct voice_reply reply = {.outcome = o, .http_status = r->http_status, .error = r->error,
+                                .retry_after_s = r->retry_after_s};
     ctx->cb(ctx->arg, &reply);
     free(ctx);
 }

@@ -119,6 +119,9 @@ static void apply_live_settings(struct app *app, struct app_components *c)
     c->exec.max_attempts = app->cfg.followup_max_attempts;
     c->exec.lead_time_s = app->cfg.followup_lead_time_s;
     c->exec.early_tolerance_s = app->cfg.followup_early_tolerance_s;
+    c->exec.max_lateness_s = app->cfg.followup_max_lateness_s;
+    c->exec.tenant_cap = app->cfg.va_max_concurrent_per_tenant;
+    c->exec.global_cap = app->cfg.va_max_concurrent;
     c->exec.retry_base_s = app->cfg.queue_backend == QUEUE_LOCAL ? app->cfg.followup_retry_base_s : 0;
 }
 

@@ -70,6 +70,7 @@ static const struct opt opts[] = {
     {"followup", "max_attempts", OT_INT, O(followup_max_attempts), "5", 1, 100, OF_RELOAD, NULL},
     {"followup", "retry_base_s", OT_INT, O(followup_retry_base_s), "10", 1, 3600, OF_RELOAD, NULL},
     {"followup", "early_tolerance_s", OT_INT, O(followup_early_tolerance_s), "300", 0, 86400, OF_RELOAD, NULL},
+    {"followup", "max_lateness_s", OT_INT, O(followup_max_lateness_s), "3600", 0, 2592000, OF_RELOAD, NULL},
     {"capture", "mode", OT_CAPTURE_MODE, O(capture_mode), "notify", 0, 0, 0, NULL},
     {"capture", "notify_within_s", OT_INT, O(capture_notify_within_s), "900", 0, 2592000, 0, NULL},
     {"capture", "poll_interval_ms", OT_INT, O(capture_poll_interval_ms), "1000", 100, 600000, 0, NULL},
@@ -93,6 +94,9 @@ static const struct opt opts[] = {
     {"voice_agent", "base_url", OT_URL, O(va_base_url), NULL, 0, 0, OF_RELOAD, NULL},
     {"voice_agent", "token", OT_STR, O(va_token), NULL, 0, 0, OF_SECRET | OF_RELOAD, check_bearer_token},
     {"voice_agent", "timeout_ms", OT_INT, O(va_timeout_ms), "30000", 100, 600000, OF_RELOAD, NULL},
+    {"voice_agent", "max_concurrent", OT_INT, O(va_max_concurrent), "0", 0, 100000, OF_RELOAD, NULL},
+    {"voice_agent", "max_concurrent_per_tenant", OT_INT, O(va_max_concurrent_per_tenant), "0", 0, 100000, OF_RELOAD,
+     NULL},
     {"log", "level", OT_LEVEL, O(log_level), "info", 0, 0, OF_RELOAD, NULL},
     {"shutdown", "drain_timeout_ms", OT_INT, O(shutdown_drain_timeout_ms), "20000", 0, 600000, OF_RELOAD, NULL},
 };

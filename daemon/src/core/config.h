@@ -54,6 +54,7 @@ struct config {
     int followup_max_attempts;
     int followup_retry_base_s;
     int followup_early_tolerance_s;     /* 0: deliveries are never refused as too early */
+    int followup_max_lateness_s;        /* 0: a booking is called however late it is reached */
     /* [capture] */
     enum capture_mode capture_mode;
     int capture_notify_within_s;   /* the trigger notifies follow-ups due within this; 0 = every follow-up */
@@ -82,6 +83,8 @@ struct config {
     char *va_base_url;
     char *va_token;             /* secret */
     int va_timeout_ms;
+    int va_max_concurrent;              /* live leases of every tenant at once; 0 = unlimited */
+    int va_max_concurrent_per_tenant;   /* live leases of one tenant at once; 0 = unlimited */
     /* [log] */
     enum log_level log_level;
     /* [shutdown] */

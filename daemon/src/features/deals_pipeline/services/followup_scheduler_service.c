@@ -32,6 +32,7 @@ struct scheduler_item {
     int generation;                      /* task generation of the task being created */
     enum followup_plan plan;
     bool withdraw;                       /* reschedule out of the schedulable window: drop the old task */
+    bool expire;                         /* already later than followup.max_lateness_s: mark it expired */
     char url[1024];
     char *body;
     int64_t schedule_time_ms;
@@ -234,6 +235,7 @@ static void end_pass(struct scheduler_item *item)
     item->task_id[0] = '\0';
     item->new_task_name[0] = '\0';
     item->withdraw = false;
+    item->expire = false;
     if (item->again && !s->closed) {
         item->again = false;
         fifo_push(s, item);
@@ -496,6 +498,41 @@ static void create_task(struct scheduler_item *item)
     if (s->queue->create(s->queue->impl, &req, on_created, item) != 0) retry_or_give_up(item, "request not started");
 }
 
+/* ---- late bookings (followup.max_lateness_s) ---- */
+
+static int64_t lateness_ms(const struct followup_scheduler *s, const struct booking *b, int64_t now)
+{
+    int bound_s = s->cfg->followup_max_lateness_s;
+    int64_t late = now - b->scheduled_at_ms;
+    return bound_s > 0 && late > (int64_t)bound_s * 1000 ? late : 0;
+}
+
+static void on_expired_marked(void *arg, enum repo_rc rc)
+{
+    struct scheduler_item *item = arg;
+    struct log_ctx ctx = item_ctx(item);
+    if (rc == REPO_OK) {
+        item->s->stats.expired++;
+        LOG_WARN(item->s->log, &ctx, "later than scheduled_at + max_lateness_s: expired, no task created");
+    } else {
+        LOG_DEBUG(item->s->log, &ctx, "expiry not recorded: the row moved on");
+    }
+    end_pass(item);
+}
+
+/* No task for a booking the claim would expire anyway: the row ends failed with "expired: ...". */
+static void expire_booking(struct scheduler_item *item)
+{
+    struct followup_scheduler *s = item->s;
+    char error[200];
+    int64_t late_ms = lateness_ms(s, &item->b, s->clock->now_ms(s->clock->impl));
+    snprintf(error, sizeof(error), "expired: %lld s after scheduled_at, past followup.max_lateness_s = %d; no task",
+             (long long)(late_ms / 1000), s->cfg->followup_max_lateness_s);
+    if (s->repo->mark_expired(s->repo->impl, item->schema, item->tenant_id, item->booking_id, item->b.scheduled_at_ms,
+                              error, on_expired_marked, item) != 0)
+        end_pass(item);
+}
+
 /* Decide what the loaded row needs; returns false when the pass is over. */
 static bool prepare_task(struct scheduler_item *item)
 {
@@ -509,6 +546,14 @@ static bool prepare_task(struct scheduler_item *item)
         s->stats.not_qualifying++;
         LOG_DEBUG(s->log, &ctx, "before the catch-up window (history): never scheduled");
         item->withdraw = item->plan == PLAN_RESCHEDULE;
+        return false;
+    }
+    if (lateness_ms(s, b, now) > 0) {
+        /* Inside the catch-up window but past the lateness bound. A moved booking first loses its old task
+         * (withdrawn, row pending), then its next pass expires it. */
+        item->withdraw = item->plan == PLAN_RESCHEDULE;
+        item->expire = !item->withdraw;
+        item->again = item->again || item->withdraw;
         return false;
     }
     item->schedule_time_ms = followup_schedule_time_ms(b->scheduled_at_ms, s->cfg->followup_lead_time_s, now);
@@ -552,6 +597,7 @@ static void run_plan(struct scheduler_item *item)
     case PLAN_RESCHEDULE:
         if (!prepare_task(item)) {
             if (item->withdraw) withdraw_task(item);
+            else if (item->expire) expire_booking(item);
             else end_pass(item);
             return;
         }

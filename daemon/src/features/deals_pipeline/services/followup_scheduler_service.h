@@ -15,7 +15,10 @@
  * un-cancelled one, or nothing).  Scheduling: booking_type in
  * followup.booking_types, booking not cancelled, task_status pending →
  * scheduled_at not before now - followup.catchup_window_s (older rows are
- * history: an edit of one notifies too, but it never gets a task) →
+ * history: an edit of one notifies too, but it never gets a task) → not
+ * later than scheduled_at + followup.max_lateness_s (else no task: the row
+ * ends failed "expired: ...", the same rule the claim applies; a moved
+ * booking first loses its old task) →
  * idempotency key followup:{tenantId}:{bookingId}:{scheduledAtIso} and task ID
  * sha256(key) → schedule time = scheduled_at - lead_time (past → now; beyond
  * the 720 h horizon → stay pending) → create the task → conditional update to
@@ -81,6 +84,7 @@ struct scheduler_stats {
     uint64_t created, already_existed, not_qualifying, beyond_horizon;
     uint64_t transient_errors, permanent_errors, gave_up, conflicts;
     uint64_t cancelled, rescheduled, tasks_deleted;
+    uint64_t expired;                /* bookings marked expired instead of scheduled (followup.max_lateness_s) */
 };
 
 /* A task the scheduler has just recorded on its row (scheduled or rescheduled). */
