@@ -56,7 +56,7 @@ STATIC_MUTATIONS = [
              [("FROM target t WHERE", "FROM target t, billing.invoices i WHERE")],
              'schema "billing" in billing.invoices'),
     mutation("repository calls a schema-qualified function", "schemas", REPO,
-             [("now()", "public.now()")], 'schema "public" in public.now'),
+             [("executed_at = now()", "executed_at = public.now()")], 'schema "public" in public.now'),
     mutation("migration sets search_path to a literal", "schemas", "sql/migrations/001_task_columns.sql",
              [("BEGIN;\n", "BEGIN;\nSET LOCAL search_path TO tenant_a;\n")], "search_path set to the literal tenant_a"),
     mutation("rollback reads another schema's table inside its DO block", "schemas",
@@ -75,7 +75,7 @@ STATIC_MUTATIONS = [
              [("WHERE id = $1 AND tenant_id = $2", "WHERE tenant_id = $2 AND id = $1 OR true")],
              "without tenant_id = $n"),
     mutation("claim's locking CTE no longer bound to the tenant", "tenant", REPO,
-             [("WHERE id = $1 AND tenant_id = $2 FOR UPDATE", "WHERE id = $1 FOR UPDATE")],
+             [("WHERE b.id = $1 AND b.tenant_id = $2 FOR UPDATE\"", "WHERE b.id = $1 FOR UPDATE\"")],
              "CTE target: SELECT from lead_bookings without tenant_id = $n"),
     mutation("cross-tenant marker over a write", "tenant", REPO,
              [("    [ST_MARK_CANCELLED] =", "    /* compliance: cross-tenant CATCHUP-SWEEP — cancel everywhere */\n"
@@ -242,8 +242,9 @@ class MutationTests(unittest.TestCase):
         with open(path, encoding="utf-8") as f:
             original = f.read()
         st = os.stat(path)
+        mutated = apply_edits(original, m.edits)   # before the file is opened for writing: a stale edit leaves it whole
         with open(path, "w", encoding="utf-8") as f:
-            f.write(apply_edits(original, m.edits))
+            f.write(mutated)
 
         def undo():
             with open(path, "w", encoding="utf-8") as f:
