@@ -38,6 +38,8 @@ struct app_metrics {
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
     struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
+    struct metric_series *partitions_owned, *replicas_live, *not_owned;
+    struct metric_series *handed_acquired, *handed_released, *handed_lost;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -136,10 +138,25 @@ static int register_all(struct app_metrics *m)
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
     m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
+    m->partitions_owned = one(r, METRIC_GAUGE, "followupd_partitions_owned",
+                              "Partitions of the bookings whose scheduling work this replica owns.");
+    m->replicas_live = one(r, METRIC_GAUGE, "followupd_replicas_live",
+                           "Live replicas sharing the partitions (at the last rebalance; 0 while disconnected).");
+    struct metric_family *handovers = labelled(r, METRIC_COUNTER, "followupd_partition_handovers_total",
+                                               "Partitions this replica acquired, released (rebalance) or lost "
+                                               "(with its database session).",
+                                               "direction");
+    m->handed_acquired = with(handovers, "acquired");
+    m->handed_released = with(handovers, "released");
+    m->handed_lost = with(handovers, "lost");
+    m->not_owned = one(r, METRIC_COUNTER, "followupd_notifications_not_owned_total",
+                       "Booking notifications left to the replica that owns the booking's partition.");
     bool ok = m->ready && m->notifications && rejections_ok && m->capture_mismatch && m->tasks_created && m->tasks_existed && m->fail_transient &&
               m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
-              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns;
+              m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
+              m->partitions_owned && m->replicas_live && m->not_owned && m->handed_acquired && m->handed_released &&
+              m->handed_lost;
     return ok ? 0 : -1;
 }
 
@@ -338,6 +355,15 @@ static void refresh(struct app_metrics *m)
         for (int i = 0; i < REJECT_N; i++)
             metrics_counter_set(m->rejected[i], (double)st->rejected[i]);
         metrics_gauge_set(m->backlog, (double)(c->sched.queued + c->sched.inflight));
+        metrics_counter_set(m->not_owned, (double)st->not_owned);
+    }
+    if (c->ownership_ready) {
+        const struct db_ownership_stats *os = &c->ownership.stats;
+        metrics_gauge_set(m->partitions_owned, c->ownership.n_owned);
+        metrics_gauge_set(m->replicas_live, os->members);
+        metrics_counter_set(m->handed_acquired, (double)os->acquired);
+        metrics_counter_set(m->handed_released, (double)os->released);
+        metrics_counter_set(m->handed_lost, (double)os->lost);
     }
     for (int i = 0; c->capture_ready && i < c->capture.n_schemas; i++)
         metrics_gauge_set(with(m->capture_mismatch, app->cfg.db_schemas.items[i]),

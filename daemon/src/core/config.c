@@ -61,6 +61,8 @@ static const struct opt opts[] = {
     {"capture", "mode", OT_CAPTURE_MODE, O(capture_mode), "notify", 0, 0, 0},
     {"capture", "notify_within_s", OT_INT, O(capture_notify_within_s), "900", 0, 2592000, 0},
     {"capture", "poll_interval_ms", OT_INT, O(capture_poll_interval_ms), "1000", 100, 600000, 0},
+    {"replicas", "partitions", OT_INT, O(replicas_partitions), "64", 1, 1024, 0},
+    {"replicas", "rebalance_interval_ms", OT_INT, O(replicas_rebalance_interval_ms), "1000", 100, 60000, OF_RELOAD},
     {"queue", "backend", OT_BACKEND, O(queue_backend), "cloudtasks", 0, 0, 0},
     {"cloudtasks", "endpoint", OT_URL, O(ct_endpoint), "https://cloudtasks.googleapis.com", 0, 0, 0},
     {"cloudtasks", "project", OT_STR, O(ct_project), NULL, 0, 0, 0},

@@ -397,10 +397,17 @@ static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s
     return 0;
 }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types,
+                             const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                             int limit, repo_keys_cb cb, void *arg)
 {
     (void)schema, (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s, (void)limit;
+    struct fake_world *fw = impl;
+    fw->sweep_reads++;
+    fw->last_sweep_all = parts == NULL;
+    fw->last_sweep_n_owned = parts != NULL ? parts->n_owned : 0;
+    for (int i = 0; parts != NULL && i < parts->n_owned && i < FAKE_MAX_OWNED; i++)
+        fw->last_sweep_owned[i] = parts->owned[i];
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
@@ -408,10 +415,10 @@ static int repo_find_catchup(void *impl, const char *schema, const struct strlis
     return 0;
 }
 
-static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types, int limit,
-                                 repo_keys_cb cb, void *arg)
+static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types,
+                                 const struct partition_filter *parts, int limit, repo_keys_cb cb, void *arg)
 {
-    return repo_find_catchup(impl, schema, types, 0, 0, 0, limit, cb, arg);
+    return repo_find_catchup(impl, schema, types, parts, 0, 0, 0, limit, cb, arg);
 }
 
 static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
@@ -540,6 +547,29 @@ void fakes_init(struct fake_world *w)
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove, .task_name = tq_task_name};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};
+}
+
+static bool fake_owns(void *impl, int partition)
+{
+    struct fake_world *w = impl;
+    return partition >= 0 && partition < w->ownership.partitions && w->owned[partition];
+}
+
+static int fake_owned(void *impl, int *out, int cap)
+{
+    struct fake_world *w = impl;
+    int n = 0;
+    for (int p = 0; p < w->ownership.partitions && n < cap; p++)
+        if (w->owned[p]) out[n++] = p;
+    return n;
+}
+
+void fakes_own(struct fake_world *w, int partitions, const int *owned, int n)
+{
+    memset(w->owned, 0, sizeof(w->owned));
+    for (int i = 0; i < n; i++) w->owned[owned[i]] = true;
+    w->ownership = (struct ownership_port){.impl = w, .partitions = partitions, .owns = fake_owns,
+                                           .owned = fake_owned};
 }
 
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,

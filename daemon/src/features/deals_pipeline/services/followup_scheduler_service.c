@@ -191,6 +191,8 @@ static void free_item(struct scheduler_item *item)
     free(item);
 }
 
+static void free_parked(struct followup_scheduler *s);
+
 void followup_scheduler_close(struct followup_scheduler *s)
 {
     s->closed = true;
@@ -199,6 +201,7 @@ void followup_scheduler_close(struct followup_scheduler *s)
         index_remove(s, item);
         free_item(item);
     }
+    free_parked(s);
 }
 
 void followup_scheduler_free(struct followup_scheduler *s)
@@ -745,4 +748,124 @@ int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct
         return -1;
     }
     return 0; /* o is owned by the pending read (and then the removal) */ // cppcheck-suppress memleak
+}
+
+/* ---- several replicas: only the owner of a booking's partition works on it ---- */
+
+bool followup_scheduler_owns(const struct followup_scheduler *s, const char *booking_id)
+{
+    const struct ownership_port *o = s->owner;
+    if (o == NULL) return true;
+    int p = followup_booking_partition(booking_id, o->partitions);
+    return p >= 0 && o->owns(o->impl, p);
+}
+
+void followup_scheduler_partitions_released(struct followup_scheduler *s)
+{
+    struct scheduler_item **pp = &s->head, *last = NULL;
+    uint64_t dropped = 0;
+    while (*pp != NULL) {
+        struct scheduler_item *item = *pp;
+        if (followup_scheduler_owns(s, item->booking_id)) {
+            last = item;
+            pp = &item->next;
+            continue;
+        }
+        *pp = item->next;
+        s->queued--;
+        dropped++;
+        index_remove(s, item);
+        free_item(item);
+    }
+    s->tail = last;
+    s->stats.dropped_released += dropped;
+    if (dropped > 0)
+        LOG_INFO(s->log, NULL, "%llu waiting booking(s) left to the new owner of their partition",
+                 (unsigned long long)dropped);
+    if (dropped > 0 && s->live == 0 && s->on_idle != NULL) s->on_idle(s->on_idle_arg);
+}
+
+struct parked_delete {
+    struct parked_delete *next;
+    int64_t parked_ms;
+    char schema[SCHEMA_NAME_LEN];
+    char tenant_id[UUID_STR_LEN];
+    char booking_id[UUID_STR_LEN];
+    char task_name[TASK_NAME_LEN];
+    char idempotency_key[IDEMPOTENCY_KEY_LEN];
+    int task_generation;
+};
+
+static void free_parked(struct followup_scheduler *s)
+{
+    while (s->parked != NULL) {
+        struct parked_delete *p = s->parked;
+        s->parked = p->next;
+        free(p);
+    }
+    s->n_parked = 0;
+}
+
+/* Newest first: cut the list after PARKED_DELETES_MAX entries or at the first one held too long. */
+static void prune_parked(struct followup_scheduler *s, int64_t now)
+{
+    struct parked_delete **pp = &s->parked;
+    int kept = 0;
+    while (*pp != NULL && kept < PARKED_DELETES_MAX && now - (*pp)->parked_ms <= PARKED_DELETE_HOLD_MS) {
+        pp = &(*pp)->next;
+        kept++;
+    }
+    struct parked_delete *rest = *pp;
+    *pp = NULL;
+    s->n_parked = kept;
+    while (rest != NULL) {
+        struct parked_delete *next = rest->next;
+        free(rest);
+        rest = next;
+    }
+}
+
+int followup_scheduler_park_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
+                                    enum notify_rejection *why)
+{
+    *why = REJECT_N;
+    if (s->closed || d->task_name == NULL || d->task_name[0] == '\0') return -1;
+    if ((*why = check_deleted_task_name(s, d)) != REJECT_N) return -1;
+    struct parked_delete *p = calloc(1, sizeof(*p));
+    if (p == NULL) return -1;
+    int64_t now = s->clock->now_ms(s->clock->impl);
+    p->parked_ms = now;
+    snprintf(p->schema, sizeof(p->schema), "%s", d->schema);
+    snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", d->tenant_id);
+    snprintf(p->booking_id, sizeof(p->booking_id), "%s", d->booking_id);
+    snprintf(p->task_name, sizeof(p->task_name), "%s", d->task_name);
+    snprintf(p->idempotency_key, sizeof(p->idempotency_key), "%s", d->idempotency_key);
+    p->task_generation = d->task_generation;
+    p->next = s->parked;
+    s->parked = p;
+    prune_parked(s, now);
+    return 0;
+}
+
+void followup_scheduler_partitions_gained(struct followup_scheduler *s)
+{
+    prune_parked(s, s->clock->now_ms(s->clock->impl));
+    struct parked_delete **pp = &s->parked;
+    while (*pp != NULL) {
+        struct parked_delete *p = *pp;
+        if (!followup_scheduler_owns(s, p->booking_id)) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        s->n_parked--;
+        struct deleted_booking d = {.schema = p->schema, .tenant_id = p->tenant_id, .booking_id = p->booking_id,
+                                    .task_name = p->task_name, .idempotency_key = p->idempotency_key,
+                                    .task_generation = p->task_generation};
+        struct log_ctx ctx = {.schema = p->schema, .tenant_id = p->tenant_id, .booking_id = p->booking_id};
+        enum notify_rejection why;
+        if (followup_scheduler_forget_deleted(s, &d, &why) == 0)
+            LOG_INFO(s->log, &ctx, "partition taken over: checking a DELETE hint its previous owner may have missed");
+        free(p);
+    }
 }
