@@ -69,6 +69,12 @@ static void on_partitions_released(void *arg, const int *partitions, int n, bool
     if (c->sched_ready) followup_scheduler_partitions_released(&c->sched);
 }
 
+static bool partition_busy(void *arg, int partition)
+{
+    struct app_components *c = arg;
+    return c->sched_ready && followup_scheduler_partition_busy(&c->sched, partition);
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -99,7 +105,8 @@ static int start_ownership(struct app *app, struct app_components *c)
 {
     char *group = ownership_group(&app->cfg);
     static const struct db_ownership_cbs cbs = {.on_gained = on_partitions_gained,
-                                                .on_released = on_partitions_released};
+                                                .on_released = on_partitions_released,
+                                                .busy = partition_busy};
     int rc = group != NULL ? db_ownership_init(&c->ownership, c->listener, &c->timers, &app->log,
                                                app->cfg.replicas_partitions, group,
                                                (unsigned)app->cfg.replicas_rebalance_interval_ms, &cbs, c)
@@ -212,7 +219,7 @@ static int start_services(struct app *app, struct app_components *c)
     if (followup_scheduler_init(&c->sched, &app->cfg, repo, &c->queue, &c->clock, &app->log, 100000) != 0)
         return -1;
     c->sched_ready = true;
-    c->sched.owner = &c->owner_port;
+    if (followup_scheduler_set_owner(&c->sched, &c->owner_port) != 0) return -1;
     followup_sweep_init(&c->sweep, &app->cfg, repo, &c->sched, &c->clock, &app->log);
     if (followup_capture_init(&c->capture, &app->cfg, repo, &app->log) != 0) return -1;
     c->capture_ready = true;

@@ -3,7 +3,8 @@
  *
  * One statement at a time on the listener's session; `step` names it:
  *   session up → JOIN (membership lock, server-side keepalives) → STATUS
- *   every interval: STATUS (pg_locks: members, mine, others') → RELEASE excess | ACQUIRE free | nothing
+ *   every interval: STATUS (pg_locks: members, mine, others') → RELEASE drained | ACQUIRE free | nothing
+ * Giving up a partition: OWNED → RELEASING (on_released) → once not busy, RELEASE → FREE.
  * A result lost with the session (res NULL) only clears `step`: db_ownership_session_lost follows and drops
  * everything. A failed RELEASE or ACQUIRE is repaired by the next STATUS, which adopts what this session
  * really holds.
@@ -142,28 +143,32 @@ static void log_change(struct db_ownership *o, const char *what, int n)
            "%s %d partition(s); now owning %d of %d", what, n, o->n_owned, o->partitions);
 }
 
-static void mark(struct db_ownership *o, const int *parts, int n, bool owned)
+static void set_state(struct db_ownership *o, int p, enum db_partition_state st)
 {
-    for (int i = 0; i < n; i++) {
-        if (o->owned[parts[i]] == owned) continue;
-        o->owned[parts[i]] = owned;
-        o->n_owned += owned ? 1 : -1;
-    }
+    o->n_owned += (st == PARTITION_OWNED) - (o->part[p] == PARTITION_OWNED);
+    o->n_releasing += (st == PARTITION_RELEASING) - (o->part[p] == PARTITION_RELEASING);
+    o->part[p] = st;
+}
+
+static void mark(struct db_ownership *o, const int *parts, int n, enum db_partition_state st)
+{
+    for (int i = 0; i < n; i++) set_state(o, parts[i], st);
 }
 
 static void gained(struct db_ownership *o, const int *parts, int n)
 {
     if (n <= 0) return;
-    mark(o, parts, n, true);
+    mark(o, parts, n, PARTITION_OWNED);
     o->stats.acquired += (uint64_t)n;
     log_change(o, "acquired", n);
     if (!o->closed && o->cbs.on_gained != NULL) o->cbs.on_gained(o->arg, parts, n);
 }
 
+/* Given up (RELEASING: unlocked once drained) or lost with the session (FREE). */
 static void released(struct db_ownership *o, const int *parts, int n, bool lost)
 {
     if (n <= 0) return;
-    mark(o, parts, n, false);
+    mark(o, parts, n, lost ? PARTITION_FREE : PARTITION_RELEASING);
     if (lost) o->stats.lost += (uint64_t)n;
     else o->stats.released += (uint64_t)n;
     log_change(o, lost ? "lost" : "released", n);
@@ -174,23 +179,36 @@ static void released(struct db_ownership *o, const int *parts, int n, bool lost)
 static void adopt(struct db_ownership *o, const bool *mine)
 {
     int *diff = o->scratch, n = 0;
-    for (int p = 0; p < o->partitions; p++)
-        if (o->owned[p] && !mine[p]) diff[n++] = p;
+    for (int p = 0; p < o->partitions; p++) {
+        if (o->part[p] == PARTITION_RELEASING && !mine[p]) set_state(o, p, PARTITION_FREE);
+        if (o->part[p] == PARTITION_OWNED && !mine[p]) diff[n++] = p;
+    }
     released(o, diff, n, true);
     n = 0;
     for (int p = 0; p < o->partitions; p++)
-        if (mine[p] && !o->owned[p]) diff[n++] = p;
+        if (mine[p] && o->part[p] == PARTITION_FREE) diff[n++] = p;
     gained(o, diff, n);
 }
 
-/* Above target: give the highest-numbered excess up here first, then unlock it. */
-static void release_excess(struct db_ownership *o, int excess)
+/* Above target: give the highest-numbered excess up here first (unlocked once drained). */
+static void give_up_excess(struct db_ownership *o, int excess)
 {
     int *give = o->scratch, n = 0;
     for (int p = o->partitions - 1; p >= 0 && n < excess; p--)
-        if (o->owned[p]) give[n++] = p;
+        if (o->part[p] == PARTITION_OWNED) give[n++] = p;
     released(o, give, n, false);
-    send_partitions(o, STEP_RELEASE, give, n, 0);
+}
+
+/* Unlock the given-up partitions that have no work in flight here any more. 1 when a RELEASE was sent. */
+static int unlock_drained(struct db_ownership *o)
+{
+    int *drained = o->scratch, n = 0;
+    for (int p = 0; p < o->partitions; p++)
+        if (o->part[p] == PARTITION_RELEASING && (o->cbs.busy == NULL || !o->cbs.busy(o->arg, p)))
+            drained[n++] = p;
+    if (n == 0) return 0;
+    send_partitions(o, STEP_RELEASE, drained, n, 0);
+    return o->step == STEP_RELEASE;
 }
 
 /* Below target: try the free partitions, starting at a random one (replicas joining together spread out). */
@@ -230,8 +248,8 @@ static void on_status(struct db_ownership *o, PGresult *res)
     }
     adopt(o, mine);
     int target = db_ownership_target(P, o->stats.members);
-    if (o->n_owned > target) release_excess(o, o->n_owned - target);
-    else if (o->n_owned < target) acquire_free(o, held, target - o->n_owned);
+    if (o->n_owned > target) give_up_excess(o, o->n_owned - target);
+    if (!unlock_drained(o) && o->n_owned < target && o->n_releasing == 0) acquire_free(o, held, target - o->n_owned);
     free(mine);
 }
 
@@ -272,7 +290,7 @@ static void statement_done(void *arg, PGresult *res, const char *err)
     case STEP_ACQUIRE:
         on_acquired(o, res);
         break;
-    case STEP_RELEASE:
+    case STEP_RELEASE:   /* the next STATUS turns the unlocked ones FREE */
     case STEP_NONE:
         break;
     }
@@ -280,9 +298,13 @@ static void statement_done(void *arg, PGresult *res, const char *err)
 
 /* ---------- lifecycle ---------- */
 
+/* While a given-up partition waits for its work to drain, look again soon. */
+#define DRAIN_RECHECK_MS 100
+
 static void arm(struct db_ownership *o)
 {
-    if (!o->closed) (void)uv_timers_after(o->timers, o->interval_ms, on_tick, o);
+    unsigned delay = o->n_releasing > 0 && o->interval_ms > DRAIN_RECHECK_MS ? DRAIN_RECHECK_MS : o->interval_ms;
+    if (!o->closed) (void)uv_timers_after(o->timers, delay, on_tick, o);
 }
 
 static void on_tick(void *arg)
@@ -311,9 +333,9 @@ int db_ownership_init(struct db_ownership *o, struct db_listener *session, struc
     o->cbs = cbs != NULL ? *cbs : (struct db_ownership_cbs){0};
     o->arg = arg;
     o->rng = (uint32_t)uv_timers_now_ms(timers) ^ (uint32_t)(uintptr_t)o;
-    o->owned = calloc((size_t)partitions, sizeof(bool));
+    o->part = calloc((size_t)partitions, sizeof(*o->part));
     o->scratch = calloc((size_t)partitions, sizeof(int));
-    if (o->owned == NULL || o->scratch == NULL) {
+    if (o->part == NULL || o->scratch == NULL) {
         db_ownership_free(o);
         return -1;
     }
@@ -337,6 +359,8 @@ void db_ownership_session_lost(struct db_ownership *o)
     o->state = OWNERSHIP_IDLE;
     o->step = STEP_NONE;
     o->stats.members = 0;
+    for (int p = 0; p < o->partitions; p++)
+        if (o->part[p] == PARTITION_RELEASING) set_state(o, p, PARTITION_FREE);
     int n = db_ownership_owned(o, o->scratch, o->partitions);
     released(o, o->scratch, n, true);
 }
@@ -348,14 +372,14 @@ void db_ownership_set_interval(struct db_ownership *o, unsigned interval_ms)
 
 bool db_ownership_owns(const struct db_ownership *o, int partition)
 {
-    return partition >= 0 && partition < o->partitions && o->owned != NULL && o->owned[partition];
+    return partition >= 0 && partition < o->partitions && o->part != NULL && o->part[partition] == PARTITION_OWNED;
 }
 
 int db_ownership_owned(const struct db_ownership *o, int *out, int cap)
 {
     int n = 0;
-    for (int p = 0; o->owned != NULL && p < o->partitions && n < cap; p++)
-        if (o->owned[p]) out[n++] = p;
+    for (int p = 0; o->part != NULL && p < o->partitions && n < cap; p++)
+        if (o->part[p] == PARTITION_OWNED) out[n++] = p;
     return n;
 }
 
@@ -366,8 +390,8 @@ void db_ownership_close(struct db_ownership *o)
 
 void db_ownership_free(struct db_ownership *o)
 {
-    free(o->owned);
+    free(o->part);
     free(o->scratch);
-    o->owned = NULL;
+    o->part = NULL;
     o->scratch = NULL;
 }

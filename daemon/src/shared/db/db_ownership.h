@@ -18,8 +18,10 @@
  * starts by reading pg_locks: the live members, the partitions this session
  * holds (the truth, adopted as the owned set) and those others hold.  A
  * replica aims at ceil(partitions / members): above it, it gives the excess up
- * locally first (on_released: stop acting on them) and then unlocks it; below
- * it, it try-locks free partitions (pg_try_advisory_lock, never waiting) and
+ * locally first (on_released: stop acting on them) and unlocks each once no
+ * work of it is in flight here any more (busy; re-checked every 100 ms), so
+ * the next owner never works on a booking this replica is still working on;
+ * below it, it try-locks free partitions (pg_try_advisory_lock, never waiting) and
  * reports what it got (on_gained: its owner sweeps them, which is how work
  * notified while nobody owned them is picked up).  A partition is never owned
  * by two sessions (the lock is exclusive) and give-up precedes take-over.
@@ -52,6 +54,8 @@ struct db_ownership_cbs {
     /* Partitions it no longer owns: given up by a rebalance (lost = false; unlocked right after this call) or
      * gone with the session (lost = true). */
     void (*on_released)(void *arg, const int *partitions, int n, bool lost);
+    /* Is work of this partition still in flight here? (a given-up partition stays locked until it is not) */
+    bool (*busy)(void *arg, int partition);
 };
 
 struct db_ownership_stats {
@@ -61,6 +65,7 @@ struct db_ownership_stats {
 };
 
 enum db_ownership_state { OWNERSHIP_IDLE = 0, OWNERSHIP_JOINING, OWNERSHIP_MEMBER };
+enum db_partition_state { PARTITION_FREE = 0, PARTITION_OWNED, PARTITION_RELEASING /* given up, still locked */ };
 enum db_ownership_step { STEP_NONE = 0, STEP_JOIN, STEP_STATUS, STEP_ACQUIRE, STEP_RELEASE };
 
 struct db_ownership {
@@ -73,8 +78,9 @@ struct db_ownership {
     enum db_ownership_state state;
     enum db_ownership_step step;        /* the statement in flight on the session */
     bool closed;
-    bool *owned;                        /* [partitions] */
-    int n_owned;
+    enum db_partition_state *part;      /* [partitions] */
+    int n_owned;                        /* PARTITION_OWNED */
+    int n_releasing;
     int *scratch;                       /* [partitions] */
     uint32_t rng;
     struct db_ownership_cbs cbs;

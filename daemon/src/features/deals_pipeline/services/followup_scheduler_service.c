@@ -22,6 +22,7 @@ struct scheduler_item {
     char booking_id[UUID_STR_LEN];
     struct scheduler_item *next;    /* FIFO */
     struct scheduler_item *hnext;   /* index chain */
+    int partition;                  /* with an ownership port, else -1 */
     enum item_state state;
     bool again;                     /* changed again while running: one more pass */
     unsigned attempt;
@@ -217,6 +218,8 @@ void followup_scheduler_free(struct followup_scheduler *s)
     }
     free(s->index);
     s->index = NULL;
+    free(s->running_by_partition);
+    s->running_by_partition = NULL;
 }
 
 bool followup_scheduler_idle(const struct followup_scheduler *s)
@@ -232,10 +235,17 @@ static struct log_ctx item_ctx(const struct scheduler_item *item)
 
 /* ---------- one pass ---------- */
 
+static void count_running(struct scheduler_item *item, int delta)
+{
+    unsigned *running = item->s->running_by_partition;
+    if (running != NULL && item->partition >= 0) running[item->partition] += (unsigned)delta;
+}
+
 static void end_pass(struct scheduler_item *item)
 {
     struct followup_scheduler *s = item->s;
     s->inflight--;
+    count_running(item, -1);
     free(item->body);
     item->body = NULL;
     item->attempt = 0;
@@ -597,6 +607,7 @@ static void start_pass(struct followup_scheduler *s, struct scheduler_item *item
 {
     item->state = ITEM_RUNNING;
     s->inflight++;
+    count_running(item, 1);
     if (s->repo->load(s->repo->impl, item->schema, item->tenant_id, item->booking_id, on_loaded, item) != 0) {
         struct log_ctx ctx = item_ctx(item);
         LOG_WARN(s->log, &ctx, "cannot start loading booking; the sweep will retry");
@@ -633,6 +644,7 @@ int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema,
     strcpy(item->schema, schema);
     strcpy(item->tenant_id, tenant_id);
     strcpy(item->booking_id, booking_id);
+    item->partition = s->owner != NULL ? followup_booking_partition(booking_id, s->owner->partitions) : -1;
     size_t h = item_hash(s, schema, booking_id);
     item->hnext = s->index[h];
     s->index[h] = item;
@@ -751,6 +763,22 @@ int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct
 }
 
 /* ---- several replicas: only the owner of a booking's partition works on it ---- */
+
+int followup_scheduler_set_owner(struct followup_scheduler *s, const struct ownership_port *owner)
+{
+    unsigned *running = calloc((size_t)owner->partitions, sizeof(*running));
+    if (running == NULL) return -1;
+    free(s->running_by_partition);
+    s->running_by_partition = running;
+    s->owner = owner;
+    return 0;
+}
+
+bool followup_scheduler_partition_busy(const struct followup_scheduler *s, int partition)
+{
+    return s->running_by_partition != NULL && partition >= 0 && partition < s->owner->partitions &&
+           s->running_by_partition[partition] > 0;
+}
 
 bool followup_scheduler_owns(const struct followup_scheduler *s, const char *booking_id)
 {

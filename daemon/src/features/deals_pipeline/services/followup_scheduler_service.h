@@ -127,8 +127,9 @@ struct followup_scheduler {
     /* optional: a task was recorded on its row (the local backend runs a due one at once) */
     void (*on_task_recorded)(void *arg, const struct recorded_task *t);
     void *on_task_recorded_arg;
-    /* optional: which partitions this replica schedules (NULL = every booking) */
+    /* optional (followup_scheduler_set_owner): which partitions this replica schedules (NULL = every booking) */
     const struct ownership_port *owner;
+    unsigned *running_by_partition;  /* passes in flight per partition */
     struct parked_delete *parked;    /* DELETE hints of partitions owned elsewhere, newest first */
     int n_parked;
     struct scheduler_stats stats;
@@ -141,6 +142,11 @@ int followup_scheduler_init(struct followup_scheduler *s, const struct config *c
 int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema, const char *tenant_id,
                                const char *booking_id);
 bool followup_scheduler_idle(const struct followup_scheduler *s);
+/* Schedule only the bookings of the partitions `owner` owns. 0 or -1 (out of memory). */
+int followup_scheduler_set_owner(struct followup_scheduler *s, const struct ownership_port *owner)
+    __attribute__((warn_unused_result));
+/* Is a pass of a booking of this partition in flight (loading, creating, marking, backing off)? */
+bool followup_scheduler_partition_busy(const struct followup_scheduler *s, int partition);
 /* Does this replica schedule this booking (its partition is owned, or there is no ownership port)? */
 bool followup_scheduler_owns(const struct followup_scheduler *s, const char *booking_id);
 /* Partitions were given up or lost: drop the waiting items of bookings no longer owned (in-flight passes end
