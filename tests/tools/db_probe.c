@@ -17,6 +17,9 @@
  *                                       {"event":"ready"}, {"event":"notify","channel","payload"},
  *                                       {"event":"lost"}
  *   channel <schema>                    → {"event":"channel","channel":db_channel_for_schema(schema)}
+ *   partition <id> <count> <uuid>       → {"event":"partition","id","c":followup_booking_partition()} at once,
+ *                                       then the pool's result of the repository's BOOKING_PARTITION_SQL
+ *                                       for the same uuid and count (a "result" line with that id)
  *   close_pool | close_listener         → {"event":"pool_closed"} / {"event":"listener_closed"}
  *   quit (or EOF)                       close everything, uv_loop_close() must return 0
  *                                       → {"event":"bye","loop_close":0}, exit status 0
@@ -30,6 +33,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "features/deals_pipeline/repositories/bookings_repository.h"
+#include "features/deals_pipeline/services/followup_keys.h"
 #include "shared/db/db_listener.h"
 #include "shared/db/db_notify.h"
 #include "shared/db/db_pool.h"
@@ -274,6 +279,19 @@ static void cmd_channel(char *schema)
     emit(o);
 }
 
+/* The C and the SQL partition of one booking id (they must agree: notifications use one, sweeps the other). */
+static void cmd_partition(struct probe *pr, char *args)
+{
+    char *count = split_word(args);
+    char *uuid = split_word(count);
+    json_t *o = event("partition");
+    json_object_set_new(o, "id", json_string(args));
+    json_object_set_new(o, "c", json_integer(followup_booking_partition(uuid, atoi(count))));
+    emit(o);
+    const char *params[] = {uuid, count};
+    submit(pr, args, "SELECT " BOOKING_PARTITION_SQL("$1::uuid", "$2::int"), 2, params);
+}
+
 /* ------------------------------------------------------------ input */
 
 static void quit(struct probe *pr)
@@ -299,6 +317,7 @@ static void run_command(struct probe *pr, char *line)
     else if (strcmp(line, "stats") == 0) cmd_stats(pr);
     else if (strcmp(line, "listen") == 0) cmd_listen(pr, args);
     else if (strcmp(line, "channel") == 0) cmd_channel(args);
+    else if (strcmp(line, "partition") == 0) cmd_partition(pr, args);
     else if (strcmp(line, "close_pool") == 0) close_pool(pr);
     else if (strcmp(line, "close_listener") == 0) close_listener(pr);
     else if (strcmp(line, "quit") == 0) quit(pr);
