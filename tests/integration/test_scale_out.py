@@ -4,7 +4,8 @@ Real daemons on one database (the strict fake Cloud Tasks counts create requests
 fall into [replicas] partitions partitions by their id; each replica holds about partitions / live replicas of
 them as advisory locks on its LISTEN session and only the owner acts on a booking:
 
-- the C partition function (notifications) and the repository's SQL expression (sweeps) agree;
+- the C partition function (notifications) and the repository's SQL expression (sweeps) agree, and the
+  repository's sweep reads return exactly the owned partitions' bookings;
 - 3 balanced replicas, a 300-booking burst: at most 1.05 create requests per task, every booking one task, the
   work spread over the three, and one voice call per booking;
 - SIGKILL of one replica in the middle of a burst: the survivors own all partitions within the hand-over bound
@@ -22,7 +23,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pgutil import quote_ident  # noqa: E402
+from pgutil import TempDB, quote_ident  # noqa: E402
 from stack import Stack, wait_for  # noqa: E402
 from test_capture import metric_value  # noqa: E402
 from test_db_support import Probe, require_pg, scratch_database  # noqa: E402
@@ -61,6 +62,47 @@ class PartitionFunctionTest(unittest.TestCase):
             if not in_c == in_sql == reference:
                 disagree.append((booking, count, in_c, in_sql, reference))
         self.assertEqual(disagree, [])
+        probe.send("quit")
+        probe.event("bye", loop_close=0)
+
+
+class OwnedPartitionSweepTest(unittest.TestCase):
+    """The repository's sweep reads (the daemon's SQL, run by db_probe) return only the owned partitions' rows."""
+
+    def setUp(self):
+        require_pg(self)
+        self.db = TempDB(prefix="sweepparts").__enter__()
+        self.addCleanup(self.db.__exit__, None, None, None)
+        self.db.apply_lad_table(SCHEMA)
+        self.db.apply_migrations(SCHEMA)
+
+    def test_sweep_reads__owned_partitions__only_their_bookings_and_all_without_a_filter(self):
+        table = f"{quote_ident(SCHEMA)}.lead_bookings"
+        tenant = str(uuid.uuid4())
+        pending = [r[0] for r in self.db.query(
+            f"INSERT INTO {table} (tenant_id, lead_id, booking_type, scheduled_at) SELECT '{tenant}', "
+            f"gen_random_uuid(), 'follow_up', now() + interval '1 hour' FROM generate_series(1, 200) RETURNING id")]
+        cancelled = [r[0] for r in self.db.query(
+            f"INSERT INTO {table} (tenant_id, lead_id, booking_type, status, scheduled_at, task_status, task_name) "
+            f"SELECT '{tenant}', gen_random_uuid(), 'follow_up', 'cancelled', now() + interval '1 hour', "
+            f"'scheduled', 'local/' || g FROM generate_series(1, 100) g RETURNING id")]
+        probe = Probe(self)
+        probe.send(f"pool 1 100 dbname={self.db.name}")
+        probe.event("pool")
+        probe.event("pool_state", connected=1)
+
+        def partition(booking):
+            return int(booking.replace("-", "")[:8], 16) % PARTITIONS
+
+        for kind, rows in (("catchup", pending), ("stale", cancelled)):
+            for owned_set in ({0}, set(range(0, PARTITIONS, 3)), set(range(PARTITIONS)) - {5}):
+                probe.send(f"sweep {kind}{len(owned_set)} {kind} {SCHEMA} {PARTITIONS} "
+                           f"{','.join(map(str, sorted(owned_set)))}")
+                got = probe.event("sweep", id=f"{kind}{len(owned_set)}")
+                self.assertTrue(got["ok"], got)
+                self.assertEqual(sorted(got["ids"]), sorted(b for b in rows if partition(b) in owned_set), kind)
+            probe.send(f"sweep {kind}all {kind} {SCHEMA} {PARTITIONS} all")
+            self.assertEqual(sorted(probe.event("sweep", id=f"{kind}all")["ids"]), sorted(rows))
         probe.send("quit")
         probe.event("bye", loop_close=0)
 
