@@ -38,7 +38,7 @@ struct app_metrics {
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
     struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
-    struct metric_series *partitions_owned, *replicas_live, *not_owned;
+    struct metric_series *partitions_owned, *replicas_live, *not_owned, *pool_statements;
     struct metric_series *handed_acquired, *handed_released, *handed_lost;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
@@ -138,6 +138,8 @@ static int register_all(struct app_metrics *m)
     m->listener = one(r, METRIC_GAUGE, "followupd_listener_connected",
                       "1 while the notification listener is connected and LISTENing.");
     m->http_conns = one(r, METRIC_GAUGE, "followupd_http_connections", "Open HTTP client connections.");
+    m->pool_statements = one(r, METRIC_COUNTER, "followupd_db_statements_total",
+                             "Statements the query pool has run (queued) since the start.");
     m->partitions_owned = one(r, METRIC_GAUGE, "followupd_partitions_owned",
                               "Partitions of the bookings whose scheduling work this replica owns.");
     m->replicas_live = one(r, METRIC_GAUGE, "followupd_replicas_live",
@@ -155,7 +157,7 @@ static int register_all(struct app_metrics *m)
               m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
               m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
-              m->partitions_owned && m->replicas_live && m->not_owned && m->handed_acquired && m->handed_released &&
+              m->pool_statements && m->partitions_owned && m->replicas_live && m->not_owned && m->handed_acquired && m->handed_released &&
               m->handed_lost;
     return ok ? 0 : -1;
 }
@@ -371,6 +373,7 @@ static void refresh(struct app_metrics *m)
     if (c->pool != NULL) {
         metrics_gauge_set(m->pool_in_use, db_pool_in_use(c->pool));
         metrics_gauge_set(m->pool_waiting, db_pool_waiting(c->pool));
+        metrics_counter_set(m->pool_statements, (double)db_pool_statements(c->pool));
     }
     metrics_gauge_set(m->exec_inflight, c->exec.inflight);
     metrics_gauge_set(m->listener, c->listener_ready ? 1 : 0);
