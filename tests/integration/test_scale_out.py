@@ -262,11 +262,30 @@ class ScaleOutTest(unittest.TestCase):
         self.assertEqual(len(inserted), 300)
         self.assertLessEqual(max(beliefs), PARTITIONS, "a partition believed owned by two replicas")
         self.assert_one_task_and_one_call_each(tenant, inserted)
+        by_name = self.s.ct.create_calls_by_name
+        twice = {b: by_name[n] for b, n in self.task_names(tenant).items() if by_name[n]["calls"] != 1}
+        self.assertEqual(twice, {}, "a given-up partition's work in flight overlapped with its new owner's")
         released = sum(metric_value(d, "followupd_partition_handovers_total", direction="released")
                        for d in replicas[:3])
         self.assertEqual(self.acquired(fourth), 16)
         self.assertEqual(released - released_before, 16, "the three gave up exactly the newcomer's share")
         for d in replicas:
+            d.assert_clean()
+
+    def test_partition_given_up_with_creates_in_flight__unlocked_only_after_them__one_request_per_task(self):
+        replicas = self.start_replicas(3)
+        tenant = str(uuid.uuid4())
+        self.s.ct.delay_next(1000, 2.0, method="create", when="before")   # Google slow: creates stay in flight
+        ids = self.s.insert_bookings(SCHEMA, 60, time.time() + HOUR, tenant=tenant)
+        wait_for(lambda: self.s.ct.create_call_count >= 20, 10, "creates in flight", interval=0.02)
+        fourth = self.s.start()                # the three give 16 partitions up while their creates are pending
+        self.wait_balanced(replicas + [fourth], timeout=30)
+        self.assert_one_task_and_one_call_each(tenant, ids)
+        by_name = self.s.ct.create_calls_by_name
+        twice = {b: by_name[n] for b, n in self.task_names(tenant).items() if by_name[n]["calls"] != 1}
+        self.assertEqual(twice, {}, "the new owner worked on a booking whose create was still in flight")
+        self.assertEqual(self.acquired(fourth), 16)
+        for d in replicas + [fourth]:
             d.assert_clean()
 
 

@@ -301,6 +301,37 @@ static void partitions_released__waiting_items_of_given_up_partitions__dropped_r
     assert_true(followup_scheduler_idle(&f->sched));
 }
 
+static void retry_backoff__not_busy_and_left_to_the_new_owner_when_given_up(void **state)
+{
+    struct fixture *f = *state;
+    fakes_add_booking(&f->w, SCHEMA, TENANT, IN_P0, "follow_up", f->w.now_ms + 60000);
+    f->w.create_script[0] = TQ_TRANSIENT;
+    assert_int_equal(followup_scheduler_enqueue(&f->sched, SCHEMA, TENANT, IN_P0), 0);
+    assert_true(followup_scheduler_partition_busy(&f->sched, 0));   /* loading, then creating */
+    fakes_drain(&f->w);                                             /* 503: waiting out the backoff */
+    assert_int_equal(f->w.creates, 1);
+    assert_int_equal(fakes_armed_timers(&f->w), 1);
+    assert_false(followup_scheduler_partition_busy(&f->sched, 0));  /* nothing in flight: may be unlocked */
+    fakes_own(&f->w, PARTITIONS, (const int[]){1}, 1);              /* partition 0 given up */
+    fakes_advance(&f->w, 60000);
+    assert_int_equal(f->w.creates, 1);                              /* no retry: the new owner's sweep */
+    assert_string_equal(fakes_find(&f->w, IN_P0)->b.task_status, "pending");
+    assert_true(followup_scheduler_idle(&f->sched));
+}
+
+static void retry_backoff__partition_still_owned__retried(void **state)
+{
+    struct fixture *f = *state;
+    fakes_add_booking(&f->w, SCHEMA, TENANT, IN_P0, "follow_up", f->w.now_ms + 60000);
+    f->w.create_script[0] = TQ_TRANSIENT;
+    assert_int_equal(followup_scheduler_enqueue(&f->sched, SCHEMA, TENANT, IN_P0), 0);
+    fakes_drain(&f->w);
+    fakes_advance(&f->w, 60000);
+    assert_int_equal(f->w.creates, 2);
+    assert_string_equal(fakes_find(&f->w, IN_P0)->b.task_status, "scheduled");
+    assert_false(followup_scheduler_partition_busy(&f->sched, 0));
+}
+
 static void sweep__owns_some_partitions__reads_only_those_and_schedules_only_owned(void **state)
 {
     struct fixture *f = *state;
@@ -369,6 +400,8 @@ int main(void)
         T(delete_hint__owned_elsewhere_with_a_foreign_name__rejected_not_parked),
         T(delete_hints__more_than_the_cap__oldest_dropped),
         T(partitions_released__waiting_items_of_given_up_partitions__dropped_running_one_kept),
+        T(retry_backoff__not_busy_and_left_to_the_new_owner_when_given_up),
+        T(retry_backoff__partition_still_owned__retried),
         T(sweep__owns_some_partitions__reads_only_those_and_schedules_only_owned),
         T(sweep__owns_every_partition__reads_without_a_filter),
         T(sweep__owns_no_partition__reads_nothing),

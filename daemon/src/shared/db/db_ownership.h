@@ -19,7 +19,8 @@
  * holds (the truth, adopted as the owned set) and those others hold.  A
  * replica aims at ceil(partitions / members): above it, it gives the excess up
  * locally first (on_released: stop acting on them) and unlocks each once no
- * work of it is in flight here any more (busy; re-checked every 100 ms), so
+ * statement or request of it is in flight here any more (busy; re-checked
+ * every 100 ms), so
  * the next owner never works on a booking this replica is still working on;
  * below it, it try-locks free partitions (pg_try_advisory_lock, never waiting) and
  * reports what it got (on_gained: its owner sweeps them, which is how work

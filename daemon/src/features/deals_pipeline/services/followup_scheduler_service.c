@@ -306,11 +306,14 @@ static uint64_t backoff_ms(struct followup_scheduler *s, unsigned attempt)
 
 static void create_task(struct scheduler_item *item);
 
+/* A retry waits without a request in flight, so it does not keep its partition busy; if the partition was
+ * given up meanwhile the retry is left to the new owner (its sweep finds the row still pending). */
 static void on_backoff_elapsed(void *arg)
 {
     struct scheduler_item *item = arg;
     item->state = ITEM_RUNNING;
-    if (item->s->closed) {
+    count_running(item, 1);
+    if (item->s->closed || !followup_scheduler_owns(item->s, item->booking_id)) {
         end_pass(item);
         return;
     }
@@ -333,7 +336,11 @@ static void retry_or_give_up(struct scheduler_item *item, const char *error)
     LOG_KV(s->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error ? error : "transient", NULL}),
            "task creation failed; retrying in %llu ms", (unsigned long long)delay);
     item->state = ITEM_BACKOFF;
-    if (s->clock->after(s->clock->impl, delay, on_backoff_elapsed, item) != 0) end_pass(item);
+    count_running(item, -1);
+    if (s->clock->after(s->clock->impl, delay, on_backoff_elapsed, item) != 0) {
+        count_running(item, 1);
+        end_pass(item);
+    }
 }
 
 /* ---- task removal (cancel, drop, reschedule's old task) ---- */

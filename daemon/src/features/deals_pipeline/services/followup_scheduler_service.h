@@ -145,7 +145,8 @@ bool followup_scheduler_idle(const struct followup_scheduler *s);
 /* Schedule only the bookings of the partitions `owner` owns. 0 or -1 (out of memory). */
 int followup_scheduler_set_owner(struct followup_scheduler *s, const struct ownership_port *owner)
     __attribute__((warn_unused_result));
-/* Is a pass of a booking of this partition in flight (loading, creating, marking, backing off)? */
+/* Is a statement or a task request for a booking of this partition in flight (a retry waiting out its backoff
+ * does not count: it is dropped when its partition was given up meanwhile)? */
 bool followup_scheduler_partition_busy(const struct followup_scheduler *s, int partition);
 /* Does this replica schedule this booking (its partition is owned, or there is no ownership port)? */
 bool followup_scheduler_owns(const struct followup_scheduler *s, const char *booking_id);
