@@ -301,15 +301,21 @@ static void partitions_released__waiting_items_of_given_up_partitions__dropped_r
     assert_true(followup_scheduler_idle(&f->sched));
 }
 
-static void retry_backoff__not_busy_and_left_to_the_new_owner_when_given_up(void **state)
+/* A booking of partition 0 whose first create answers 503: its pass waits out a backoff. */
+static void first_create_fails(struct fixture *f)
 {
-    struct fixture *f = *state;
     fakes_add_booking(&f->w, SCHEMA, TENANT, IN_P0, "follow_up", f->w.now_ms + 60000);
     f->w.create_script[0] = TQ_TRANSIENT;
     assert_int_equal(followup_scheduler_enqueue(&f->sched, SCHEMA, TENANT, IN_P0), 0);
     assert_true(followup_scheduler_partition_busy(&f->sched, 0));   /* loading, then creating */
-    fakes_drain(&f->w);                                             /* 503: waiting out the backoff */
+    fakes_drain(&f->w);
     assert_int_equal(f->w.creates, 1);
+}
+
+static void retry_backoff__not_busy_and_left_to_the_new_owner_when_given_up(void **state)
+{
+    struct fixture *f = *state;
+    first_create_fails(f);
     assert_int_equal(fakes_armed_timers(&f->w), 1);
     assert_false(followup_scheduler_partition_busy(&f->sched, 0));  /* nothing in flight: may be unlocked */
     fakes_own(&f->w, PARTITIONS, (const int[]){1}, 1);              /* partition 0 given up */
@@ -322,10 +328,7 @@ static void retry_backoff__not_busy_and_left_to_the_new_owner_when_given_up(void
 static void retry_backoff__partition_still_owned__retried(void **state)
 {
     struct fixture *f = *state;
-    fakes_add_booking(&f->w, SCHEMA, TENANT, IN_P0, "follow_up", f->w.now_ms + 60000);
-    f->w.create_script[0] = TQ_TRANSIENT;
-    assert_int_equal(followup_scheduler_enqueue(&f->sched, SCHEMA, TENANT, IN_P0), 0);
-    fakes_drain(&f->w);
+    first_create_fails(f);
     fakes_advance(&f->w, 60000);
     assert_int_equal(f->w.creates, 2);
     assert_string_equal(fakes_find(&f->w, IN_P0)->b.task_status, "scheduled");

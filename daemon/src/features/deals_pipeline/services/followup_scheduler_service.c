@@ -749,12 +749,20 @@ static enum notify_rejection check_deleted_task_name(struct followup_scheduler *
     return REJECT_N;
 }
 
-int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
-                                      enum notify_rejection *why)
+/* A DELETE hint worth acting on: open, naming a task, and (a)+(c). 0, or -1 with *why set (REJECT_N: no name). */
+static int verify_deleted_hint(struct followup_scheduler *s, const struct deleted_booking *d,
+                               enum notify_rejection *why)
 {
     *why = REJECT_N;
     if (s->closed || d->task_name == NULL || d->task_name[0] == '\0') return -1;
-    if ((*why = check_deleted_task_name(s, d)) != REJECT_N) return -1;
+    *why = check_deleted_task_name(s, d);
+    return *why == REJECT_N ? 0 : -1;
+}
+
+int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
+                                      enum notify_rejection *why)
+{
+    if (verify_deleted_hint(s, d, why) != 0) return -1;
     struct orphan_removal *o = calloc(1, sizeof(*o));
     if (o == NULL) return -1;
     o->s = s;
@@ -863,9 +871,7 @@ static void prune_parked(struct followup_scheduler *s, int64_t now)
 int followup_scheduler_park_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
                                     enum notify_rejection *why)
 {
-    *why = REJECT_N;
-    if (s->closed || d->task_name == NULL || d->task_name[0] == '\0') return -1;
-    if ((*why = check_deleted_task_name(s, d)) != REJECT_N) return -1;
+    if (verify_deleted_hint(s, d, why) != 0) return -1;
     struct parked_delete *p = calloc(1, sizeof(*p));
     if (p == NULL) return -1;
     int64_t now = s->clock->now_ms(s->clock->impl);
