@@ -16,6 +16,7 @@ them as advisory locks on its LISTEN session and only the owner acts on a bookin
 No sleeps: every wait is a condition with a deadline. Needs $FOLLOWUPD_BUILD/followupd, build/tools/db_probe, PG*.
 """
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -23,10 +24,12 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import msg_contains  # noqa: E402
 from pgutil import TempDB, quote_ident  # noqa: E402
 from stack import Stack, wait_for  # noqa: E402
 from test_capture import metric_value  # noqa: E402
 from test_db_support import Probe, require_pg, scratch_database  # noqa: E402
+from test_forgery import Intruder  # noqa: E402
 
 SCHEMA = "scale_bookings"
 PARTITIONS = 64
@@ -107,6 +110,41 @@ class OwnedPartitionSweepTest(unittest.TestCase):
         probe.event("bye", loop_close=0)
 
 
+def lock_class(partitions, schemas):
+    """The advisory-lock class of a group (db_ownership_lock_class: 31-bit FNV-1a of "followupd/<count>/<schemas>")."""
+    h = 2166136261
+    for byte in f"followupd/{partitions}/{','.join(sorted(schemas))}".encode():
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h & 0x7FFFFFFF
+
+
+def booking_in(partition):
+    """A random booking id whose partition (first 4 bytes mod PARTITIONS) is `partition`."""
+    u = uuid.uuid4().hex
+    head = (int(u[:8], 16) // PARTITIONS * PARTITIONS + partition) % (1 << 32)
+    return str(uuid.UUID(f"{head:08x}{u[8:]}"))
+
+
+class LockingIntruder(Intruder):
+    """A login of another role, with no grants, holding advisory locks in followupd's key space in one session."""
+
+    def hold(self, sql):
+        self.proc = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env(), text=True)
+        self.proc.stdin.write(sql)
+        self.proc.stdin.flush()
+
+    def locks(self):
+        return int(self.db.query(f"SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                                 f"WHERE l.locktype = 'advisory' AND a.usename = '{self.role}'")[0][0])
+
+    def end(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(30)
+        self.proc.stderr.close()
+
+
 def owned(d):
     return int(metric_value(d, "followupd_partitions_owned") or 0)
 
@@ -179,6 +217,9 @@ class ScaleOutTest(unittest.TestCase):
             return self.s.dispatch_json(name)
         live = next(d for d in self.s.daemons if d.running)
         return [self.s.execute(live, task["body_json"]["bookingId"], task["body_json"])]
+
+    def foreign(self, d):
+        return int(metric_value(d, "followupd_partitions_foreign_locked") or 0)
 
     @staticmethod
     def acquired(d):
@@ -287,6 +328,35 @@ class ScaleOutTest(unittest.TestCase):
         self.assertEqual(self.acquired(fourth), 16)
         for d in replicas + [fourth]:
             d.assert_clean()
+
+    def test_other_role_holds_a_partition_and_fake_memberships__ignored_and_its_partition_worked_by_all(self):
+        cls = lock_class(PARTITIONS, (SCHEMA,))
+        intruders = [LockingIntruder(self.s.db) for _ in range(2)]
+        intruders[0].hold(f"SELECT pg_advisory_lock_shared({cls}, 2147483647), pg_advisory_lock({cls}, 5);\n")
+        intruders[1].hold(f"SELECT pg_advisory_lock_shared({cls}, 2147483647);\n")
+        for intruder in intruders:
+            self.addCleanup(intruder.drop)
+            self.addCleanup(intruder.end)
+        wait_for(lambda: intruders[0].locks() == 2 and intruders[1].locks() == 1, 10, "the intruders' locks")
+        replicas = [self.s.start() for _ in range(2)]
+        self.assertEqual(str(cls), replicas[0].wait_for_log(msg_contains("work ownership"))["lock_class"])
+        wait_for(lambda: [owned(d) for d in replicas] in ([32, 31], [31, 32])
+                 and [self.foreign(d) for d in replicas] == [1, 1]
+                 and [metric_value(d, "followupd_replicas_live") for d in replicas] == [2, 2],
+                 20, "the two replicas split what they can lock; partition 5 worked by both", interval=0.05)
+        tenant = str(uuid.uuid4())
+        ids = [booking_in(5) for _ in range(20)] + [str(uuid.uuid4()) for _ in range(80)]
+        self.s.db.psql("".join(
+            f"INSERT INTO {self.table()} (id, tenant_id, lead_id, booking_type, scheduled_at) VALUES "
+            f"('{b}', '{tenant}', '{uuid.uuid4()}', 'follow_up', now() + interval '1 hour');\n" for b in ids))
+        self.assert_one_task_and_one_call_each(tenant, ids)
+        for intruder in intruders:
+            intruder.end()
+        wait_for(lambda: sum(owned(d) for d in replicas) == PARTITIONS and [self.foreign(d) for d in replicas] == [0, 0],
+                 10, "partition 5 owned by one replica once unlocked", interval=0.05)
+        for d in replicas:
+            d.assert_clean()
+            self.assertTrue(d.find_logs(msg_contains("locked by sessions of another database role")))
 
 
 if __name__ == "__main__":

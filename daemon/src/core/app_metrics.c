@@ -38,7 +38,7 @@ struct app_metrics {
     struct metric_series *fail_transient, *fail_permanent, *fail_gave_up, *fail_overflow;
     struct metric_series *exec_duration, *voice_duration, *notify_latency;
     struct metric_series *pool_in_use, *pool_waiting, *backlog, *exec_inflight, *listener, *ready, *http_conns;
-    struct metric_series *partitions_owned, *replicas_live, *not_owned, *pool_statements;
+    struct metric_series *partitions_owned, *replicas_live, *not_owned, *pool_statements, *partitions_foreign;
     struct metric_series *handed_acquired, *handed_released, *handed_lost;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
@@ -142,6 +142,9 @@ static int register_all(struct app_metrics *m)
                              "Statements the query pool has run (queued) since the start.");
     m->partitions_owned = one(r, METRIC_GAUGE, "followupd_partitions_owned",
                               "Partitions of the bookings whose scheduling work this replica owns.");
+    m->partitions_foreign = one(r, METRIC_GAUGE, "followupd_partitions_foreign_locked",
+                                "Partitions locked by sessions of another database role (every replica works on "
+                                "them).");
     m->replicas_live = one(r, METRIC_GAUGE, "followupd_replicas_live",
                            "Live replicas sharing the partitions (at the last rebalance; 0 while disconnected).");
     struct metric_family *handovers = labelled(r, METRIC_COUNTER, "followupd_partition_handovers_total",
@@ -157,7 +160,7 @@ static int register_all(struct app_metrics *m)
               m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->notify_latency && m->callbacks &&
               m->auth_failures && m->executions && m->exec_duration && m->voice_calls && m->voice_duration &&
               m->pool_in_use && m->pool_waiting && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
-              m->pool_statements && m->partitions_owned && m->replicas_live && m->not_owned && m->handed_acquired && m->handed_released &&
+              m->pool_statements && m->partitions_foreign && m->partitions_owned && m->replicas_live && m->not_owned && m->handed_acquired && m->handed_released &&
               m->handed_lost;
     return ok ? 0 : -1;
 }
@@ -362,6 +365,7 @@ static void refresh(struct app_metrics *m)
     if (c->ownership_ready) {
         const struct db_ownership_stats *os = &c->ownership.stats;
         metrics_gauge_set(m->partitions_owned, c->ownership.n_owned);
+        metrics_gauge_set(m->partitions_foreign, c->ownership.n_foreign);
         metrics_gauge_set(m->replicas_live, os->members);
         metrics_counter_set(m->handed_acquired, (double)os->acquired);
         metrics_counter_set(m->handed_released, (double)os->released);

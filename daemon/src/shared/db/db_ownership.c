@@ -27,13 +27,18 @@ static const char SQL_JOIN[] =
     "  THEN set_config('tcp_user_timeout', '25000', false) END,"
     " pg_try_advisory_lock_shared($1::int, $2::int)";
 
-/* $1 lock class, $2 membership objid, $3 partition count. */
+/* $1 lock class, $2 membership objid, $3 partition count. Only sessions of this session's role are replicas:
+ * members, mine, the other replicas' partitions; then the partitions locked by sessions of another role. */
 static const char SQL_STATUS[] =
-    "SELECT count(*) FILTER (WHERE objid = $2::int::oid),"
+    "SELECT count(*) FILTER (WHERE objid = $2::int::oid AND replica),"
     " array_agg(objid::int) FILTER (WHERE objid < $3::int::oid AND pid = pg_backend_pid()),"
-    " array_agg(objid::int) FILTER (WHERE objid < $3::int::oid AND pid IS DISTINCT FROM pg_backend_pid())"
-    " FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND granted AND classid = $1::int::oid"
-    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    " array_agg(objid::int) FILTER (WHERE objid < $3::int::oid AND replica AND pid <> pg_backend_pid()),"
+    " array_agg(objid::int) FILTER (WHERE objid < $3::int::oid AND NOT replica)"
+    " FROM (SELECT l.objid, l.pid, a.usesysid IS NOT DISTINCT FROM"
+    "  (SELECT usesysid FROM pg_stat_activity WHERE pid = pg_backend_pid()) AND l.pid IS NOT NULL AS replica"
+    "  FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+    "  WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.classid = $1::int::oid"
+    "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS held";
 
 /* $2 free partitions in the order to try, $3 how many to take at most (LIMIT stops the try-locks). */
 static const char SQL_ACQUIRE[] =
@@ -147,7 +152,18 @@ static void set_state(struct db_ownership *o, int p, enum db_partition_state st)
 {
     o->n_owned += (st == PARTITION_OWNED) - (o->part[p] == PARTITION_OWNED);
     o->n_releasing += (st == PARTITION_RELEASING) - (o->part[p] == PARTITION_RELEASING);
+    o->n_foreign += (st == PARTITION_FOREIGN) - (o->part[p] == PARTITION_FOREIGN);
     o->part[p] = st;
+}
+
+static void notify_gained(struct db_ownership *o, const int *parts, int n)
+{
+    if (n > 0 && !o->closed && o->cbs.on_gained != NULL) o->cbs.on_gained(o->arg, parts, n);
+}
+
+static void notify_released(struct db_ownership *o, const int *parts, int n, bool lost)
+{
+    if (n > 0 && !o->closed && o->cbs.on_released != NULL) o->cbs.on_released(o->arg, parts, n, lost);
 }
 
 static void mark(struct db_ownership *o, const int *parts, int n, enum db_partition_state st)
@@ -161,7 +177,7 @@ static void gained(struct db_ownership *o, const int *parts, int n)
     mark(o, parts, n, PARTITION_OWNED);
     o->stats.acquired += (uint64_t)n;
     log_change(o, "acquired", n);
-    if (!o->closed && o->cbs.on_gained != NULL) o->cbs.on_gained(o->arg, parts, n);
+    notify_gained(o, parts, n);
 }
 
 /* Given up (RELEASING: unlocked once drained) or lost with the session (FREE). */
@@ -172,11 +188,35 @@ static void released(struct db_ownership *o, const int *parts, int n, bool lost)
     if (lost) o->stats.lost += (uint64_t)n;
     else o->stats.released += (uint64_t)n;
     log_change(o, lost ? "lost" : "released", n);
-    if (!o->closed && o->cbs.on_released != NULL) o->cbs.on_released(o->arg, parts, n, lost);
+    notify_released(o, parts, n, lost);
+}
+
+/* Partitions locked by a session of another database role (anyone who can log in can take advisory locks):
+ * no replica can own them, so every replica works on them — duplicated work the deterministic task names and
+ * conditional writes keep safe, instead of bookings nobody schedules. */
+static void adopt_foreign(struct db_ownership *o, const bool *foreign)
+{
+    int *diff = o->scratch, n = 0, before = o->n_foreign;
+    for (int p = 0; p < o->partitions; p++)
+        if (o->part[p] == PARTITION_FOREIGN && !foreign[p]) {
+            set_state(o, p, PARTITION_FREE);
+            diff[n++] = p;
+        }
+    notify_released(o, diff, n, true);
+    n = 0;
+    for (int p = 0; p < o->partitions; p++)
+        if (foreign[p] && o->part[p] == PARTITION_FREE) {
+            set_state(o, p, PARTITION_FOREIGN);
+            diff[n++] = p;
+        }
+    notify_gained(o, diff, n);
+    if (o->n_foreign != before)
+        LOG_WARN(o->log, NULL, "%d partition(s) are locked by sessions of another database role: every replica "
+                 "works on them (safe; duplicated work) until they are unlocked", o->n_foreign);
 }
 
 /* Adopt what the server says this session holds (`mine`): normally exactly what we believe. */
-static void adopt(struct db_ownership *o, const bool *mine)
+static void adopt(struct db_ownership *o, const bool *mine, const bool *foreign)
 {
     int *diff = o->scratch, n = 0;
     for (int p = 0; p < o->partitions; p++) {
@@ -184,6 +224,7 @@ static void adopt(struct db_ownership *o, const bool *mine)
         if (o->part[p] == PARTITION_OWNED && !mine[p]) diff[n++] = p;
     }
     released(o, diff, n, true);
+    adopt_foreign(o, foreign);
     n = 0;
     for (int p = 0; p < o->partitions; p++)
         if (mine[p] && o->part[p] == PARTITION_FREE) diff[n++] = p;
@@ -226,31 +267,40 @@ static void acquire_free(struct db_ownership *o, const bool *held, int want)
 
 /* ---------- results ---------- */
 
+/* Column `col` of the status row: each listed partition marks `set` (and `held`). -1 when unreadable. */
+static int read_partitions(const struct db_ownership *o, PGresult *res, int col, int *scratch, bool *set, bool *held)
+{
+    int n = db_ownership_parse_int_array(PQgetvalue(res, 0, col), o->partitions, scratch, o->partitions);
+    for (int i = 0; i < n; i++) {
+        if (set != NULL) set[scratch[i]] = true;
+        held[scratch[i]] = true;
+    }
+    return n;
+}
+
 static void on_status(struct db_ownership *o, PGresult *res)
 {
     int P = o->partitions;
-    bool *mine = calloc((size_t)P * 2, sizeof(bool)), *held = mine != NULL ? mine + P : NULL;
+    bool *flags = calloc((size_t)P * 3, sizeof(bool));
+    bool *mine = flags, *foreign = flags + P, *held = flags + 2 * P;
     int *list = malloc((size_t)P * sizeof(int));
-    int n_mine = -1, n_others = -1;
-    if (mine != NULL && list != NULL && PQntuples(res) == 1) {
-        o->stats.members = atoi(PQgetvalue(res, 0, 0));
-        n_mine = db_ownership_parse_int_array(PQgetvalue(res, 0, 1), P, list, P);
-        for (int i = 0; i < n_mine; i++) mine[list[i]] = held[list[i]] = true;
-        n_others = db_ownership_parse_int_array(PQgetvalue(res, 0, 2), P, list, P);
-        for (int i = 0; i < n_others; i++) held[list[i]] = true;
-    }
+    bool ok = flags != NULL && list != NULL && PQntuples(res) == 1 && PQnfields(res) == 4 &&
+              read_partitions(o, res, 1, list, mine, held) >= 0 && read_partitions(o, res, 2, list, NULL, held) >= 0 &&
+              read_partitions(o, res, 3, list, foreign, held) >= 0;
     free(list);
     o->stats.rounds++;
-    if (n_mine < 0 || n_others < 0) {
+    if (!ok) {
         LOG_WARN(o->log, NULL, "ownership status unreadable; next round retries");
-        free(mine);
+        free(flags);
         return;
     }
-    adopt(o, mine);
+    /* a replica whose membership lock is blocked still counts itself */
+    o->stats.members = atoi(PQgetvalue(res, 0, 0)) + (o->member_locked ? 0 : 1);
+    adopt(o, mine, foreign);
     int target = db_ownership_target(P, o->stats.members);
     if (o->n_owned > target) give_up_excess(o, o->n_owned - target);
     if (!unlock_drained(o) && o->n_owned < target && o->n_releasing == 0) acquire_free(o, held, target - o->n_owned);
-    free(mine);
+    free(flags);
 }
 
 static void on_acquired(struct db_ownership *o, PGresult *res)
@@ -279,10 +329,13 @@ static void statement_done(void *arg, PGresult *res, const char *err)
     }
     switch (step) {
     case STEP_JOIN:
-        if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 4), "t") == 0) {
-            o->state = OWNERSHIP_MEMBER;
-            send_status(o);
-        }
+        if (PQntuples(res) != 1) break;
+        o->member_locked = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+        if (!o->member_locked)   /* someone holds it exclusively: take part anyway, counting ourselves */
+            LOG_WARN(o->log, NULL, "the replicas' membership lock is held exclusively by another session; "
+                                   "taking part without it (other replicas do not see this one)");
+        o->state = OWNERSHIP_MEMBER;
+        send_status(o);
         break;
     case STEP_STATUS:
         on_status(o, res);
@@ -359,9 +412,11 @@ void db_ownership_session_lost(struct db_ownership *o)
     o->state = OWNERSHIP_IDLE;
     o->step = STEP_NONE;
     o->stats.members = 0;
-    for (int p = 0; p < o->partitions; p++)
-        if (o->part[p] == PARTITION_RELEASING) set_state(o, p, PARTITION_FREE);
-    int n = db_ownership_owned(o, o->scratch, o->partitions);
+    int n = 0;
+    for (int p = 0; p < o->partitions; p++) {
+        if (o->part[p] == PARTITION_RELEASING || o->part[p] == PARTITION_FOREIGN) set_state(o, p, PARTITION_FREE);
+        if (o->part[p] == PARTITION_OWNED) o->scratch[n++] = p;
+    }
     released(o, o->scratch, n, true);
 }
 
@@ -372,14 +427,15 @@ void db_ownership_set_interval(struct db_ownership *o, unsigned interval_ms)
 
 bool db_ownership_owns(const struct db_ownership *o, int partition)
 {
-    return partition >= 0 && partition < o->partitions && o->part != NULL && o->part[partition] == PARTITION_OWNED;
+    return partition >= 0 && partition < o->partitions && o->part != NULL &&
+           (o->part[partition] == PARTITION_OWNED || o->part[partition] == PARTITION_FOREIGN);
 }
 
 int db_ownership_owned(const struct db_ownership *o, int *out, int cap)
 {
     int n = 0;
     for (int p = 0; o->part != NULL && p < o->partitions && n < cap; p++)
-        if (o->part[p] == PARTITION_OWNED) out[n++] = p;
+        if (o->part[p] == PARTITION_OWNED || o->part[p] == PARTITION_FOREIGN) out[n++] = p;
     return n;
 }
 

@@ -26,6 +26,10 @@
  * reports what it got (on_gained: its owner sweeps them, which is how work
  * notified while nobody owned them is picked up).  A partition is never owned
  * by two sessions (the lock is exclusive) and give-up precedes take-over.
+ * Only sessions of this session's database role count as replicas (members and
+ * holders): a login of another role can take advisory locks too, but its fake
+ * memberships are ignored and a partition it locks is worked on by every
+ * replica (PARTITION_FOREIGN) rather than by none.
  * Hand-over bound: a partition freed by a release or a dead session is taken
  * at the next round of a replica below its target, i.e. within one interval,
  * plus the new owner's sweep.  The session also sets short server-side TCP
@@ -66,7 +70,12 @@ struct db_ownership_stats {
 };
 
 enum db_ownership_state { OWNERSHIP_IDLE = 0, OWNERSHIP_JOINING, OWNERSHIP_MEMBER };
-enum db_partition_state { PARTITION_FREE = 0, PARTITION_OWNED, PARTITION_RELEASING /* given up, still locked */ };
+enum db_partition_state {
+    PARTITION_FREE = 0,
+    PARTITION_OWNED,
+    PARTITION_RELEASING,   /* given up, still locked until its work here has drained */
+    PARTITION_FOREIGN,     /* locked by a session of another role: not a replica's, so every replica works on it */
+};
 enum db_ownership_step { STEP_NONE = 0, STEP_JOIN, STEP_STATUS, STEP_ACQUIRE, STEP_RELEASE };
 
 struct db_ownership {
@@ -82,6 +91,8 @@ struct db_ownership {
     enum db_partition_state *part;      /* [partitions] */
     int n_owned;                        /* PARTITION_OWNED */
     int n_releasing;
+    int n_foreign;
+    bool member_locked;                 /* this session holds the membership lock */
     int *scratch;                       /* [partitions] */
     uint32_t rng;
     struct db_ownership_cbs cbs;
@@ -100,7 +111,8 @@ void db_ownership_session_up(struct db_ownership *o);
 void db_ownership_session_lost(struct db_ownership *o);
 void db_ownership_set_interval(struct db_ownership *o, unsigned interval_ms);
 bool db_ownership_owns(const struct db_ownership *o, int partition);
-/* Owned partitions, ascending, at most cap; returns how many are written. */
+/* The partitions this replica works on (owned, or locked by a foreign session), ascending, at most cap; returns
+ * how many are written. db_ownership_owns() answers the same. */
 int db_ownership_owned(const struct db_ownership *o, int *out, int cap);
 /* No callback after this; the locks end when the listener's session is closed. */
 void db_ownership_close(struct db_ownership *o);
