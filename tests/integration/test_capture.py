@@ -226,6 +226,7 @@ class PollModeTest(unittest.TestCase):
             d = s.start(env={"FOLLOWUPD_CAPTURE_MODE": "poll", "FOLLOWUPD_CAPTURE_POLL_INTERVAL_MS": "200"})
             self.assertEqual(s.db.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'followupd' "
                                         "AND query LIKE 'LISTEN%'"), [("0",)])
+            self.assertTrue(d.find_logs(msg_contains("listening on 0 channel(s)")), "the session LISTENs to nothing")
             table = f"{quote_ident('crm_cap_poll')}.lead_bookings"
             with s.db.listener(notify_channel("crm_cap_poll")) as listener:
                 due = s.insert_booking("crm_cap_poll", at=time.time())

@@ -220,6 +220,8 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->capture_mode, CAPTURE_NOTIFY);
     assert_int_equal(c->capture_notify_within_s, 900);
     assert_int_equal(c->capture_poll_interval_ms, 1000);
+    assert_int_equal(c->replicas_partitions, 64);
+    assert_int_equal(c->replicas_rebalance_interval_ms, 1000);
     assert_int_equal(c->queue_backend, QUEUE_CLOUDTASKS);
     assert_string_equal(c->ct_endpoint, "https://cloudtasks.googleapis.com");
     assert_string_equal(c->ct_queue, "follow-up-calls");
@@ -342,7 +344,7 @@ static void config_load__example_defaults_uncommented__same_as_builtin(void **st
         strcat(out, "\n");
         uncommented += is_default;
     }
-    assert_int_equal(uncommented, 39); /* every optional key of the table is documented */
+    assert_int_equal(uncommented, 42); /* every optional key of the table is documented */
     assert_int_equal(load_text(f, out), -1);
     assert_only_example_missing(&f->errs);
     assert_documented_defaults(&f->cfg);

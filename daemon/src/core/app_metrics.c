@@ -49,6 +49,8 @@ struct app_metrics {
     struct metric_series *http_conns, *http_refused_limit, *http_refused_peer;
     struct metric_series *jwks_refreshes[JWKS_REFRESH_RESULTS], *jwks_age;
     struct metric_series *deferrals[DEFER_N], *tenant_in_flight;
+    struct metric_series *partitions_owned, *replicas_live, *not_owned, *pool_statements, *partitions_foreign;
+    struct metric_series *handed_acquired, *handed_released, *handed_lost;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -199,12 +201,32 @@ static int register_all(struct app_metrics *m)
     m->http_refused_limit = with(refused, "max_connections");
     m->http_refused_peer = with(refused, "per_peer");
     bool caps_ok = register_caps(m);
+    m->pool_statements = one(r, METRIC_COUNTER, "followupd_db_statements_total",
+                             "Statements the query pool has run (queued) since the start.");
+    m->partitions_owned = one(r, METRIC_GAUGE, "followupd_partitions_owned",
+                              "Partitions of the bookings whose scheduling work this replica owns.");
+    m->partitions_foreign = one(r, METRIC_GAUGE, "followupd_partitions_foreign_locked",
+                                "Partitions locked by sessions of another database role (every replica works on "
+                                "them).");
+    m->replicas_live = one(r, METRIC_GAUGE, "followupd_replicas_live",
+                           "Live replicas sharing the partitions (at the last rebalance; 0 while disconnected).");
+    struct metric_family *handovers = labelled(r, METRIC_COUNTER, "followupd_partition_handovers_total",
+                                               "Partitions this replica acquired, released (rebalance) or lost "
+                                               "(with its database session).",
+                                               "direction");
+    m->handed_acquired = with(handovers, "acquired");
+    m->handed_released = with(handovers, "released");
+    m->handed_lost = with(handovers, "lost");
+    m->not_owned = one(r, METRIC_COUNTER, "followupd_notifications_not_owned_total",
+                       "Booking notifications left to the replica that owns the booking's partition.");
     bool ok = register_jwks(m) == 0 && m->ready && m->notifications && rejections_ok && m->capture_mismatch &&
               m->tasks_created && m->tasks_existed && m->fail_transient && m->fail_permanent && m->fail_gave_up &&
               m->fail_overflow && m->notify_latency && m->callbacks && m->auth_failures && m->executions &&
               m->exec_duration && m->voice_calls && m->voice_duration && m->call_lateness && m->pool_in_use &&
               m->pool_waiting && m->pool_max && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
-              m->http_refused_limit && m->http_refused_peer && caps_ok;
+              m->http_refused_limit && m->http_refused_peer && caps_ok && m->pool_statements &&
+              m->partitions_foreign && m->partitions_owned && m->replicas_live && m->not_owned &&
+              m->handed_acquired && m->handed_released && m->handed_lost;
     return ok ? 0 : -1;
 }
 
@@ -434,6 +456,16 @@ static void refresh(struct app_metrics *m)
         for (int i = 0; i < REJECT_N; i++)
             metrics_counter_set(m->rejected[i], (double)st->rejected[i]);
         metrics_gauge_set(m->backlog, (double)(c->sched.queued + c->sched.inflight));
+        metrics_counter_set(m->not_owned, (double)st->not_owned);
+    }
+    if (c->ownership_ready) {
+        const struct db_ownership_stats *os = &c->ownership.stats;
+        metrics_gauge_set(m->partitions_owned, c->ownership.n_owned);
+        metrics_gauge_set(m->partitions_foreign, c->ownership.n_foreign);
+        metrics_gauge_set(m->replicas_live, os->members);
+        metrics_counter_set(m->handed_acquired, (double)os->acquired);
+        metrics_counter_set(m->handed_released, (double)os->released);
+        metrics_counter_set(m->handed_lost, (double)os->lost);
     }
     for (int i = 0; c->capture_ready && i < c->capture.n_schemas; i++)
         metrics_gauge_set(with(m->capture_mismatch, app->cfg.db_schemas.items[i]),
@@ -442,6 +474,7 @@ static void refresh(struct app_metrics *m)
         metrics_gauge_set(m->pool_in_use, db_pool_in_use(c->pool));
         metrics_gauge_set(m->pool_waiting, db_pool_waiting(c->pool));
         metrics_gauge_set(m->pool_max, db_pool_size(c->pool));
+        metrics_counter_set(m->pool_statements, (double)db_pool_statements(c->pool));
     }
     metrics_gauge_set(m->exec_inflight, c->exec.inflight);
     refresh_executions(m, c);

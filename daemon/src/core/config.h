@@ -59,6 +59,9 @@ struct config {
     enum capture_mode capture_mode;
     int capture_notify_within_s;   /* the trigger notifies follow-ups due within this; 0 = every follow-up */
     int capture_poll_interval_ms;
+    /* [replicas] */
+    int replicas_partitions;           /* scheduling work is split into this many partitions among the replicas */
+    int replicas_rebalance_interval_ms;
     /* [queue] */
     enum queue_backend queue_backend;
     /* [cloudtasks] */

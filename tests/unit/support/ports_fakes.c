@@ -484,21 +484,55 @@ static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s
     return 0;
 }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+/* A sweep read: records the partition filter; the catch-up answers the pending rows of the schema in the
+ * filter's partitions (as ST_FIND_CATCHUP selects them, window aside), the other reads answer none. */
+static int sweep_read(struct fake_world *w, const char *schema, const struct partition_filter *parts, bool pending,
+                      int limit, repo_keys_cb cb, void *arg)
 {
-    (void)schema, (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s, (void)limit;
-    struct fake_world *w = impl;
+    w->sweep_reads++;
+    w->last_sweep_all = parts == NULL;
+    w->last_sweep_n_owned = parts != NULL ? parts->n_owned : 0;
+    for (int i = 0; parts != NULL && i < parts->n_owned && i < FAKE_MAX_OWNED; i++)
+        w->last_sweep_owned[i] = parts->owned[i];
     struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
+    if (pending && !w->repo_down) d->keys = calloc(FAKE_MAX_ROWS, sizeof(*d->keys));
+    for (int i = 0; d->keys != NULL && i < FAKE_MAX_ROWS && d->nkeys < limit; i++) {
+        const struct fake_row *r = &w->rows[i];
+        if (!r->used || strcmp(r->schema, schema) != 0 || strcmp(r->b.task_status, "pending") != 0) continue;
+        bool in = parts == NULL;
+        int p = parts != NULL ? followup_booking_partition(r->b.id, parts->partitions) : -1;
+        for (int k = 0; parts != NULL && k < parts->n_owned; k++) in = in || parts->owned[k] == p;
+        if (!in) continue;
+        snprintf(d->keys[d->nkeys].tenant_id, sizeof(d->keys[0].tenant_id), "%s", r->b.tenant_id);
+        snprintf(d->keys[d->nkeys].booking_id, sizeof(d->keys[0].booking_id), "%s", r->b.id);
+        d->nkeys++;
+    }
     defer(d);
     return 0;
 }
 
-static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types, int limit,
-                                 repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types,
+                             const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                             int limit, repo_keys_cb cb, void *arg)
 {
-    return repo_find_catchup(impl, schema, types, 0, 0, 0, limit, cb, arg);
+    (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s;
+    return sweep_read(impl, schema, parts, true, limit, cb, arg);
+}
+
+static int repo_find_reopened(void *impl, const char *schema, const struct strlist *types,
+                              const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                              int limit, repo_keys_cb cb, void *arg)
+{
+    (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s;
+    return sweep_read(impl, schema, parts, false, limit, cb, arg);
+}
+
+static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types,
+                                 const struct partition_filter *parts, int limit, repo_keys_cb cb, void *arg)
+{
+    (void)types;
+    return sweep_read(impl, schema, parts, false, limit, cb, arg);
 }
 
 static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
@@ -622,12 +656,35 @@ void fakes_init(struct fake_world *w)
                                      .mark_execution_failed = repo_mark_failed, .find_catchup = repo_find_catchup,
                                      .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
-                                     .find_stale_tasks = repo_find_stale_tasks, .find_reopened = repo_find_catchup,
+                                     .find_stale_tasks = repo_find_stale_tasks, .find_reopened = repo_find_reopened,
                                      .unschedule = repo_unschedule, .next_due = repo_next_due,
                                      .find_due = repo_find_due};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove, .task_name = tq_task_name};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};
+}
+
+static bool fake_owns(void *impl, int partition)
+{
+    struct fake_world *w = impl;
+    return partition >= 0 && partition < w->ownership.partitions && w->owned[partition];
+}
+
+static int fake_owned(void *impl, int *out, int cap)
+{
+    struct fake_world *w = impl;
+    int n = 0;
+    for (int p = 0; p < w->ownership.partitions && n < cap; p++)
+        if (w->owned[p]) out[n++] = p;
+    return n;
+}
+
+void fakes_own(struct fake_world *w, int partitions, const int *owned, int n)
+{
+    memset(w->owned, 0, sizeof(w->owned));
+    for (int i = 0; i < n; i++) w->owned[owned[i]] = true;
+    w->ownership = (struct ownership_port){.impl = w, .partitions = partitions, .owns = fake_owns,
+                                           .owned = fake_owned};
 }
 
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,

@@ -28,6 +28,8 @@ struct fake_row {
     char last_error[256];
 };
 
+#define FAKE_MAX_OWNED 1024
+
 struct fake_world {
     int64_t now_ms;
     struct fake_row rows[FAKE_MAX_ROWS];
@@ -59,6 +61,14 @@ struct fake_world {
     bool voice_hold;            /* voice calls are started but answer only after fakes_release_voice */
     /* timers (clock.after) */
     struct { bool armed; int64_t due_ms; void (*cb)(void *); void *arg; } timers[FAKE_MAX_CALLS];
+    /* sweep reads (find_catchup / find_stale_tasks / find_reopened) and the partition filter of the last one */
+    int sweep_reads;
+    bool last_sweep_all;        /* no filter: every partition */
+    int last_sweep_n_owned;
+    int last_sweep_owned[FAKE_MAX_OWNED];
+    /* ownership (fakes_own sets which partitions this replica owns) */
+    bool owned[FAKE_MAX_OWNED];
+    struct ownership_port ownership;
     /* ports handed to services */
     struct bookings_repo repo;
     struct voice_agent_port voice;
@@ -67,6 +77,8 @@ struct fake_world {
 };
 
 void fakes_init(struct fake_world *w);
+/* w->ownership with `partitions` partitions of which this replica owns the n listed. */
+void fakes_own(struct fake_world *w, int partitions, const int *owned, int n);
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,
                                    const char *booking_id, const char *booking_type, int64_t scheduled_at_ms);
 struct fake_row *fakes_find(struct fake_world *w, const char *booking_id);

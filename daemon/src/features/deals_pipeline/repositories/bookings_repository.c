@@ -109,6 +109,11 @@ enum stmt {
 #define CLAIM_LOCK_CLASS_ALL "1718972160"
 #define CLAIM_LOCK_CLASS_TENANT "1718972161"
 
+/* The sweeps read only the bookings of the partitions this replica owns (owned: an int[] parameter, NULL when it
+ * owns every one; count: the partition count), filtered on top of each read's partial index. */
+#define OWNED_PARTITION(owned, count) \
+    " AND (" owned "::int[] IS NULL OR " BOOKING_PARTITION_SQL("id", count "::int") " = ANY(" owned "::int[]))"
+
 static const char *const templates[ST_COUNT] = {
     [ST_LOAD] = "SELECT " BOOKING_COLUMNS " FROM %s.lead_bookings WHERE id = $1 AND tenant_id = $2",
 
@@ -166,8 +171,8 @@ static const char *const templates[ST_COUNT] = {
         "AND floor(extract(epoch FROM scheduled_at) * 1000)::bigint = $3::bigint",
 
     /* compliance: cross-tenant CATCHUP-SWEEP — the catch-up after every (re)connect and the periodic backstop
-       must find work of every tenant of the schema; it returns ids only, and each booking is then re-read
-       and written with its own tenant_id. */
+       must find work of every tenant of the schema (in the partitions this replica owns, $6/$7); it returns
+       ids only, and each booking is then re-read and written with its own tenant_id. */
     [ST_FIND_CATCHUP] =
         "SELECT tenant_id, id FROM %s.lead_bookings"
         " WHERE task_status IN ('pending', 'failed')"
@@ -176,7 +181,7 @@ static const char *const templates[ST_COUNT] = {
         " AND scheduled_at >= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
         "  - make_interval(secs => $2::int)"
         " AND scheduled_at <= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
-        "  + make_interval(secs => $3::int)"
+        "  + make_interval(secs => $3::int)" OWNED_PARTITION("$6", "$7")
         " ORDER BY scheduled_at LIMIT $4::int FOR UPDATE SKIP LOCKED",
 
     /* $3 new task name, $4 key, $5 scheduled_at ms (re-checked), $6 old task name, $7 new generation. */
@@ -209,18 +214,20 @@ static const char *const templates[ST_COUNT] = {
     /* compliance: cross-tenant TASK-SWEEP — tasks whose booking changed while followupd was not listening
        (cancelled, rescheduled, type changed) must be found for every tenant of the schema; ids only, each
        booking is then re-read and written by tenant-scoped statements.  "Moved" compares milliseconds, like
-       the key and task_scheduled_at: a booking written with microseconds has not moved. */
+       the key and task_scheduled_at: a booking written with microseconds has not moved.  Only the partitions
+       this replica owns ($3/$4). */
     [ST_FIND_STALE_TASKS] =
         "SELECT tenant_id, id FROM %s.lead_bookings"
         " WHERE task_name IS NOT NULL AND task_status IN ('scheduled', 'cancelled')"
         " AND (task_status = 'cancelled' OR status = 'cancelled'"
         "  OR floor(extract(epoch FROM scheduled_at) * 1000) IS DISTINCT FROM"
         "   floor(extract(epoch FROM task_scheduled_at) * 1000)"
-        "  OR NOT booking_type = ANY($1::text[]))"
+        "  OR NOT booking_type = ANY($1::text[]))" OWNED_PARTITION("$3", "$4")
         " ORDER BY scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED",
 
     /* compliance: cross-tenant TASK-SWEEP — bookings un-cancelled while followupd was not listening, for every
-       tenant of the schema; ids only, each is then re-read and re-opened by tenant-scoped statements. */
+       tenant of the schema (in the partitions this replica owns, $6/$7); ids only, each is then re-read and
+       re-opened by tenant-scoped statements. */
     [ST_FIND_REOPENED] =
         "SELECT tenant_id, id FROM %s.lead_bookings"
         " WHERE task_status = 'cancelled' AND status <> 'cancelled' AND task_name IS NULL"
@@ -228,7 +235,7 @@ static const char *const templates[ST_COUNT] = {
         " AND scheduled_at >= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
         "  - make_interval(secs => $2::int)"
         " AND scheduled_at <= timestamptz 'epoch' + $5::bigint * interval '1 millisecond'"
-        "  + make_interval(secs => $3::int)"
+        "  + make_interval(secs => $3::int)" OWNED_PARTITION("$6", "$7")
         " ORDER BY scheduled_at LIMIT $4::int FOR UPDATE SKIP LOCKED",
 
     /* compliance: cross-tenant LOCAL-DISPATCH — the local dispatcher keeps one timer for the earliest due
@@ -684,33 +691,76 @@ static char *text_array_literal(const struct strlist *l)
     return out;
 }
 
-/* Shared by the two windowed sweep reads (catch-up, re-opened): same parameters. */
+/* The two parameters of OWNED_PARTITION: {p,p,...} (NULL = every partition) and the partition count. */
+struct partition_params {
+    char *owned;
+    char count[16];
+};
+
+static int partition_params_build(const struct partition_filter *f, struct partition_params *out)
+{
+    out->owned = NULL;
+    snprintf(out->count, sizeof(out->count), "%d", f != NULL ? f->partitions : 1);
+    if (f == NULL) return 0;
+    size_t cap = 3 + (size_t)f->n_owned * 12;
+    char *p = out->owned = malloc(cap);
+    if (p == NULL) return -1;
+    size_t n = (size_t)snprintf(p, cap, "{");
+    for (int i = 0; i < f->n_owned; i++)
+        n += (size_t)snprintf(p + n, cap - n, "%s%d", i > 0 ? "," : "", f->owned[i]);
+    snprintf(p + n, cap - n, "}");
+    return 0;
+}
+
+/* A sweep read's parameters: $1 the booking types, then `mid` (the limit, or the window: lookback, horizon,
+ * limit, now), then the two partition parameters. */
+static int submit_sweep_read(void *impl, const char *schema, enum stmt st, const struct strlist *types,
+                             const struct partition_filter *parts, const char *const *mid, int n_mid,
+                             repo_keys_cb cb, void *arg)
+{
+    struct partition_params pp;
+    char *arr = text_array_literal(types);
+    int rc = -1;
+    if (arr != NULL && n_mid <= 4 && partition_params_build(parts, &pp) == 0) {
+        const char *p[7] = {arr};
+        for (int i = 0; i < n_mid; i++) p[1 + i] = mid[i];
+        p[1 + n_mid] = pp.owned;
+        p[2 + n_mid] = pp.count;
+        rc = submit(impl, schema, st, 3 + n_mid, p, (void *)cb, arg);
+        free(pp.owned);
+    }
+    free(arr);
+    return rc;
+}
+
+/* The two windowed sweep reads (catch-up, re-opened): same parameters. */
 static int submit_window_read(void *impl, const char *schema, enum stmt st, const struct strlist *types,
-                              int64_t now_ms, int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+                              const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                              int limit, repo_keys_cb cb, void *arg)
 {
     char lb[16], hz[16], lim[16], now[32];
     snprintf(now, sizeof(now), "%" PRId64, now_ms);
     snprintf(lb, sizeof(lb), "%d", lookback_s);
     snprintf(hz, sizeof(hz), "%d", horizon_s);
     snprintf(lim, sizeof(lim), "%d", limit);
-    char *arr = text_array_literal(types);
-    if (arr == NULL) return -1;
-    const char *p[] = {arr, lb, hz, lim, now};
-    int rc = submit(impl, schema, st, 5, p, (void *)cb, arg);
-    free(arr);
-    return rc;
+    const char *mid[] = {lb, hz, lim, now};
+    return submit_sweep_read(impl, schema, st, types, parts, mid, 4, cb, arg);
 }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types,
+                             const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                             int limit, repo_keys_cb cb, void *arg)
 {
-    return submit_window_read(impl, schema, ST_FIND_CATCHUP, types, now_ms, lookback_s, horizon_s, limit, cb, arg);
+    return submit_window_read(impl, schema, ST_FIND_CATCHUP, types, parts, now_ms, lookback_s, horizon_s, limit, cb,
+                              arg);
 }
 
-static int repo_find_reopened(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                              int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+static int repo_find_reopened(void *impl, const char *schema, const struct strlist *types,
+                              const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                              int limit, repo_keys_cb cb, void *arg)
 {
-    return submit_window_read(impl, schema, ST_FIND_REOPENED, types, now_ms, lookback_s, horizon_s, limit, cb, arg);
+    return submit_window_read(impl, schema, ST_FIND_REOPENED, types, parts, now_ms, lookback_s, horizon_s, limit, cb,
+                              arg);
 }
 
 static int repo_mark_rescheduled(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
@@ -753,17 +803,13 @@ static int repo_reopen(void *impl, const char *schema, const char *tenant_id, co
     return submit(impl, schema, ST_REOPEN, 2, p, (void *)cb, arg);
 }
 
-static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types, int limit,
-                                 repo_keys_cb cb, void *arg)
+static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types,
+                                 const struct partition_filter *parts, int limit, repo_keys_cb cb, void *arg)
 {
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", limit);
-    char *arr = text_array_literal(types);
-    if (arr == NULL) return -1;
-    const char *p[] = {arr, lim};
-    int rc = submit(impl, schema, ST_FIND_STALE_TASKS, 2, p, (void *)cb, arg);
-    free(arr);
-    return rc;
+    const char *mid[] = {lim};
+    return submit_sweep_read(impl, schema, ST_FIND_STALE_TASKS, types, parts, mid, 1, cb, arg);
 }
 
 struct bookings_repository *bookings_repository_new(struct db_pool *pool, const struct strlist *schemas,

@@ -104,6 +104,14 @@ struct capture_trigger {
     char args[1200];        /* encode(tgargs, 'escape'): each argument followed by \000 */
 };
 
+/* The partitions a maintenance read is limited to (bookings whose followup_booking_partition() is one of
+ * `owned`); a NULL filter means every booking (a replica that owns every partition). */
+struct partition_filter {
+    int partitions;
+    const int *owned;
+    int n_owned;
+};
+
 typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
 typedef void (*repo_triggers_cb)(void *arg, enum repo_rc rc, const struct capture_trigger *t, int n);
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
@@ -164,16 +172,18 @@ struct bookings_repo {
                   void *arg);
     /* Cross-tenant maintenance read: live tasks that no longer match their booking (cancelled,
      * rescheduled, no longer a follow-up) and cancelled bookings whose task still exists. */
-    int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types, int limit,
-                            repo_keys_cb cb, void *arg);
+    int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types,
+                            const struct partition_filter *parts, int limit, repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read: bookings followupd cancelled whose status was set back (un-cancelled)
      * while it was not listening, inside [now - lookback_s, now + horizon_s]. */
-    int (*find_reopened)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                         int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg);
+    int (*find_reopened)(void *impl, const char *schema, const struct strlist *types,
+                         const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                         int limit, repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read (catch-up): bookings of `types` still waiting
      * for a task, scheduled within [now - lookback_s, now + horizon_s] (now_ms: the daemon's clock). */
-    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms, int lookback_s,
-                        int horizon_s, int limit, repo_keys_cb cb, void *arg);
+    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types,
+                        const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                        int limit, repo_keys_cb cb, void *arg);
     /* retryable: claimable again from now + retry_delay_s (local dispatcher backoff; 0 for Cloud Tasks). */
     int (*mark_execution_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                  const char *idempotency_key, const char *error, bool retryable, int retry_delay_s,
@@ -184,6 +194,17 @@ struct bookings_repo {
     int (*find_due)(void *impl, const char *schema, int lead_s, int lease_s, int limit, repo_keys_cb cb, void *arg);
     /* Catalog read (no booking row): followupd's NOTIFY triggers of the schema with their arguments. */
     int (*capture_triggers)(void *impl, const char *schema, repo_triggers_cb cb, void *arg);
+};
+
+/* ---- work ownership among replicas ---- */
+/* Which partitions of the bookings this replica schedules (synchronous, pure reads of the current state). The
+ * replicas sharing a database split the partitions among themselves (shared/db/db_ownership); a service without
+ * an ownership port (NULL) owns everything. */
+struct ownership_port {
+    void *impl;
+    int partitions;                                  /* the configured count, [replicas] partitions */
+    bool (*owns)(void *impl, int partition);
+    int (*owned)(void *impl, int *out, int cap);     /* owned partitions, ascending; returns how many */
 };
 
 /* ---- task queue ---- */
