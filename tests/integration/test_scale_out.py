@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import msg_contains  # noqa: E402
 from pgutil import TempDB, quote_ident  # noqa: E402
 from stack import Stack, wait_for  # noqa: E402
-from test_capture import metric_value  # noqa: E402
+from opsutil import metric as metric_value  # noqa: E402
 from test_db_support import Probe, require_pg, scratch_database  # noqa: E402
 from test_forgery import Intruder  # noqa: E402
 
