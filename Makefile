@@ -11,10 +11,18 @@ SANITIZE ?=
 CC       ?= cc
 PYTHON   ?= /usr/bin/python3
 
-PKGS := libuv libpq libcurl jansson openssl libjwt
+PKGS := libuv libpq libcurl jansson openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+# A missing library stops the build here, loudly, instead of failing later with missing headers. The goals that
+# install the libraries first (deps, and test/demo/bench/soak, which run deps and then a sub-make) and clean skip it.
+PKG_MISSING := $(shell pkg-config --exists $(PKGS) cmocka 2>/dev/null || echo yes)
+ifneq ($(PKG_MISSING),)
+ifeq ($(filter deps test demo bench bench-deps soak clean,$(MAKECMDGOALS)),)
+$(error pkg-config cannot find every one of: $(PKGS) cmocka (run `make deps` first))
+endif
+endif
 
 LLHTTP_SRC_DIR := /usr/share/llhttp
 LLHTTP_INC_DIR := /usr/share/include/llhttp
@@ -76,7 +84,10 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 BIN := $(BUILD)/followupd
 
-.PHONY: all deps test unit integration compliance lint format install uninstall clean bench fuzz demo compdb deb
+# Test support objects are built by the pattern rule only: keep them (make would delete them as intermediates).
+.SECONDARY: $(TEST_SUPPORT_OBJS)
+
+.PHONY: all deps test unit compliance lint format install uninstall clean demo compdb deb
 all: $(BIN) $(TEST_BINS) $(TOOL_BINS)
 
 $(BIN): $(MAIN_OBJ) $(LIB) $(LLHTTP_LIB)
@@ -111,7 +122,7 @@ $(BUILD)/tools/%: tests/tools/%.c $(LIB) $(LLHTTP_LIB) $(FLAGS_STAMP)
 
 # Debian packages for build, tests and demo. Idempotent and quiet when present.
 DEB_PKGS := build-essential pkg-config libuv1-dev libpq-dev libcurl4-openssl-dev \
-            libjansson-dev libssl-dev libjwt-dev libcmocka-dev node-llhttp \
+            libjansson-dev libssl-dev libcmocka-dev node-llhttp \
             postgresql-15 postgresql-client-15 postgresql-common python3 python3-cryptography \
             openssl curl systemd cppcheck clang-tidy clang libclang-rt-14-dev valgrind
 # Tools the monitoring and packaging tests run (promtool from prometheus, YAML for the rule files, `make deb`,
@@ -147,48 +158,15 @@ demo: deps
 	if [ -n "$$PGHOST" ] && pg_isready -q; then $(PYTHON) tests/demo/demo.py; \
 	else pg_virtualenv -v 15 $(PYTHON) tests/demo/demo.py; fi
 
-# ---- bench: `make bench` (never part of `make test`) ----------------------------------------------------------
-# followupd vs graphile-worker end to end, the scheduler vs PostgreSQL's INSERT rate, callback executions/s and
-# the trigger's cost, same machine, same run (bench/run.py; results in bench/RESULTS.md). Uses the PostgreSQL
-# that PG* points at when PGHOST is set and reachable, else a throwaway one from pg_virtualenv. BENCH_ARGS passes
-# options to bench/run.py (e.g. BENCH_ARGS=--quick); BENCH_PG_WHERE describes the server in RESULTS.md.
-BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-                -Wformat=2 -Werror
-BENCH_TOOLS := $(BUILD)/bench/sink $(BUILD)/bench/loadgen
-GRAPHILE_STAMP := bench/graphile/node_modules/.package-lock.json
+include mk/bench.mk
 
-$(BUILD)/bench/sink: bench/src/sink.c
-	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags jansson) -o $@ $< $(shell pkg-config --libs jansson)
-
-$(BUILD)/bench/loadgen: bench/src/loadgen.c
-	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags libpq) -o $@ $< $(shell pkg-config --libs libpq) -pthread
-
-$(GRAPHILE_STAMP): bench/graphile/package.json bench/graphile/package-lock.json
-	cd bench/graphile && npm ci --no-audit --no-fund --loglevel=error
-
-.PHONY: bench-deps bench-tools
-bench-deps: deps
-	@missing=$$($(call missing_pkgs,wrk)); \
-	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null || { echo "apt-get install failed" >&2; exit 1; }; \
-	fi
-
-bench-tools: $(BIN) $(BENCH_TOOLS)
-
-bench: bench-deps
-	$(MAKE) bench-tools $(GRAPHILE_STAMP)
-	@if [ -n "$$PGHOST" ] && pg_isready -q; then \
-	  BENCH_PG_WHERE="$${BENCH_PG_WHERE:-PGHOST=$$PGHOST:$${PGPORT:-5432}}" $(PYTHON) bench/run.py $(BENCH_ARGS); \
-	else BENCH_PG_WHERE="pg_virtualenv -v 15 -o fsync=on" pg_virtualenv -v 15 -o fsync=on $(PYTHON) bench/run.py $(BENCH_ARGS); fi
-# ---- end of bench --------------------------------------------------------------------------------------------
-
-compliance:
-	$(PYTHON) tests/compliance/scan.py .
+# The compliance gate (tests/compliance/scan.py; ARCHITECTURE_COMPLIANCE.md) over what was just built: its evidence
+# run drives build/followupd against PostgreSQL -- the one PG* points at when PGHOST is set and reachable, else a
+# throwaway one from pg_virtualenv.
+compliance: all
+	@export FOLLOWUPD_BUILD=$(abspath $(BUILD)); \
+	if [ -n "$$PGHOST" ] && pg_isready -q; then $(PYTHON) tests/compliance/scan.py --build $(BUILD) .; \
+	else pg_virtualenv -v 15 $(PYTHON) tests/compliance/scan.py --build $(BUILD) .; fi
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
@@ -247,7 +225,7 @@ clean:
 # symbols in -dbgsym); then lintian, which fails the target on any error. debian/changelog must be at $(VERSION). V=1 shows dpkg-buildpackage's output.
 DEB_DIR := $(BUILD)/deb
 DEB_SRC := $(DEB_DIR)/followupd-$(VERSION)
-DEB_TREE := Makefile VERSION README.md daemon sql systemd conf deploy debian
+DEB_TREE := Makefile mk VERSION README.md daemon sql systemd conf deploy debian
 DEB_LOG := $(if $(filter 1,$(V)),,> $(abspath $(DEB_DIR))/build.log 2>&1 || { tail -n 40 $(abspath $(DEB_DIR))/build.log; exit 1; })
 
 deb: $(INSTALL_BIN)
@@ -261,65 +239,4 @@ deb: $(INSTALL_BIN)
 	@lintian --fail-on error $(DEB_DIR)/followupd_$(VERSION)_*.changes
 # ---- end of deb ---------------------------------------------------------------------------------------------
 
-# ==== fuzzing (fuzz/) ==========================================================================
-# clang libFuzzer + ASan + UBSan.  The daemon and llhttp sources are recompiled with clang into
-# $(FUZZ_BUILD) (the main build uses $(CC)); each fuzz/fuzz_<name>.c links against that archive.
-#   make fuzz-build                 build every target
-#   make fuzz FUZZ_SECONDS=60       run each target that long (scratch corpus in $(FUZZ_BUILD)/corpus,
-#                                   seeds from fuzz/corpus/<name> are read, never written)
-#   make fuzz-smoke                 the short CI run (FUZZ_SECONDS=20)
-# A crash stops the run; its input lands in $(FUZZ_BUILD)/artifacts/<name>-crash-*.  See fuzz/README.md.
-FUZZ_CC      ?= clang
-FUZZ_BUILD   ?= $(BUILD)/fuzz
-FUZZ_SECONDS ?= 60
-FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_BASE    := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
-                -Idaemon/src -I$(LLHTTP_INC_DIR) $(PKG_CFLAGS) -DFOLLOWUPD_VERSION='"$(VERSION)"'
-FUZZ_WARN    := $(filter-out -Werror -Wno-format-truncation,$(WARN))
-FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
-FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_LIB     := $(FUZZ_BUILD)/libfollowupd-fuzz.a
-FUZZ_SUPPORT_SRCS := tests/unit/support/oidc_testkit.c
-FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_SUPPORT_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) \
-                 $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(LLHTTP_SRCS))
-FUZZ_RUN_OPTS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
-
-.PHONY: fuzz-build fuzz-smoke
-fuzz-build: $(FUZZ_BINS)
-
-ifeq ($(filter $(BUILD)/%,$(FUZZ_BUILD)),)
--include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
-endif
-
-# Daemon sources (and the OIDC test kit): warnings shown, not fatal (the gcc build is the warning gate).
-$(FUZZ_BUILD)/obj/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(QUIET_CC)$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
-
-$(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
-	@mkdir -p $(dir $@)
-	$(QUIET_CC)$(FUZZ_CC) -std=c11 -g -O1 -w -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC_DIR) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
-
-$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
-	@rm -f $@
-	$(QUIET_AR)ar rcs $@ $^
-
-# Fuzz targets themselves: strict warnings, -Werror.
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_LIB)
-	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_WARN) -Werror -Ifuzz -Itests/unit/support -fsanitize=fuzzer -MMD -MP -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm
-
-fuzz: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts; \
-	  dict=; [ -f fuzz/dict/$$t.dict ] && dict=-dict=fuzz/dict/$$t.dict; \
-	  echo "== $$t ($(FUZZ_SECONDS)s)"; \
-	  $(FUZZ_BUILD)/$$t $(FUZZ_RUN_OPTS) $$dict -max_total_time=$(FUZZ_SECONDS) \
-	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t </dev/null \
-	    > $(FUZZ_BUILD)/$$t.log 2>&1 || { tail -n 60 $(FUZZ_BUILD)/$$t.log; echo "fuzz: $$t FAILED"; exit 1; }; \
-	  grep -E '^stat::number_of_executed_units|^Done' $(FUZZ_BUILD)/$$t.log | tail -n 2; \
-	done; echo "fuzz: all targets ran $(FUZZ_SECONDS)s without a crash"
-
-fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=20
-# ==== end fuzzing ==============================================================================
+include mk/fuzz.mk

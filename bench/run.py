@@ -20,9 +20,14 @@ bench/graphile/node_modules (npm ci). Phases, in this order:
             rate with the trigger, resumed → queued bookings scheduled per second, and its ratio to that rate.
   callback  the tasks created by `sched`, replayed by wrk (bench/callback.lua) against followupd's callback with
             valid OIDC tokens (RS256, signed by the fake's key) → executions/s; the voice agent is the C sink.
+  replicas  1, 2 and 3 followupd replicas on one database (fresh database and light Cloud Tasks fake each):
+            once their partitions are balanced they are paused, pgbench inserts, they are resumed → scheduling
+            throughput, createTask requests, statements (pg_stat_database transactions) and CPU of PostgreSQL
+            and of followupd per booking.
 
 Writes bench/RESULTS.md (the table of targets, every number, the machine, versions, load and date) and
-build/bench/results.json, and prints the headline ratios. Options: --only trigger,e2e,sched,callback, --n, --quick
+build/bench/results.json, and prints the headline ratios. Options: --only trigger,e2e,sched,callback,replicas, --n,
+--quick
 (a shorter run for trying the harness), --results PATH, see --help.
 """
 import argparse
@@ -42,7 +47,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from benchlib import (ROOT, BenchError, Child, MachineCpu, Pg, PgCpuSampler, Sink, free_port, http_json,  # noqa: E402
-                      loadavg, percentile, proc_status_kb, wait_until)
+                      http_text, loadavg, percentile, proc_status_kb, wait_until)
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from fakes import keys as keylib  # noqa: E402
@@ -411,7 +416,7 @@ class CloudTasksSide:
         self.fake.stop()
 
 
-def start_followupd_cloudtasks(b, db, ct, voice):
+def start_followupd_cloudtasks(b, db, ct, voice, name="followupd-cloudtasks"):
     port = free_port()
     conf = f"""[database]
 conninfo = dbname={db} application_name=followupd
@@ -439,10 +444,10 @@ timeout_ms = 5000
 [log]
 level = info
 """
-    path = b.path("followupd-cloudtasks.conf")
+    path = b.path(f"{name}.conf")
     with open(path, "w") as f:
         f.write(conf)
-    child = Child("followupd-cloudtasks", [b.followupd, "--config", path], b.workdir, env=clean_env({}))
+    child = Child(name, [b.followupd, "--config", path], b.workdir, env=clean_env({}))
     wait_ready(child, port)
     child.port = port
     return child
@@ -654,6 +659,103 @@ def phase_sched_and_callback(b, want_callback):
             if side is not None:
                 side.stop()
         b.pg.drop_db(db)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# phase: several replicas on one database
+
+
+def metric(child, name):
+    m = re.search(r"^" + re.escape(name) + r" (\S+)$", http_text(f"http://127.0.0.1:{child.port}/metrics"), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def transactions(b, db):
+    """Transactions PostgreSQL counted for the database (every autocommit statement is one)."""
+    return int(b.pg.rows(db, f"SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{db}'")[0][0])
+
+
+def settled_transactions(b, db, quiet_s=1.5):
+    """The counter once the backends have flushed their statistics (idle backends do within about a second)."""
+    time.sleep(quiet_s)  # backends report their statistics at most once a second: let the last report land
+    return transactions(b, db)
+
+
+def pool_statements(sut):
+    """Statements the replicas' query pools have run (followupd_db_statements_total, summed)."""
+    return sum(metric(d, "followupd_db_statements_total") for d in sut)
+
+
+def replicas_run(b, n):
+    """n replicas on a fresh database: balanced, paused while pgbench inserts, resumed; work per booking."""
+    a = b.args
+    db = b.pg.create_db(f"bench_replicas{n}")
+    ct = voice = None
+    sut = []
+    try:
+        b.pg.lad_schema(db, SCHEMA)
+        ct = CloudTasksSide(b, "light")
+        voice = Sink(b.sink_bin, b.workdir, "voice", name=f"sink-voice-replicas{n}")
+        sut = [start_followupd_cloudtasks(b, db, ct, voice, name=f"followupd-replica{n}-{i}") for i in range(n)]
+        share = -(-64 // n)
+        wait_until(lambda: sum(metric(d, "followupd_partitions_owned") for d in sut) == 64
+                   and all(metric(d, "followupd_partitions_owned") <= share
+                           and metric(d, "followupd_replicas_live") == n for d in sut),
+                   30, f"{n} replicas balanced", interval=0.1)
+        idle0, t_idle = settled_transactions(b, db), time.monotonic()
+        idle1 = settled_transactions(b, db, 3.0)
+        background_per_s = (idle1 - idle0) / (time.monotonic() - t_idle)   # the rebalance rounds, idle
+        _, before = count_rows(b, db)
+        s0 = pool_statements(sut)
+        for d in sut:
+            os.kill(d.pid, signal.SIGSTOP)
+        try:
+            tps = run_pgbench(b, db, a.capacity_s, f"replicas{n}-pgbench.out")
+            total, _ = count_rows(b, db)
+            x0 = settled_transactions(b, db)
+        finally:
+            creates0 = ct.fake.stats()["creates"]
+            pgcpu = PgCpuSampler(db)
+            c0 = sum(d.cpu_s() for d in sut)
+            t0 = time.monotonic()
+            for d in sut:
+                os.kill(d.pid, signal.SIGCONT)
+        backlog = total - before
+        wait_until(lambda: count_rows(b, db)[1] >= total, a.drain_timeout, f"{backlog} bookings scheduled by {n}",
+                   interval=0.05)
+        drain_s = time.monotonic() - t0
+        c1 = sum(d.cpu_s() for d in sut)
+        pg_s = pgcpu.stop()
+        creates = ct.fake.stats()["creates"] - creates0
+        statements = pool_statements(sut) - s0
+        transactions_run = settled_transactions(b, db) - x0 - background_per_s * (time.monotonic() - t0)
+        existed = sum(metric(d, "followupd_tasks_already_existed_total") for d in sut)
+        res = {"replicas": n, "insert_tps_alone": tps, "backlog": backlog, "drain_s": drain_s,
+               "rate": backlog / drain_s, "creates_per_booking": creates / backlog,
+               "statements_per_booking": statements / backlog, "background_transactions_per_s": background_per_s,
+               "transactions_per_booking": transactions_run / backlog,
+               "pg_cpu_ms_per_booking": pg_s * 1000 / backlog, "sut_cpu_ms_per_booking": (c1 - c0) * 1000 / backlog,
+               "already_existed": existed,
+               "created_by_replica": [metric(d, "followupd_tasks_created_total") for d in sut]}
+        log(f"  {n} replica(s): {backlog} bookings in {drain_s:.2f} s = {res['rate']:.0f}/s; per booking "
+            f"{res['creates_per_booking']:.3f} createTask, {res['statements_per_booking']:.2f} statements, "
+            f"{res['transactions_per_booking']:.2f} PostgreSQL transactions, "
+            f"PostgreSQL {res['pg_cpu_ms_per_booking']:.3f} ms CPU, followupd {res['sut_cpu_ms_per_booking']:.3f} ms")
+        return res
+    finally:
+        for d in sut:
+            d.stop()
+        for side in (voice, ct):
+            if side is not None:
+                side.stop()
+        b.pg.drop_db(db)
+
+
+def phase_replicas(b):
+    log(f"replicas: 1, 2, 3 followupd replicas on one database; paused while pgbench inserts for "
+        f"{b.args.capacity_s:.0f} s, then resumed")
+    return {"runs": [replicas_run(b, n) for n in (1, 2, 3)], "capacity_s": b.args.capacity_s,
+            "clients": b.args.clients}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -903,6 +1005,31 @@ def render(b, res):
               f"**{c['ratio']:.3f}** | {verdict} | "
               + "; ".join(f"{x:,.0f}, {y:,.0f}" for x, y in c["rounds"]) + " |")
         w("")
+    rp = ph.get("replicas")
+    if rp:
+        w("## 5. Several replicas: work per booking\n")
+        w(f"1, 2 and 3 followupd replicas (queue.backend = cloudtasks, the light fake, `[replicas]` defaults: 64 "
+          "partitions) on one fresh database each. Once their partitions are balanced they are paused (SIGSTOP) "
+          f"while pgbench inserts follow-ups for {rp['capacity_s']:.0f} s with {rp['clients']} clients, then "
+          "resumed; every replica receives every NOTIFY, only the owner of a booking's partition acts on it. "
+          "Statements are those the replicas' query pools ran (`followupd_db_statements_total`: the scheduler's "
+          "tenant-scoped load and its conditional update, and any sweep); transactions are PostgreSQL's count for "
+          "the database (`pg_stat_database`: every autocommit statement, plus a short transaction each time a "
+          "LISTEN session reads a batch of notifications) minus the idle rebalance rounds; PostgreSQL CPU is that "
+          "of the database's backends while draining.\n")
+        w("| replicas | bookings | scheduled/s | createTask requests per booking | statements per booking | "
+          "PostgreSQL transactions per booking | PostgreSQL CPU ms per booking | followupd CPU ms per booking (all "
+          "replicas) | ALREADY_EXISTS | tasks created by replica |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rp["runs"]:
+            w(f"| {r['replicas']} | {fmt(r['backlog'])} | {fmt(r['rate'])} | {r['creates_per_booking']:.3f} | "
+              f"{r['statements_per_booking']:.2f} | {r['transactions_per_booking']:.2f} | "
+              f"{r['pg_cpu_ms_per_booking']:.3f} | "
+              f"{r['sut_cpu_ms_per_booking']:.3f} | {fmt(r['already_existed'])} | "
+              f"{', '.join(fmt(x) for x in r['created_by_replica'])} |")
+        w("")
+        w("The machine has 2 CPUs shared by PostgreSQL, the replicas and pgbench, so throughput cannot grow "
+          "with replicas here; what must hold is that the work per booking stays flat (see ANALYSIS.md).\n")
     return "\n".join(L) + "\n"
 
 
@@ -911,7 +1038,7 @@ def render(b, res):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="trigger,e2e,sched,callback")
+    p.add_argument("--only", default="trigger,e2e,sched,callback,replicas")
     p.add_argument("--systems", default="followupd,graphile", help="end-to-end systems, in this order")
     p.add_argument("--n", type=int, default=5000, help="bookings in the flat-out run (a)")
     p.add_argument("--clients", type=int, default=8)
@@ -991,6 +1118,8 @@ def main(argv=None):
             res["phases"][f"e2e_{system}"] = phase_e2e(b, system)
     if "sched" in phases or "callback" in phases:
         res["phases"].update(phase_sched_and_callback(b, "callback" in phases))
+    if "replicas" in phases:
+        res["phases"]["replicas"] = phase_replicas(b)
     res["machine"]["loadavg_end"] = loadavg()
     res["elapsed_s"] = time.monotonic() - t_start
     res["ratios"] = {}
@@ -1007,6 +1136,10 @@ def main(argv=None):
     cb = res["phases"].get("callback")
     if cb:
         print(f"  {'Callback':<28} {cb['rate']:,.0f} OIDC-verified executions/s")
+    for r in (res["phases"].get("replicas") or {}).get("runs", []):
+        print(f"  {'Replicas ' + str(r['replicas']):<28} {r['rate']:,.0f} scheduled/s; per booking "
+              f"{r['creates_per_booking']:.3f} createTask, {r['statements_per_booking']:.2f} statements, "
+              f"{r['pg_cpu_ms_per_booking']:.3f} ms PostgreSQL CPU")
     tr = res["phases"].get("trigger")
     if tr:
         for key, c in tr.get("cases", {}).items():

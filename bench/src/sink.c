@@ -15,7 +15,8 @@
  *                      for a name it has seen; DELETE /v2/{name} answers {} or 404 NOT_FOUND. It records each
  *                      created task's httpRequest.url and base64 body.
  *
- * Control (both modes): GET /_stats -> {"calls","unique","rejected","requests"}; GET /_dump -> one line per
+ * Control (both modes): GET /_stats -> {"calls","unique","rejected","requests","creates" (createTask requests,
+ * 409s included)}; GET /_dump -> one line per
  * record ("<bookingId> <arrival_us>" or "<url>\t<base64 body>"); POST /_reset forgets everything.
  *
  * Usage: sink --mode voice|cloudtasks [--port 0] [--token T] [--jwks FILE]. Prints {"port":N} on stdout once
@@ -82,7 +83,7 @@ struct sink {
     struct task_rec *tasks;
     size_t n_tasks, cap_tasks;
     struct strset seen;
-    uint64_t requests, rejected, tokens;
+    uint64_t requests, rejected, tokens, creates;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -306,6 +307,7 @@ static void handle_token(struct sink *s, struct conn *c)
 /* POST /v2/projects/P/locations/L/queues/Q/tasks */
 static void handle_create_task(struct sink *s, struct conn *c, const struct request *r)
 {
+    s->creates++;
     if (!bearer_ok(s, r)) {
         respond_google_error(c, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials.");
         return;
@@ -366,8 +368,9 @@ static void handle_stats(struct sink *s, struct conn *c)
 {
     char body[256];
     size_t calls = s->mode == MODE_VOICE ? s->n_recs : s->n_tasks;
-    snprintf(body, sizeof(body), "{\"calls\":%zu,\"unique\":%zu,\"rejected\":%llu,\"requests\":%llu}", calls,
-             s->seen.n, (unsigned long long)s->rejected, (unsigned long long)s->requests);
+    snprintf(body, sizeof(body), "{\"calls\":%zu,\"unique\":%zu,\"rejected\":%llu,\"requests\":%llu,\"creates\":%llu}",
+             calls, s->seen.n, (unsigned long long)s->rejected, (unsigned long long)s->requests,
+             (unsigned long long)s->creates);
     respond_json(c, 200, body);
 }
 

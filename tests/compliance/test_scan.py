@@ -1,124 +1,40 @@
-"""Tests of the compliance gate (tests/compliance/scan.py).
+"""Unit tests of the compliance gate's parts (tests/compliance/gate_*.py, rule_*.py, scan.py).
 
-Each fixture under tests/compliance/fixtures/<case>/ is a tiny fake repository; the gate is run on it as
-`make compliance` runs it on the real tree (a subprocess, FOLLOWUPD_BUILD removed from the environment) and the
-whole report is compared line by line.  A few cases drive the checks' functions directly with sources written to
-a temporary tree (marker window, malformed markers, the idempotency binary's outcomes).  The last case runs the
-gate on the repository itself: it must be READY.
+Each check is driven with small sources written to a temporary tree, or with SQL text directly; the evidence
+checks with synthetic evidence (the real evidence run is exercised by test_mutations.py).  No PostgreSQL needed.
 """
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import gate_bind  # noqa: E402
+import gate_c  # noqa: E402
+import gate_sql  # noqa: E402
+import rule_console  # noqa: E402
+import rule_idempotency  # noqa: E402
+import rule_layering  # noqa: E402
+import rule_payload  # noqa: E402
+import rule_schema  # noqa: E402
+import rule_tenant  # noqa: E402
 import scan  # noqa: E402
+from gate_tree import Finding, Section, Tree  # noqa: E402
 
-SCANNER = os.path.join(HERE, "scan.py")
-FIXTURES = os.path.join(HERE, "fixtures")
-REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
-REPO = "daemon/src/features/deals_pipeline/repositories/bookings_repo.c"
+REPO = "daemon/src/features/deals_pipeline/repositories/bookings_repository.c"
 SERVICE = "daemon/src/features/deals_pipeline/services/followup_service.c"
-PENDING = "pending: idempotency tests not written yet"
-HEADINGS = (
-    ("schemas", "Issue #1: Hardcoded Schema Names"),
-    ("tenant", "Issue #2: Missing Tenant Filter"),
-    ("idempotency", "Issue #3: Non-idempotent handler"),
-    ("console", "Issue #4: console.log usage"),
-    ("sql_outside", "Issue #5: SQL outside repositories"),
-)
+CONTROLLER = "daemon/src/features/deals_pipeline/controllers/x_controller.c"
+UUID1 = "11111111-1111-4111-8111-111111111111"
+UUID2 = "22222222-2222-4222-8222-222222222222"
+ISO = "2030-01-01T00:00:00.000Z"
 
 
-def expected_report(ready, **sections):
-    """The exact report: sections maps a heading key to its lines (default `none`, #3 pending)."""
-    lines = ["🔴 CRITICAL BLOCKERS (Cannot Deploy):"]
-    for key, heading in HEADINGS:
-        default = [PENDING] if key == "idempotency" else ["none"]
-        lines += ["", heading] + list(sections.get(key, default))
-    lines.append("📊 Production Readiness: " + ("✅ READY" if ready else "❌ NOT READY"))
-    return lines
-
-
-def run_gate(root, *args, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if k != "FOLLOWUPD_BUILD"}
-    env.update(env_extra or {})
-    proc = subprocess.run([sys.executable, SCANNER, *args, root], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=env, timeout=120)
-    return proc.returncode, proc.stdout.decode("utf-8").split("\n")[:-1], proc.stderr.decode("utf-8")
-
-
-class FixtureTreeTests(unittest.TestCase):
-    maxDiff = None
-
-    def assertGate(self, case, ready, *args, env_extra=None, **sections):
-        rc, lines, err = run_gate(os.path.join(FIXTURES, case), *args, env_extra=env_extra)
-        self.assertEqual(lines, expected_report(ready, **sections))
-        self.assertEqual(rc, 0 if ready else 1, err)
-
-    def test_scan__clean_tree__ready_all_none_and_idempotency_pending(self):
-        self.assertGate("clean", True)
-
-    def test_scan__printf_in_service__console_finding_and_not_ready(self):
-        self.assertGate("printf_in_service", False, console=[
-            f"{SERVICE}:8: printf() writes to the console; use the logger (utils/log.h)"])
-
-    def test_scan__printf_in_print_usage_and_print_version__allowed_but_main_flagged(self):
-        self.assertGate("cli_help_printf", False, console=[
-            "daemon/src/main.c:20: fprintf() writes to the console; use the logger (utils/log.h)"])
-
-    def test_scan__console_calls_in_comments_and_literals__not_flagged(self):
-        self.assertGate("printf_in_comment_or_string", True)
-
-    def test_scan__literal_schemas_in_repository_and_migration__schema_findings(self):
-        self.assertGate("schema_hardcoded", False, schemas=[
-            f'{REPO}:3: hard-coded schema "lad_dev" in a lead_bookings reference',
-            f'{REPO}:5: hard-coded schema "lad_prod" in a lead_bookings reference',
-            f'{REPO}:8: known schema literal "lad_staging"',
-            f'{REPO}:10: hard-coded schema "acme" in a lead_bookings reference',
-            'sql/migrations/001_followup.sql:3: hard-coded schema "lad_dev" in a lead_bookings reference',
-            'sql/migrations/001_followup.sql:4: hard-coded schema "public" in a lead_bookings reference'])
-
-    def test_scan__statements_without_tenant_id__findings_at_string_start(self):
-        self.assertGate("missing_tenant_filter", False, tenant=[
-            f"{REPO}:3: SELECT whose WHERE clause lacks tenant_id",
-            f"{REPO}:6: UPDATE whose WHERE clause lacks tenant_id",
-            f"{REPO}:12: INSERT whose column list lacks tenant_id"])
-
-    def test_scan__cross_tenant_statement_with_listed_marker__ready(self):
-        self.assertGate("listed_marker", True)
-
-    def test_scan__marker_with_unlisted_id__marker_and_statement_findings(self):
-        self.assertGate("unlisted_marker", False, tenant=[
-            f'{REPO}:3: cross-tenant marker id "CT-PURGE-9" not listed in ARCHITECTURE_COMPLIANCE.md',
-            f"{REPO}:5: DELETE whose WHERE clause lacks tenant_id"])
-
-    def test_scan__concatenated_sql_with_tenant_id_on_later_line__ready(self):
-        self.assertGate("multiline_sql", True)
-
-    def test_scan__pqexec_in_service__sql_outside_repositories_finding(self):
-        self.assertGate("pqexec_in_service", False, sql_outside=[
-            f"{SERVICE}:8: PQexec() outside features/*/repositories/ and shared/db/"])
-
-    def test_scan__idempotency_tests_present_binary_missing__blocker(self):
-        with tempfile.TemporaryDirectory() as build:
-            self.assertGate("idempotency_binary_missing", False, env_extra={"FOLLOWUPD_BUILD": build},
-                            idempotency=[
-                                "tests/unit/test_followup_execution_service.c:1: idempotency test binary "
-                                f"{build}/tests/test_followup_execution_service not built (run make)"])
-
-    def test_scan__idempotency_tests_present_with_no_run__pending_and_ready(self):
-        self.assertGate("idempotency_binary_missing", True, "--no-run",
-                        idempotency=["pending: idempotency tests not run (--no-run)"])
-
-
-class TreeBuilder(unittest.TestCase):
-    """Writes small trees into a temporary root for the function-level cases."""
-
+class TreeCase(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(prefix="compliance_")
         self.addCleanup(shutil.rmtree, self.root)
@@ -132,18 +48,203 @@ class TreeBuilder(unittest.TestCase):
             os.chmod(path, mode)
         return path
 
-    def tenant_findings(self):
-        return [f"{f.path}:{f.line}: {f.why}"
-                for f in scan.check_tenant_filter(self.root, scan.SourceCache(self.root))]
+    def whys(self, section):
+        return [f"{f.path}:{f.line}: {f.why}" for f in section.findings]
 
 
-class TenantMarkerTests(TreeBuilder):
+# -- the C lexer --------------------------------------------------------------------------------------------------
+class LexerTests(unittest.TestCase):
+    SOURCE = textwrap.dedent(r'''
+        #define COLS "a, b"
+        #define WHERE_T " WHERE tenant_id = $1"
+        /* printf("a") */
+        static const char *q =
+            "SELECT " COLS   // x
+            /* y */ " FROM t" WHERE_T;
+        char c = '"'; const char *e = "esc \" \\";
+        puts("z");
+    ''').lstrip("\n")
+
+    def lexed(self):
+        return gate_c.lex_c(self.SOURCE)
+
+    def test_sql_strings__literals_and_string_macros_adjacent__joined_at_first_line(self):
+        lexed = self.lexed()
+        values = [(s.line, s.value) for s in gate_c.sql_strings(lexed, gate_c.string_macros(lexed))]
+        self.assertEqual(values, [(5, "SELECT a, b FROM t WHERE tenant_id = $1"), (7, 'esc " \\'), (8, "z")])
+
+    def test_lex_c__comments_and_literals_blanked__offsets_and_lines_kept(self):
+        lexed = self.lexed()
+        self.assertEqual(len(lexed.code), len(self.SOURCE))
+        self.assertEqual(lexed.code.count("\n"), self.SOURCE.count("\n"))
+        self.assertNotIn("printf", lexed.code)
+
+    def test_references__member_access_and_longer_names__not_references(self):
+        code = "puts(x); s.puts(y); p->puts(z); sb_puts(w); puts_(v); (puts)(u);"
+        self.assertEqual([n for _, n in gate_c.references(code, {"puts"})], ["puts", "puts"])
+
+    def test_enclosing_call__argument_of_nested_call__innermost_call_and_arguments(self):
+        code = "f(a, g(b, stderr), c);"
+        self.assertEqual(gate_c.enclosing_call(code, code.index("stderr")), ("g", ["b", "stderr"]))
+
+    def test_declared_functions__prototypes_and_pointer_typedefs__only_functions(self):
+        code = ("typedef void (*cb_t)(int);\nint db_query(struct p *p, const char *sql)\n"
+                "    __attribute__((warn_unused_result));\nstruct x { void (*error)(int); };\n"
+                "static inline int ok(void) { return f(1); }\n")
+        self.assertEqual(sorted(gate_c.declared_functions(gate_c.lex_c(code).code)), ["db_query", "ok"])
+
+
+# -- SQL: schema qualification ---------------------------------------------------------------------------------------
+class QualifiedNameTests(unittest.TestCase):
+    CASES = [
+        ("SELECT id FROM %s.lead_bookings WHERE tenant_id = $1", []),
+        ("SELECT id FROM lad_dev.lead_bookings", ['schema "lad_dev" in lad_dev.lead_bookings']),
+        ('SELECT 1 FROM "Acme".leads', ['schema "Acme" in Acme.leads']),
+        ("SELECT a FROM t, crm.leads l JOIN %s.x b ON b.id = l.id", ['schema "crm" in crm.leads']),
+        ("UPDATE x b SET a = 1 FROM target t, billing.invoices i WHERE b.id = t.id",
+         ['schema "billing" in billing.invoices']),
+        ("SELECT floor(extract(epoch FROM b.scheduled_at)) FROM %s.lead_bookings b", []),
+        ("ALTER TABLE tenant_b.lead_bookings ADD COLUMN x int", ['schema "tenant_b" in tenant_b.lead_bookings']),
+        ("COMMENT ON COLUMN lead_bookings.x IS 'y'", []),
+        ("COMMENT ON COLUMN s.lead_bookings.x IS 'y'", ['schema "s" in s.lead_bookings.x']),
+        ("CREATE INDEX i ON other.t (x)", ['schema "other" in other.t']),
+        ("CREATE TRIGGER t AFTER UPDATE ON lead_bookings FOR EACH ROW WHEN (OLD.a IS DISTINCT FROM NEW.a) "
+         "EXECUTE FUNCTION f()", []),
+        ("SELECT public.my_fn($1)", ['schema "public" in public.my_fn()']),
+        ("SELECT 1 FROM pg_catalog.pg_class", []),
+        ("SELECT 'x.y'::regclass", ['schema "x" in x.y (regclass)']),
+        ("CREATE SCHEMA IF NOT EXISTS lad_dev", ['schema "lad_dev" named in SQL']),
+        ("DO $x$ BEGIN EXECUTE 'DELETE FROM billing.invoices'; END $x$", ['schema "billing" in billing.invoices']),
+        ("DO $$ BEGIN SELECT max(a) INTO v FROM archive.h; END $$", ['schema "archive" in archive.h']),
+        ("SET search_path TO lad_prod", ["search_path set to the literal lad_prod"]),
+        ("SET LOCAL search_path = 'tenant_a', public", ["search_path set to the literal tenant_a"]),
+        ("SELECT set_config('search_path', 'acme', false)", ["search_path set to the literal acme"]),
+        ("SELECT set_config('search_path', $1, false)", []),
+        ("SET search_path TO ", []),
+    ]
+
+    def test_qualified_names__each_case__expected_reasons(self):
+        for sql, expected in self.CASES:
+            with self.subTest(sql):
+                self.assertEqual([r.why for r in gate_sql.qualified_names(sql)], expected)
+
+
+# -- SQL: tenant binding ---------------------------------------------------------------------------------------------
+class TenantBindingTests(unittest.TestCase):
+    CASES = [
+        ("SELECT a FROM t WHERE id = $1 AND tenant_id = $2", []),
+        ("SELECT a FROM t WHERE (id = $1 AND tenant_id = $2::uuid)", []),
+        ("SELECT a FROM t WHERE $2 = tenant_id", []),
+        ("SELECT a FROM t WHERE (id, tenant_id) = ($1, $2)", []),
+        ("SELECT a FROM t WHERE id = $1 AND tenant_id IS NOT NULL", ["SELECT from t without tenant_id = $n"]),
+        ("SELECT a FROM t WHERE id = $1 OR tenant_id = $2", ["SELECT from t without tenant_id = $n"]),
+        ("SELECT a FROM t WHERE NOT tenant_id = $1", ["SELECT from t without tenant_id = $n"]),
+        ("SELECT a FROM t WHERE id = $1 AND tenant_id = tenant_id", ["SELECT from t without tenant_id = $n"]),
+        ("SELECT tenant_id FROM t WHERE id = $1 -- tenant_id = $2", ["SELECT from t without tenant_id = $n"]),
+        ("SELECT id FROM t WHERE note = 'tenant_id = $1'", ["SELECT from t without tenant_id = $n"]),
+        ("UPDATE t SET a = 1 WHERE id = $1 RETURNING tenant_id", ["UPDATE of t without tenant_id = $n"]),
+        ("SELECT a FROM t WHERE tenant_id = $1 UNION SELECT a FROM u", ["SELECT from u without tenant_id = $n"]),
+        ("WITH c AS (SELECT id FROM t WHERE tenant_id = $1) UPDATE t SET a = 1 WHERE id IN (SELECT id FROM c)", []),
+        ("WITH c AS (SELECT id FROM t WHERE id = $1) UPDATE t SET a = 1 WHERE id IN (SELECT id FROM c)",
+         ["CTE c: SELECT from t without tenant_id = $n", "UPDATE of t without tenant_id = $n"]),
+        ("SELECT a FROM t x JOIN u y ON y.id = x.id WHERE x.tenant_id = $1", []),
+        ("SELECT a FROM t x JOIN u y ON y.lead_id = x.id WHERE x.tenant_id = $1",
+         ["SELECT from u without tenant_id = $n"]),
+        ("SELECT a FROM t x, u y WHERE tenant_id = $1",
+         ["SELECT from t without tenant_id = $n", "SELECT from u without tenant_id = $n"]),
+        ("SELECT a FROM t WHERE tenant_id = $1 AND id = (SELECT max(id) FROM u)",
+         ["SELECT from u without tenant_id = $n"]),
+        ("INSERT INTO t VALUES ($1, $2)", ["INSERT into t without a column list (tenant_id not provably set)"]),
+        ("INSERT INTO t (id, tenant_id) VALUES ($1, $2), ($3, $4)", []),
+        ("INSERT INTO t (id, tenant_id) VALUES ($1, 'abc')",
+         ["INSERT into t: tenant_id is not given as a $n parameter"]),
+        ("INSERT INTO t (id, lead) VALUES ($1, $2)", ["INSERT into t whose column list lacks tenant_id"]),
+        ("INSERT INTO t (id, tenant_id) SELECT id, tenant_id FROM u WHERE tenant_id = $1", []),
+        ("DELETE FROM t", ["DELETE from t without tenant_id = $n"]),
+        ("TRUNCATE lead_bookings", ["TRUNCATE of lead_bookings touches every tenant's rows"]),
+        ("BEGIN; UPDATE t SET a = 1 WHERE id = $1; COMMIT", ["UPDATE of t without tenant_id = $n"]),
+    ]
+
+    def test_analyze__each_case__expected_problems(self):
+        for sql, expected in self.CASES:
+            with self.subTest(sql):
+                [(_, info)] = gate_bind.analyze(sql)
+                self.assertEqual(info.problems, expected)
+                self.assertEqual(info.bound, not expected)
+
+    def test_analyze__no_table_read__no_data_statement_touched(self):
+        for sql in ("SELECT EXTRACT(EPOCH FROM now())", "SELECT pg_notify($1, $2)", "SELECT count(*) FROM pg_class"):
+            with self.subTest(sql):
+                [(_, info)] = gate_bind.analyze(sql)
+                self.assertEqual((info.tables, info.problems), ([], []))
+
+    def test_analyze__session_statements_and_log_text__not_data_statements(self):
+        for text in ("LISTEN followupd", "SET search_path TO x", "update failed: could not set status"):
+            with self.subTest(text):
+                self.assertEqual(gate_bind.analyze(text), [])
+
+    def test_output_columns__subquery_cast_alias_named_argument__column_names_only(self):
+        sql = ("SELECT b.id AS booking, floor(extract(epoch FROM least((SELECT scheduled_at - "
+               "make_interval(secs => $1::int) FROM t LIMIT 1)))) * 1000)::bigint, $2 FROM t b")
+        [(_, info)] = gate_bind.analyze(sql)
+        self.assertEqual(info.returns, ["id", "scheduled_at", "$param"])
+
+
+# -- Issue #1 --------------------------------------------------------------------------------------------------------
+class SchemaRuleTests(TreeCase):
+    def test_check__c_template_migration_rollback_and_readme__each_found(self):
+        self.write(REPO, 'static const char *Q =\n'
+                         '    "UPDATE %s.lead_bookings SET a = 1 FROM crm.leads l WHERE l.id = b.id";\n')
+        self.write("sql/migrations/001_x.sql", "SET search_path TO tenant_a;\nALTER TABLE lead_bookings ADD x int;\n")
+        self.write("sql/rollback/001_x.sql", "-- lad_prod is where this ran first\nDROP INDEX s1.idx;\n")
+        self.write("sql/README.md", "text\n\n```sql\nSELECT 1\n  FROM acme.lead_bookings\n```\n")
+        section = rule_schema.check(self.root, Tree(self.root))
+        self.assertEqual(self.whys(section), [
+            f'{REPO}:2: hard-coded schema "crm" in crm.leads',
+            "sql/migrations/001_x.sql:1: hard-coded search_path set to the literal tenant_a",
+            'sql/rollback/001_x.sql:1: known schema literal "lad_prod"',
+            'sql/rollback/001_x.sql:2: hard-coded schema "s1" in s1.idx',
+            'sql/README.md:5: hard-coded schema "acme" in acme.lead_bookings'])
+
+    def test_check__search_path_in_a_connection_option__found_placeholder_not(self):
+        self.write(REPO, 'static const char *Q = "SELECT id FROM %s.lead_bookings WHERE tenant_id = $1";\n'
+                         'static const char *O = "-c search_path=tenant_a";\n'
+                         'static const char *P = "options=\'-c search_path=%s\'";\n')
+        self.write("sql/migrations/001_x.sql", "SELECT 1;\n")
+        self.assertEqual(self.whys(rule_schema.check(self.root, Tree(self.root))), [
+            f"{REPO}:2: hard-coded search_path set to the literal tenant_a in a connection option"])
+
+    def test_check__no_sql_anywhere__not_checked(self):
+        self.write(SERVICE, "int x;\n")
+        self.assertFalse(rule_schema.check(self.root, Tree(self.root)).ok)
+
+
+# -- Issue #2 --------------------------------------------------------------------------------------------------------
+class TenantRuleTests(TreeCase):
     def setUp(self):
         super().setUp()
         self.write("ARCHITECTURE_COMPLIANCE.md", "Approved: `CT-SWEEP-1` (catch-up sweep).\n")
 
-    def test_marker__six_lines_above_statement__does_not_exempt(self):
+    def findings(self, source):
+        self.write(REPO, source)
+        return self.whys(rule_tenant.check(self.root, Tree(self.root)))
+
+    def test_marker__five_lines_above_id_only_read__exempted_and_listed(self):
         self.write(REPO, """
+            // compliance: cross-tenant CT-SWEEP-1 - sweep covers every tenant
+            /* 2 */
+            /* 3 */
+            /* 4 */
+            static const char *const Q =
+                "SELECT tenant_id, id, scheduled_at FROM %s.lead_bookings WHERE status = $1";
+        """)
+        section = rule_tenant.check(self.root, Tree(self.root))
+        self.assertTrue(section.ok, section.findings)
+        self.assertIn("1 cross-tenant read exempted: Q [CT-SWEEP-1] returns tenant_id, id, scheduled_at",
+                      section.evidence)
+
+    def test_marker__six_lines_above__statement_flagged_and_marker_unused(self):
+        self.assertEqual(self.findings("""
             /* compliance: cross-tenant CT-SWEEP-1 — too far away */
             /* 2 */
             /* 3 */
@@ -151,149 +252,266 @@ class TenantMarkerTests(TreeBuilder):
             /* 5 */
             static const char *const Q =
                 "SELECT id FROM %s.lead_bookings WHERE status = $1";
-        """)
-        self.assertEqual(self.tenant_findings(), [f"{REPO}:7: SELECT whose WHERE clause lacks tenant_id"])
+        """), [f"{REPO}:7: Q: SELECT from lead_bookings without tenant_id = $n",
+               f"{REPO}:1: cross-tenant marker CT-SWEEP-1 marks no statement (no SQL starts within 5 lines below)"])
 
-    def test_marker__five_lines_above_with_ascii_dash__exempts(self):
-        self.write(REPO, """
-            // compliance: cross-tenant CT-SWEEP-1 - sweep covers every tenant
-            /* 2 */
-            /* 3 */
-            /* 4 */
-            static const char *const Q =
-                "SELECT id FROM %s.lead_bookings WHERE status = $1";
-        """)
-        self.assertEqual(self.tenant_findings(), [])
+    def test_marker__over_a_write__finding(self):
+        self.assertEqual(self.findings("""
+            /* compliance: cross-tenant CT-SWEEP-1 — purge */
+            static const char *const Q = "DELETE FROM %s.lead_bookings WHERE status = 'x'";
+        """), [f"{REPO}:2: Q: cross-tenant marker CT-SWEEP-1 on a write (DELETE lead_bookings); a marker exempts "
+               "only reads"])
 
-    def test_marker__missing_reason__malformed_finding_and_statement_flagged(self):
+    def test_marker__read_returning_booking_data__finding(self):
+        self.assertEqual(self.findings("""
+            /* compliance: cross-tenant CT-SWEEP-1 — sweep */
+            static const char *const Q = "SELECT id, lead_id, status FROM %s.lead_bookings WHERE a = $1";
+        """), [f"{REPO}:2: Q: cross-tenant read CT-SWEEP-1 returns status; an exempted read returns only ids and "
+               "times"])
+
+    def test_marker__on_a_bound_statement_and_a_catalog_read__no_finding_listed_apart(self):
         self.write(REPO, """
+            /* compliance: cross-tenant CT-SWEEP-1 — not needed */
+            static const char *const Q = "SELECT id FROM %s.lead_bookings WHERE tenant_id = $1";
+            /* compliance: cross-tenant CT-SWEEP-1 — a catalog read */
+            static const char *const C = "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid";
+        """)
+        section = rule_tenant.check(self.root, Tree(self.root))
+        self.assertTrue(section.ok, section.findings)
+        self.assertIn("markers on SQL that needs none: Q [CT-SWEEP-1], C [CT-SWEEP-1]", section.evidence)
+
+    def test_marker__missing_reason_and_unlisted_prefix_id__findings(self):
+        self.assertEqual(self.findings("""
             /* compliance: cross-tenant CT-SWEEP-1 */
-            static const char *const Q = "DELETE FROM %s.followup_executions";
-        """)
-        self.assertEqual(self.tenant_findings(), [
-            f"{REPO}:1: malformed compliance marker (expected /* compliance: cross-tenant <id> — <reason> */)",
-            f"{REPO}:2: DELETE without a WHERE clause (tenant_id filter missing)"])
-
-    def test_marker__id_only_as_prefix_of_listed_id__unlisted(self):
-        self.write(REPO, """
             /* compliance: cross-tenant CT-SWEEP — prefix of a listed id */
             static const char *const Q = "SELECT 1";
-        """)
-        self.assertEqual(self.tenant_findings(), [
-            f'{REPO}:1: cross-tenant marker id "CT-SWEEP" not listed in ARCHITECTURE_COMPLIANCE.md'])
+        """), [f"{REPO}:1: malformed compliance marker (expected /* compliance: cross-tenant <id> — <reason> */)",
+               f'{REPO}:2: cross-tenant marker id "CT-SWEEP" not listed in ARCHITECTURE_COMPLIANCE.md'])
 
-    def test_tenant_filter__file_outside_repositories__not_checked(self):
+    def test_check__statement_outside_repositories__checked_too(self):
         self.write(SERVICE, 'static const char *const Q = "SELECT id FROM t WHERE id = $1";\n')
-        self.assertEqual(self.tenant_findings(), [])
+        self.write(REPO, 'static const char *const R = "SELECT id FROM t WHERE tenant_id = $1";\n')
+        self.assertEqual(self.whys(rule_tenant.check(self.root, Tree(self.root))),
+                         [f"{SERVICE}:1: Q: SELECT from t without tenant_id = $n"])
+
+    def test_check__statement_split_by_a_macro__analyzed_whole(self):
+        self.assertEqual(self.findings("""
+            #define COND " WHERE id = $1"
+            static const char *const Q = "UPDATE %s.lead_bookings SET a = 1" COND;
+        """), [f"{REPO}:2: Q: UPDATE of lead_bookings without tenant_id = $n"])
+
+    def test_check__no_statement__not_checked(self):
+        self.write(REPO, "int x;\n")
+        self.assertFalse(rule_tenant.check(self.root, Tree(self.root)).ok)
 
 
-class SqlAnalysisTests(unittest.TestCase):
-    def test_sql_problems__tenant_id_only_in_returning__flagged(self):
-        self.assertEqual(scan.sql_problems("UPDATE t SET a = 1 WHERE id = $1 RETURNING tenant_id"),
-                         ["UPDATE whose WHERE clause lacks tenant_id"])
+# -- Issue #4 --------------------------------------------------------------------------------------------------------
+class ConsoleTests(unittest.TestCase):
+    CASES = [
+        ('void f(void){ fprintf(stderr, "x"); }', ["fprintf() writes to the console"]),
+        ('void f(void){ FILE *out = stderr; fputs("x", out); }',
+         ["stderr used outside the logger (an alias of a standard stream)"]),
+        ('void f(void){ syslog(LOG_ERR, "x"); }', ["syslog() writes to the console"]),
+        ('void f(void){ warnx("x"); }', ["warnx() writes to the console"]),
+        ("void f(void){ write(2, b, n); }", ["write(2, ...) writes to a standard stream"]),
+        ("void f(void){ uv_tty_init(loop, &t, 1, 0); }", ["uv_tty_init(1, ...) writes to a standard stream"]),
+        ("static int (*p)(const char *, ...) = printf;", ["printf() writes to the console"]),
+        ("void f(void){ logger_init(&lg, 1, STDERR_FILENO); }", []),
+        ('void f(void){ char err[3]; snprintf(err, 3, "x"); }', []),
+        ("void f(const char *fmt, ...) __attribute__((format(printf, 1, 2)));", []),
+        ("void f(void){ write(fd, b, n); fputs(s, file); }", []),
+        ("#include <syslog.h>\n#define DBG(...) fprintf(stderr, __VA_ARGS__)\n", ["fprintf() writes to the console"]),
+    ]
 
-    def test_sql_problems__tenant_id_in_string_literal__flagged(self):
-        self.assertEqual(scan.sql_problems("SELECT id FROM t WHERE note = 'tenant_id'"),
-                         ["SELECT whose WHERE clause lacks tenant_id"])
+    def test_console_uses__each_case__expected_uses(self):
+        for code, expected in self.CASES:
+            with self.subTest(code):
+                uses = rule_console.console_uses(gate_c.lex_c(code).code, {"logger_init"})
+                self.assertEqual(sorted({why for _, why in uses} - {"fprintf() on stderr"}), expected)
 
-    def test_sql_problems__second_union_branch_unfiltered__flagged(self):
-        self.assertEqual(scan.sql_problems("SELECT a FROM t WHERE tenant_id = $1 UNION SELECT a FROM u"),
-                         ["SELECT without a WHERE clause (tenant_id filter missing)"])
-
-    def test_sql_problems__update_reading_tenant_scoped_cte__clean(self):
-        sql = ("WITH c AS (SELECT id FROM t WHERE tenant_id = $1) "
-               "UPDATE t SET a = 1 WHERE id IN (SELECT id FROM c)")
-        self.assertEqual(scan.sql_problems(sql), [])
-
-    def test_sql_problems__unscoped_cte__flagged_with_cte_name(self):
-        sql = "WITH c AS (SELECT id FROM t WHERE id = $1) UPDATE t SET a = 1 WHERE id IN (SELECT id FROM c)"
-        self.assertEqual(scan.sql_problems(sql), ["WITH: CTE c: SELECT whose WHERE clause lacks tenant_id"])
-
-    def test_sql_problems__insert_without_column_list__flagged(self):
-        self.assertEqual(scan.sql_problems("INSERT INTO t VALUES ($1, $2)"),
-                         ["INSERT without a column list (tenant_id not provably set)"])
-
-    def test_sql_problems__from_inside_function_call__not_a_table_read(self):
-        self.assertEqual(scan.sql_problems("SELECT EXTRACT(EPOCH FROM now())"), [])
-
-    def test_sql_problems__transaction_wrapping_unfiltered_update__flagged(self):
-        self.assertEqual(scan.sql_problems("BEGIN; UPDATE t SET a = 1 WHERE id = $1; COMMIT"),
-                         ["UPDATE whose WHERE clause lacks tenant_id"])
-
-    def test_sql_problems__session_statements_and_log_text__ignored(self):
-        for text in ("LISTEN followupd", "SET search_path TO x", "COMMIT", "ROLLBACK",
-                     "update failed: could not set status", "SELECT pg_notify($1, $2)"):
-            self.assertEqual(scan.sql_problems(text), [], text)
+    def test_console_uses__calls_in_comments_and_strings__ignored(self):
+        code = '/* printf("x") */ const char *s = "puts(y)"; // fprintf(stderr, "")\n'
+        self.assertEqual(rule_console.console_uses(gate_c.lex_c(code).code, set()), [])
 
 
-class LexerTests(unittest.TestCase):
-    SOURCE = textwrap.dedent(r'''
-        /* printf("a") */
-        static const char *q =
-            "SELECT a "   // x
-            /* y */ "FROM t";
-        char c = '"'; const char *e = "esc \" \\";
-        puts("z");
-    ''').lstrip("\n")
+class ConsoleRuleTests(TreeCase):
+    def test_check__cli_text_functions_allowed_main_elsewhere_flagged(self):
+        self.write("daemon/src/utils/log.h", "void logger_init(struct logger *lg, int level, int fd);\n")
+        self.write("daemon/src/utils/log.c",
+                   'void logger_init(struct logger *lg, int l, int fd) { dprintf(fd, "x"); }\n')
+        self.write("daemon/src/main.c", """
+            static void print_usage(FILE *out) { fprintf(out, "usage\\n"); }
+            static void print_version(void) { printf("1\\n"); }
+            int main(void) { print_usage(stderr); logger_init(0, 0, STDERR_FILENO); fprintf(stderr, "x"); }
+        """)
+        section = rule_console.check(self.root, Tree(self.root))
+        self.assertEqual(self.whys(section), [
+            "daemon/src/main.c:3: fprintf() writes to the console; use the logger (utils/log.h)"])
 
-    def test_lex_c__adjacent_literals_across_comments__joined_at_first_line(self):
-        groups = scan.string_groups(scan.lex_c(self.SOURCE))
-        self.assertEqual(groups, [(3, "SELECT a FROM t"), (5, 'esc " \\'), (6, "z")])
-
-    def test_lex_c__comments_and_literals_blanked__lines_preserved(self):
-        lexed = scan.lex_c(self.SOURCE)
-        self.assertEqual(len(lexed.code), len(self.SOURCE))
-        self.assertEqual(lexed.code.count("\n"), self.SOURCE.count("\n"))
-        calls = [(scan.line_of(lexed.code, off), call) for off, call in scan.console_calls(lexed.code)]
-        self.assertEqual(calls, [(6, "puts()")])
-
-    def test_console_calls__snprintf_and_file_fputs__not_console(self):
-        code = "snprintf(b, n, x); vsnprintf(b, n, x, ap); fputs(s, f); fputs(s, stderr); write(fd, b, n);"
-        self.assertEqual([call for _, call in scan.console_calls(code)], ["fputs() on stdout/stderr"])
+    def test_check__runtime_output_of_the_evidence_run__findings(self):
+        self.write("daemon/src/utils/log.h", "void logger_init(struct logger *lg, int level, int fd);\n")
+        runtime = {"daemons": 1, "json_lines": 3, "bad_stderr_lines": ["oops"], "stdout_lines": ["hello"]}
+        section = rule_console.check(self.root, Tree(self.root), runtime)
+        self.assertEqual([f.why for f in section.findings], [
+            "the running daemon wrote to stdout: 'hello'", "the running daemon wrote a non-JSON stderr line: 'oops'"])
 
 
-class IdempotencyRunTests(TreeBuilder):
+# -- Issue #5 --------------------------------------------------------------------------------------------------------
+class LayeringTests(TreeCase):
     def setUp(self):
         super().setUp()
-        self.write(scan.IDEMPOTENCY_TEST_SRC, "int main(void) { return 0; }\n")
-        self.build = os.path.join(self.root, "out")
+        self.write("daemon/src/shared/db/pool.h", "#include <libpq-fe.h>\nint pool_query(void *p, const char *sql);\n")
+        self.write("daemon/src/shared/db/pool.c", '#include "shared/db/pool.h"\n'
+                   "int pool_query(void *p, const char *sql) { return PQsendQuery(p, sql); }\n")
+        self.write("daemon/src/shared/db/naming.h", "int channel_for(const char *schema, char *out);\n")
+        self.write("daemon/src/shared/db/naming.c",
+                   '#include "shared/db/naming.h"\nint channel_for(const char *s, char *o) { return 0; }\n')
+        self.write("daemon/src/features/f/repositories/r.c",
+                   '#include "shared/db/pool.h"\nint load(void *p) { return pool_query(p, "SELECT 1"); }\n')
 
-    def fake_binary(self, script):
-        self.write(os.path.join("out", scan.IDEMPOTENCY_TEST_BIN), "#!/bin/sh\n" + script,
-                   mode=stat.S_IRWXU)
+    def check(self):
+        return rule_layering.check(self.root, Tree(self.root))
 
-    def test_check_idempotency__binary_passes__no_finding(self):
-        self.fake_binary("echo '[  PASSED  ] 3 test(s).'\n")
-        self.assertEqual(scan.check_idempotency(self.root, self.build, True), ([], None))
+    def test_check__controller_uses_a_pure_db_helper__clean(self):
+        self.write(CONTROLLER, '#include "shared/db/naming.h"\nint g(char *o) { return channel_for("s", o); }\n')
+        section = self.check()
+        self.assertTrue(section.ok, section.findings)
+        self.assertIn("database layer found: 2 modules (pool, r)", section.evidence)
 
-    def test_check_idempotency__binary_fails__blocker_with_exit_status(self):
-        self.fake_binary("echo '[  FAILED  ] 1 test(s).'\nexit 1\n")
-        findings, note = scan.check_idempotency(self.root, self.build, True)
-        self.assertEqual([f.why for f in findings],
-                         ["idempotency tests out/tests/test_followup_execution_service failed (exit status 1)"])
-        self.assertIsNone(note)
+    def test_check__include_reaching_the_pool_through_a_header__finding_names_the_path(self):
+        controller = "daemon/src/features/f/controllers/x_controller.c"
+        self.write("daemon/src/features/f/controllers/x_controller.h", '#include "shared/db/pool.h"\n')
+        self.write(controller, '#include "features/f/controllers/x_controller.h"\n')
+        self.assertIn(f"{controller}:1: includes the database layer (daemon/src/shared/db/pool.h) through "
+                      "daemon/src/features/f/controllers/x_controller.h", self.whys(self.check()))
 
-    def test_check_idempotency__binary_passes_no_test__blocker(self):
-        self.fake_binary("echo '[==========] 0 test(s) run.'\n")
-        findings, _ = scan.check_idempotency(self.root, self.build, True)
-        self.assertEqual([f.why for f in findings],
-                         ["idempotency tests out/tests/test_followup_execution_service reported no passing test"])
-
-    def test_main__build_flag__overrides_environment(self):
-        self.fake_binary("echo '[  PASSED  ] 1 test(s).'\n")
-        rc, lines, _ = run_gate(self.root, "--build", self.build,
-                                env_extra={"FOLLOWUPD_BUILD": os.path.join(self.root, "nowhere")})
-        self.assertEqual((rc, lines), (0, expected_report(True, idempotency=["none"])))
+    def test_check__service_calls_pool_and_pq_without_include__findings(self):
+        service = "daemon/src/features/f/services/s.c"
+        self.write(service, 'int pool_query(void *, const char *);\nint h(void *p) { pool_query(p, "x"); '
+                            'return PQexec(p, "SELECT 1 FROM t"); }\n')
+        whys = self.whys(self.check())
+        self.assertIn(f"{service}:2: calls pool_query() of the database layer (daemon/src/shared/db/pool)", whys)
+        self.assertIn(f"{service}:2: uses libpq (PQexec)", whys)
+        self.assertIn(f"{service}:2: PQexec() sends SQL outside features/*/repositories/ and shared/db/", whys)
+        self.assertIn(f"{service}:2: holds SQL text ('SELECT 1 FROM t')", whys)
 
 
-class RepositoryGateTests(unittest.TestCase):
-    def test_scan__this_repository__ready(self):
-        env = dict(os.environ)
-        proc = subprocess.run([sys.executable, SCANNER, REPO_ROOT], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env, timeout=900)
-        report = proc.stdout.decode("utf-8")
-        self.assertEqual(proc.returncode, 0, report + proc.stderr.decode("utf-8"))
-        self.assertTrue(report.endswith("📊 Production Readiness: ✅ READY\n"), report)
+# -- Issue #3 --------------------------------------------------------------------------------------------------------
+class IdempotencyRuleTests(TreeCase):
+    def setUp(self):
+        super().setUp()
+        self.src = self.write("daemon/src/x.c", "int x;\n")
+        self.write(rule_idempotency.EVIDENCE_RUNNER, "# same_task_twice\n")
+        self.build = os.path.join(self.root, "build")
+        self.binary = self.write("build/followupd", "#!/bin/sh\n", mode=stat.S_IRWXU)
+
+    def test_freshness__binary_older_than_a_source__problem_names_the_source(self):
+        os.utime(self.binary, (time.time() - 60, time.time() - 60))
+        self.assertEqual(rule_idempotency.freshness_problem(self.root, self.binary),
+                         "build/followupd is older than daemon/src/x.c: not built from the current sources "
+                         "(run make compliance)")
+
+    def test_freshness__binary_newer__no_problem(self):
+        os.utime(self.src, (time.time() - 60, time.time() - 60))
+        self.assertIsNone(rule_idempotency.freshness_problem(self.root, self.binary))
+
+    def test_produce__runner_missing__evidence_failure(self):
+        os.remove(os.path.join(self.root, rule_idempotency.EVIDENCE_RUNNER))
+        ev = rule_idempotency.produce(self.root, self.build)
+        self.assertEqual((ev.data, ev.failure), (None, f"{rule_idempotency.EVIDENCE_RUNNER} is missing: no evidence"))
+
+    def test_postgres_problem__nothing_listening__problem(self):
+        saved = dict(os.environ)
+        self.addCleanup(lambda: (os.environ.clear(), os.environ.update(saved)))
+        os.environ.update(PGHOST="127.0.0.1", PGPORT="1")
+        self.assertIn("no PostgreSQL reachable through PG* (127.0.0.1:1)", rule_idempotency.postgres_problem())
+
+    def scenario(self, **kw):
+        base = {"name": "same_task_twice", "path": "callback", "what": "twice", "error": None, "deliveries": 2,
+                "answers": [[200, {"status": "executed"}]], "requests": 1, "unique_calls": 1,
+                "expect": {"requests": 1, "unique_calls": 1}}
+        base.update(kw)
+        return base
+
+    def check(self, scenarios):
+        ev = rule_idempotency.Evidence(data={"scenarios": scenarios}, binary=self.binary)
+        return rule_idempotency.check(self.root, ev)
+
+    def test_check__second_call_counted__finding_and_missing_scenarios_named(self):
+        section = self.check([self.scenario(requests=2)])
+        self.assertIn("tests/compliance/evidence.py:1: same_task_twice (twice): requests = 2, exactly once means 1; "
+                      "answers 1x 200 executed", self.whys(section))
+        self.assertIn("tests/compliance/evidence.py:1: killed_mid_call: scenario did not run", self.whys(section))
+
+    def test_check__scenario_error__finding(self):
+        section = self.check([self.scenario(error="AssertionError: boom")])
+        self.assertIn("tests/compliance/evidence.py:1: same_task_twice: could not be shown: AssertionError: boom",
+                      self.whys(section))
+
+    def test_check__every_scenario_as_expected__ok(self):
+        section = self.check([self.scenario(name=n) for n in rule_idempotency.REQUIRED])
+        self.assertTrue(section.ok, section.findings)
+
+
+# -- Issue #6 --------------------------------------------------------------------------------------------------------
+class PayloadRuleTests(unittest.TestCase):
+    BODY = {"tenantId": UUID1, "bookingId": UUID2, "leadId": UUID1, "assignedUserId": None, "schema": "tenant_a",
+            "scheduledAt": ISO, "idempotencyKey": f"followup:{UUID1}:{UUID2}:{ISO}"}
+
+    def task(self, body=None, headers=None, hits=(), mode="oidc"):
+        import json
+        return {"mode": mode, "name": "projects/p/tasks/abc", "body": json.dumps(body or self.BODY),
+                "headers": headers or {"Content-Type": "application/json"}, "secret_hits": list(hits)}
+
+    def test_task_findings__clean_task__none(self):
+        self.assertEqual(rule_payload.task_findings(self.task()), [])
+
+    def test_task_findings__extra_key_bad_shape_header_secret__each_found(self):
+        body = dict(self.BODY, token="abc", leadId="not-a-uuid")
+        whys = [w for w, _ in rule_payload.task_findings(
+            self.task(body, {"Content-Type": "x", "X-CloudTasks-Secret": "s"}, ["auth.shared_secret"]))]
+        self.assertEqual(whys, [
+            "task abc… (oidc mode): the create request contains the configured auth.shared_secret",
+            "task abc… (oidc mode): the task carries HTTP header X-CloudTasks-Secret",
+            'task abc… (oidc mode): payload leadId = "not-a-uuid" is not of its field\'s shape',
+            "task abc… (oidc mode): payload key 'token' is not a task payload field (tenantId, bookingId, leadId, "
+            "assignedUserId, schema, scheduledAt, idempotencyKey)"])
+
+    def test_check__no_shared_secret_task__finding(self):
+        with tempfile.TemporaryDirectory() as root:
+            ev = rule_idempotency.Evidence(data={"tasks": [self.task()], "secrets_checked": ["x"]})
+            section = rule_payload.check(root, ev, Tree(root))
+        self.assertEqual([f.why for f in section.findings],
+                         ["no task was created in shared_secret mode: its payload is unchecked"])
+
+
+# -- the report ------------------------------------------------------------------------------------------------------
+class ReportTests(unittest.TestCase):
+    def results(self, **override):
+        results = {k: Section([], f"checked {k}") for k in scan.KEYS}
+        results.update(override)
+        return results
+
+    def test_format_report__all_ok__exact_shape_and_ready(self):
+        text, ready = scan.format_report(self.results())
+        lines = text.split("\n")
+        self.assertTrue(ready)
+        self.assertEqual(lines[:4], ["🔴 CRITICAL BLOCKERS (Cannot Deploy):", "", "Issue #1: Hardcoded Schema Names",
+                                     "✅ checked schemas"])
+        self.assertEqual(lines[4], "none")
+        self.assertEqual(lines[-2:], ["📊 Production Readiness: ✅ READY", ""])
+
+    def test_format_report__section_that_checked_nothing__not_ready(self):
+        text, ready = scan.format_report(self.results(tenant=Section([], "saw nothing", checked=False)))
+        self.assertFalse(ready)
+        self.assertIn("Issue #2: Missing Tenant Filter\n❌ saw nothing\nnone\n", text)
+
+    def test_format_report__findings__sorted_lines_under_the_verdict(self):
+        findings = [Finding("b.c", 2, "two"), Finding("a.c", 9, "one")]
+        text, ready = scan.format_report(self.results(console=Section(findings, "83 files")))
+        self.assertFalse(ready)
+        self.assertIn("Issue #4: console.log usage\n❌ 83 files\na.c:9: one\nb.c:2: two\n", text)
+        self.assertTrue(text.endswith("📊 Production Readiness: ❌ NOT READY\n"))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,14 @@ Library use:
     self.assertTrue(agent.wait_for_calls(1, timeout=5))   # Condition-based, no polling
     agent.stop()
 
-Failure injection: `fail_next(n, status=500)`, `delay_next(n, seconds, when='after')` (by default the call is
-started and recorded, then the reply is held back, so a client that times out and retries must be deduplicated),
-`set_mode('error', status=500)` / `set_mode('ok')`.
+Failure injection: `fail_next(n, status=500, retry_after=None)` (retry_after: a Retry-After header value, seconds
+or an HTTP-date), `delay_next(n, seconds, when='after')` (by default the call is started and recorded, then the
+reply is held back, so a client that times out and retries must be deduplicated), `set_mode('error', status=500)` /
+`set_mode('ok')`.
+
+Holding calls: `hold()` makes every call accepted from then on wait, started and recorded, until `release()` answers
+them (a call slot held as long as the test wants, without timing); `in_flight`, `max_in_flight` and
+`max_in_flight_by_tenant` say how many calls were waiting at once (all, and per X-Tenant-Id).
 
 CLI: `fake_voice_agent.py --port 0 [--token T | --token-file F] [--print]` prints one JSON line with its URLs,
 then (with --print) one human-readable line per call, and serves until SIGTERM. HTTP `/_control/...` exposes
@@ -157,6 +162,10 @@ class FakeVoiceAgent(FakeServer):
         self._rejected = []
         self._injected = []
         self._mode = ("ok", None)
+        self._gate = None  # threading.Event while holding
+        self._in_flight = {}  # tenant -> calls waiting on the gate
+        self._max_in_flight = 0
+        self._max_in_flight_by_tenant = {}
         super().__init__(port=port, verbose=verbose)
 
     @property
@@ -181,9 +190,56 @@ class FakeVoiceAgent(FakeServer):
         return Response.json(404, {"error": "not_found", "message": f"no route for {request.path}"})
 
     # -- Python API ------------------------------------------------------------------------------------------
-    def fail_next(self, n, status=500):
-        """The next n start-call requests answer `status` without starting a call."""
-        self.faults.fail_next(n, status, "start_call")
+    def fail_next(self, n, status=500, retry_after=None):
+        """The next n start-call requests answer `status` without starting a call (with a Retry-After header when
+        retry_after is given: seconds or an HTTP-date, sent as given)."""
+        self.faults.fail_next(n, status, "start_call", retry_after=retry_after)
+
+    HOLD_LIMIT_S = 120  # a held call is answered anyway after this (a test that forgot release() fails, not hangs)
+
+    def hold(self):
+        """From now on every accepted call is started and recorded, then its reply waits until release()."""
+        with self._cond:
+            if self._gate is None:
+                self._gate = threading.Event()
+
+    def release(self):
+        """Answer every held call and stop holding."""
+        with self._cond:
+            gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.set()
+
+    @property
+    def in_flight(self):
+        """Calls waiting on hold() right now."""
+        with self._cond:
+            return sum(self._in_flight.values())
+
+    @property
+    def max_in_flight(self):
+        with self._cond:
+            return self._max_in_flight
+
+    @property
+    def max_in_flight_by_tenant(self):
+        with self._cond:
+            return dict(self._max_in_flight_by_tenant)
+
+    def _wait_if_held(self, tenant):
+        with self._cond:
+            gate = self._gate
+            if gate is None:
+                return
+            self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+            self._max_in_flight = max(self._max_in_flight, sum(self._in_flight.values()))
+            self._max_in_flight_by_tenant[tenant] = max(self._max_in_flight_by_tenant.get(tenant, 0),
+                                                        self._in_flight[tenant])
+            self._cond.notify_all()
+        gate.wait(self.HOLD_LIMIT_S)
+        with self._cond:
+            self._in_flight[tenant] -= 1
+            self._cond.notify_all()
 
     def delay_next(self, n, seconds, when="after"):
         """Hold the next n replies for `seconds`. when='after': the call is started and recorded first (a client
@@ -263,6 +319,7 @@ class FakeVoiceAgent(FakeServer):
         except HttpError as exc:
             self._reject(request, exc)
             raise
+        self._wait_if_held(headers["X-Tenant-Id"])
         response = Response.json(200, {"callId": call_id, "status": "started"})
         if delay and delay["when"] == "after":
             response.delay_s = delay["seconds"]
@@ -272,15 +329,18 @@ class FakeVoiceAgent(FakeServer):
         with self._cond:
             mode, status = self._mode
         rule = self.faults.take_failure("start_call")
+        retry_after = None
         if rule is not None:
-            status = rule["status"]
+            status, retry_after = rule["status"], rule.get("retry_after")
         elif mode != "error":
             return
         with self._cond:
             self._injected.append({"status": status, "headers": request.headers_dict(),
                                    "body": request.body.decode("utf-8", "replace"), "time": self.now()})
             self._cond.notify_all()
-        raise api_error(status, "injected_failure", f"injected failure ({status})")
+        extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
+        raise HttpError(Response.json(status, {"error": "injected_failure", "message": f"injected failure ({status})"},
+                                      headers=extra))
 
     def _accept(self, request, headers, body):
         key = headers["Idempotency-Key"]
@@ -348,7 +408,7 @@ class FakeVoiceAgent(FakeServer):
 
     def _control_fail_next(self, request):
         body = self._control_body(request)
-        self.fail_next(int(body.get("n", 1)), int(body.get("status", 500)))
+        self.fail_next(int(body.get("n", 1)), int(body.get("status", 500)), body.get("retry_after"))
         return Response.json(200, {})
 
     def _control_delay_next(self, request):

@@ -329,6 +329,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 overflows when several daemons open their connections at once (a
+    # burst): Linux then drops the handshake's last ACK, and the client waits out its timeout on a connection
+    # the server never accepted
+    request_queue_size = 1024
 
     def __init__(self, address, fake):
         self.fake = fake

@@ -407,3 +407,10 @@ def _check_histogram(family, order):
 def sample(samples, name, **labels):
     """Value of one series (None when absent)."""
     return samples.get((name, frozenset(labels.items())))
+
+
+def metric(d, name, **labels):
+    """One series of a running daemon's /metrics (strictly parsed), e.g. metric(d, "followupd_ready")."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.port}/metrics", timeout=10) as resp:
+        return sample(parse_prometheus(resp.read().decode("utf-8"))[1], name, **labels)

@@ -15,7 +15,7 @@ exit. Inside it:
 `schema` runs psql with PGOPTIONS='-c search_path=<quoted schema>', exactly how the migrations are applied in
 production, so unqualified names resolve in that schema. Module helpers: REPO_ROOT (env FOLLOWUPD_ROOT or the
 checkout this file lives in), quote_ident(), quote_literal(), notify_channel(schema) (the channel the trigger
-uses), migration_files(), rollback_files().
+uses), migration_files(), rollback_files(), LISTENER_PIDS_SQL (the backends of followupd's LISTEN sessions).
 """
 import hashlib
 import json
@@ -31,6 +31,12 @@ REPO_ROOT = os.environ.get("FOLLOWUPD_ROOT") or os.path.dirname(
 LAD_TABLE_SQL = os.path.join(REPO_ROOT, "tests", "fixtures", "lead_bookings.sql")
 MIGRATIONS_DIR = os.path.join(REPO_ROOT, "sql", "migrations")
 ROLLBACK_DIR = os.path.join(REPO_ROOT, "sql", "rollback")
+
+# The backend pids of followupd's LISTEN sessions: each holds the replicas' membership lock there (an advisory
+# lock with objid 2147483647 in the two-int key space, shared mode; shared/db/db_ownership.h).
+LISTENER_PIDS_SQL = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 2147483647 "
+                     "AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database "
+                     "WHERE datname = current_database())")
 
 FIELD_SEP = "\x1f"
 RECORD_SEP = "\x1e"

@@ -10,16 +10,15 @@ follow-up is still scheduled, without a NOTIFY. Poll mode installs no trigger at
 No sleeps: every wait is a condition with a deadline.
 """
 import os
-import re
 import sys
 import time
 import unittest
-import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import msg_contains  # noqa: E402
 from pgutil import TempDB, notify_channel, quote_ident, quote_literal  # noqa: E402
+from opsutil import metric  # noqa: E402
 from stack import Stack, wait_for  # noqa: E402
 
 WAIT_S = 15.0
@@ -41,18 +40,6 @@ def trigger_args(db, schema):
                     f"{quote_literal(quote_ident(schema) + '.lead_bookings')}::regclass AND NOT tgisinternal "
                     f"ORDER BY tgname")
     return dict(rows)
-
-
-def metric_value(d, name, **labels):
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
-    for line in text.splitlines():
-        m = re.match(pattern, line)
-        if m:
-            return float(m.group(1))
-    return None
 
 
 class TriggerFilterTest(unittest.TestCase):
@@ -166,7 +153,7 @@ class MigrateAndMismatchTest(unittest.TestCase):
         port_cfg = lambda port: self.config_with(port=port, notify_within_s=900)  # noqa: E731
         d = self.start_with(port_cfg)
         for schema in self.s.schemas:
-            wait_for(lambda sc=schema: metric_value(d, "followupd_capture_trigger_mismatch", schema=sc) == 1,
+            wait_for(lambda sc=schema: metric(d, "followupd_capture_trigger_mismatch", schema=sc) == 1,
                      WAIT_S, f"mismatch of {schema} reported")
         d.wait_for_log(msg_contains("capture triggers checked: 2 of 2 schema(s) differ"), timeout=WAIT_S)
         warns = d.find_logs(lambda r: r.get("level") == "warn" and "capture triggers" in str(r.get("msg")))
@@ -179,7 +166,7 @@ class MigrateAndMismatchTest(unittest.TestCase):
         d = self.start_with(port_cfg)
         d.wait_for_log(msg_contains("capture triggers checked: 0 of 2 schema(s) differ"), timeout=WAIT_S)
         for schema in self.s.schemas:
-            self.assertEqual(metric_value(d, "followupd_capture_trigger_mismatch", schema=schema), 0)
+            self.assertEqual(metric(d, "followupd_capture_trigger_mismatch", schema=schema), 0)
         self.assertEqual(d.find_logs(lambda r: r.get("level") == "warn"), [])
 
     def test_mismatch__a_type_the_trigger_does_not_know__still_scheduled_by_the_sweep(self):
@@ -187,12 +174,12 @@ class MigrateAndMismatchTest(unittest.TestCase):
             "sweep_interval_s = 30", "sweep_interval_s = 1").replace(
             "[followup]\n", "[followup]\nbooking_types = follow_up,callback\n")
         d = self.start_with(cfg)
-        wait_for(lambda: metric_value(d, "followupd_capture_trigger_mismatch", schema="crm_cap_a") == 1, WAIT_S,
+        wait_for(lambda: metric(d, "followupd_capture_trigger_mismatch", schema="crm_cap_a") == 1, WAIT_S,
                  "mismatch reported")
-        received = metric_value(d, "followupd_notifications_received_total", schema="crm_cap_a")
+        received = metric(d, "followupd_notifications_received_total", schema="crm_cap_a")
         booking = self.s.insert_booking("crm_cap_a", booking_type="callback", at=time.time() + 3600)
         self.s.wait_row("crm_cap_a", booking, lambda r: r["task_status"] == "scheduled", WAIT_S)
-        self.assertEqual(metric_value(d, "followupd_notifications_received_total", schema="crm_cap_a"), received)
+        self.assertEqual(metric(d, "followupd_notifications_received_total", schema="crm_cap_a"), received)
 
     def start_with(self, config_for_port):
         from daemon import Daemon
@@ -224,7 +211,7 @@ class FarFutureWithoutNotifyTest(unittest.TestCase):
                 got = listener.wait_for(lambda n: n.json()["bookingId"] == now)
                 self.assertEqual(got.json()["op"], "INSERT")
                 self.assertEqual([n for n in listener.notifications if n.json()["bookingId"] == later], [])
-            self.assertEqual(metric_value(d, "followupd_capture_trigger_mismatch", schema="crm_cap_far"), 0)
+            self.assertEqual(metric(d, "followupd_capture_trigger_mismatch", schema="crm_cap_far"), 0)
             d.assert_clean()
 
 
@@ -239,6 +226,7 @@ class PollModeTest(unittest.TestCase):
             d = s.start(env={"FOLLOWUPD_CAPTURE_MODE": "poll", "FOLLOWUPD_CAPTURE_POLL_INTERVAL_MS": "200"})
             self.assertEqual(s.db.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'followupd' "
                                         "AND query LIKE 'LISTEN%'"), [("0",)])
+            self.assertTrue(d.find_logs(msg_contains("listening on 0 channel(s)")), "the session LISTENs to nothing")
             table = f"{quote_ident('crm_cap_poll')}.lead_bookings"
             with s.db.listener(notify_channel("crm_cap_poll")) as listener:
                 due = s.insert_booking("crm_cap_poll", at=time.time())
@@ -255,7 +243,7 @@ class PollModeTest(unittest.TestCase):
                 self.assertEqual(len(s.va.calls_for_booking(moved)), 1)
                 self.assertEqual(listener.notifications, [])
             self.assertEqual(s.va.calls_for_booking(cancelled), [])
-            self.assertEqual(metric_value(d, "followupd_capture_trigger_mismatch", schema="crm_cap_poll"), 0)
+            self.assertEqual(metric(d, "followupd_capture_trigger_mismatch", schema="crm_cap_poll"), 0)
             d.assert_clean()
 
 

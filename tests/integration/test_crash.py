@@ -42,7 +42,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import msg_contains, msg_is  # noqa: E402
-from pgutil import quote_ident, quote_literal  # noqa: E402
+from pgutil import LISTENER_PIDS_SQL, quote_ident, quote_literal  # noqa: E402
 from stack import Stack, wait_for  # noqa: E402
 
 HOUR = 3600
@@ -335,6 +335,7 @@ class ListenerTerminatedTest(CrashCase):
         d = self.start()
         try:
             tenant, base = new_id(), int(time.time()) + HOUR
+            wait_for(lambda: self.s.db.query(LISTENER_PIDS_SQL), WAIT_S, "the listener's session joined")
             mark = d.mark()
             creates_before = self.s.ct.created_count
             role = quote_ident(self.role)
@@ -345,7 +346,7 @@ class ListenerTerminatedTest(CrashCase):
                 "DO $$ DECLARE n int; BEGIN\n"
                 "  WITH listener AS MATERIALIZED (SELECT pid FROM pg_stat_activity\n"
                 f"    WHERE datname = current_database() AND usename = {quote_literal(self.role)}\n"
-                "    AND query LIKE 'LISTEN%')\n"
+                f"    AND pid IN ({LISTENER_PIDS_SQL}))\n"
                 "  SELECT count(*) INTO n FROM listener WHERE pg_terminate_backend(pid, 10000);\n"
                 "  IF n <> 1 THEN RAISE EXCEPTION 'terminated % listener backends', n; END IF;\n"
                 "END $$;\n" +

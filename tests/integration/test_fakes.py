@@ -718,6 +718,35 @@ class TestVoiceAgent(unittest.TestCase):
         self.assertEqual(self.post(headers, body)[0], 200)
         self.assertEqual((self.agent.call_count, self.agent.unique_count, len(self.agent.injected)), (2, 1, 3))
 
+    def test_fail_next__retry_after__header_sent_as_given(self):
+        headers, body = self.good()
+        self.agent.fail_next(1, status=429, retry_after=7)
+        self.agent.fail_next(1, status=503, retry_after="Sun, 06 Nov 1994 08:49:37 GMT")
+        first, second = self.post(headers, body), self.post(headers, body)
+        self.assertEqual((first[0], first[1].get("retry-after")), (429, "7"))
+        self.assertEqual((second[0], second[1].get("retry-after")), (503, "Sun, 06 Nov 1994 08:49:37 GMT"))
+        self.assertEqual(self.agent.call_count, 0)
+
+    def test_hold__calls_recorded_and_wait_until_release__in_flight_counted_per_tenant(self):
+        self.agent.hold()
+        answers = []
+        tenants = [str(uuid.uuid4()), str(uuid.uuid4())]
+        threads = []
+        for i, tenant in enumerate([tenants[0], tenants[0], tenants[1]]):
+            headers, body = self.good(key=f"followup:hold{i}")
+            headers["X-Tenant-Id"] = body["tenantId"] = tenant
+            t = threading.Thread(target=lambda h=headers, b=body: answers.append(self.post(h, b)[0]))
+            t.start()
+            threads.append(t)
+        self.assertTrue(self.agent.wait_until(lambda: self.agent.in_flight == 3, 5))
+        self.assertEqual((self.agent.call_count, answers), (3, []), "held: recorded, not answered")
+        self.agent.release()
+        for t in threads:
+            t.join(5)
+        self.assertEqual((sorted(answers), self.agent.in_flight, self.agent.max_in_flight), ([200] * 3, 0, 3))
+        self.assertEqual(self.agent.max_in_flight_by_tenant, {tenants[0]: 2, tenants[1]: 1})
+        self.assertEqual(self.post(*self.good(key="followup:after"))[0], 200, "not holding after release")
+
     def test_delay_next__client_times_out__call_recorded_and_retry_dedupes(self):
         headers, body = self.good()
         self.agent.delay_next(1, 2.0)

@@ -11,17 +11,16 @@ gets the same checks.
 No sleeps: every wait is a condition with a deadline (metrics, logs, the fakes' condition variables).
 """
 import os
-import re
 import subprocess
 import sys
 import time
 import unittest
-import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import msg_contains  # noqa: E402
 from pgutil import notify_channel, quote_ident  # noqa: E402
+from opsutil import metric  # noqa: E402
 from stack import Stack, wait_for  # noqa: E402
 
 WAIT_S = 15.0
@@ -38,24 +37,8 @@ def whole_second(offset_s):
     return int(time.time()) + int(offset_s)
 
 
-def metrics(d):
-    with urllib.request.urlopen(f"http://127.0.0.1:{d.port}/metrics", timeout=10) as resp:
-        return resp.read().decode("utf-8")
-
-
-def metric_value(text, name, **labels):
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
-    for line in text.splitlines():
-        m = re.match(pattern, line)
-        if m:
-            return float(m.group(1))
-    return None
-
-
 def rejected(d):
-    text = metrics(d)
-    return {r: metric_value(text, "followupd_notifications_rejected_total", reason=r) for r in REASONS}
+    return {r: metric(d, "followupd_notifications_rejected_total", reason=r) for r in REASONS}
 
 
 class Intruder:
@@ -139,7 +122,7 @@ class ForgeryCase(unittest.TestCase):
         self.assertEqual(moved, expected)
 
     def wait_idle(self):
-        wait_for(lambda: metric_value(metrics(self.d), "followupd_scheduler_backlog_bookings") == 0, WAIT_S,
+        wait_for(lambda: metric(self.d, "followupd_scheduler_backlog_bookings") == 0, WAIT_S,
                  "scheduler idle")
 
 

@@ -1,10 +1,11 @@
 """Three followupd replicas on one database: together they create exactly one Cloud Task per booking and make
 exactly one voice call per booking, whichever replica each notification, create and callback lands on.
 
-Three real daemons LISTEN on the same schema (each gets every NOTIFY and runs its own catch-up), against one
-strict fake Cloud Tasks and one strict fake voice agent. 1,000 bookings are inserted in 1,000 transactions; the
-fake counts create requests per task name, so "each name exactly one successful create" is checked directly
-(the losing replicas get 409 ALREADY_EXISTS, which they take as created). Then every task is delivered twice at
+Three real daemons LISTEN on the same schema (each gets every NOTIFY; the owner of the booking's partition acts
+on it, and the bookings are inserted while the replicas are still rebalancing, so partitions change hands
+meanwhile), against one strict fake Cloud Tasks and one strict fake voice agent. 1,000 bookings are inserted in
+1,000 transactions; the fake counts create requests per task name, so "each name exactly one successful create"
+is checked directly (a replica losing a race gets 409 ALREADY_EXISTS, which it takes as created). Then every task is delivered twice at
 the same time: once by the fake Cloud Tasks to the URL of the replica that created it, and once POSTed directly
 to another replica (Cloud Tasks' at-least-once duplicates, landing anywhere); deliveries the claim turned away
 with 409 in_progress are retried like Cloud Tasks would. The voice agent must have seen exactly 1,000 start-call

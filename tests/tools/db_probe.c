@@ -17,6 +17,12 @@
  *                                       {"event":"ready"}, {"event":"notify","channel","payload"},
  *                                       {"event":"lost"}
  *   channel <schema>                    → {"event":"channel","channel":db_channel_for_schema(schema)}
+ *   partition <id> <count> <uuid>       → {"event":"partition","id","c":followup_booking_partition()} at once,
+ *                                       then the pool's result of the repository's BOOKING_PARTITION_SQL
+ *                                       for the same uuid and count (a "result" line with that id)
+ *   sweep <id> <catchup|stale|reopened> <schema> <count> <p,p,...|all>
+ *                                       the repository's sweep read of that schema, follow-up types, limited to
+ *                                       those partitions → {"event":"sweep","id","ok","ids":[booking ids]}
  *   close_pool | close_listener         → {"event":"pool_closed"} / {"event":"listener_closed"}
  *   quit (or EOF)                       close everything, uv_loop_close() must return 0
  *                                       → {"event":"bye","loop_close":0}, exit status 0
@@ -28,8 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
+#include "features/deals_pipeline/repositories/bookings_repository.h"
+#include "features/deals_pipeline/services/followup_keys.h"
 #include "shared/db/db_listener.h"
 #include "shared/db/db_notify.h"
 #include "shared/db/db_pool.h"
@@ -44,6 +53,8 @@ struct probe {
     size_t len, cap;
     struct db_pool *pool;
     struct db_listener *listener;
+    struct bookings_repository *repo;
+    char *schema;
     int quitting;
 };
 
@@ -274,6 +285,82 @@ static void cmd_channel(char *schema)
     emit(o);
 }
 
+/* The C and the SQL partition of one booking id (they must agree: notifications use one, sweeps the other). */
+static void cmd_partition(struct probe *pr, char *args)
+{
+    char *count = split_word(args);
+    char *uuid = split_word(count);
+    json_t *o = event("partition");
+    json_object_set_new(o, "id", json_string(args));
+    json_object_set_new(o, "c", json_integer(followup_booking_partition(uuid, atoi(count))));
+    emit(o);
+    const char *params[] = {uuid, count};
+    submit(pr, args, "SELECT " BOOKING_PARTITION_SQL("$1::uuid", "$2::int"), 2, params);
+}
+
+static void sweep_done(void *arg, enum repo_rc rc, const struct booking_key *keys, int n)
+{
+    struct query_ctx *q = arg;
+    json_t *o = event("sweep");
+    json_object_set_new(o, "id", json_string(q->id));
+    json_object_set_new(o, "ok", json_boolean(rc == REPO_OK));
+    json_t *ids = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(ids, json_string(keys[i].booking_id));
+    json_object_set_new(o, "ids", ids);
+    emit(o);
+    free(q);
+}
+
+static int parse_partitions(char *list, int *out, int cap)
+{
+    int n = 0;
+    for (char *tok = strtok(list, ","); tok != NULL && n < cap; tok = strtok(NULL, ",")) out[n++] = atoi(tok);
+    return n;
+}
+
+/* The repository's sweep reads (the very SQL the daemon runs) over the probe's pool, one schema. */
+static void cmd_sweep(struct probe *pr, char *args)
+{
+    char *kind = split_word(args), *schema = split_word(kind), *count = split_word(schema), *list = split_word(count);
+    if (pr->pool == NULL || (pr->repo != NULL && strcmp(pr->schema, schema) != 0)) {
+        emit_error("sweep needs a pool (and one schema per probe)");
+        return;
+    }
+    if (pr->repo == NULL) {
+        pr->schema = strdup(schema);
+        char *items[] = {pr->schema};
+        struct strlist schemas = {.items = items, .n = 1};
+        pr->repo = bookings_repository_new(pr->pool, &schemas, &pr->lg);
+    }
+    static int owned[FOLLOWUP_PARTITIONS_MAX];
+    struct partition_filter filter = {.partitions = atoi(count), .owned = owned};
+    const struct partition_filter *parts = NULL;
+    if (strcmp(list, "all") != 0) {
+        filter.n_owned = parse_partitions(list, owned, FOLLOWUP_PARTITIONS_MAX);
+        parts = &filter;
+    }
+    struct query_ctx *q = calloc(1, sizeof(*q));
+    if (q == NULL || pr->repo == NULL) {
+        free(q);
+        emit_error("out of memory");
+        return;
+    }
+    snprintf(q->id, sizeof(q->id), "%s", args);
+    char *type_items[] = {"follow_up"};
+    struct strlist types = {.items = type_items, .n = 1};
+    struct bookings_repo *repo = bookings_repository_port(pr->repo);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    int rc;
+    if (strcmp(kind, "stale") == 0) rc = repo->find_stale_tasks(repo->impl, schema, &types, parts, 500, sweep_done, q);
+    else if (strcmp(kind, "reopened") == 0)
+        rc = repo->find_reopened(repo->impl, schema, &types, parts, now, 3600, 30 * 86400, 500, sweep_done, q);
+    else rc = repo->find_catchup(repo->impl, schema, &types, parts, now, 3600, 30 * 86400, 500, sweep_done, q);
+    if (rc != 0) {
+        free(q);
+        emit_error("sweep not started");
+    }
+}
+
 /* ------------------------------------------------------------ input */
 
 static void quit(struct probe *pr)
@@ -299,6 +386,8 @@ static void run_command(struct probe *pr, char *line)
     else if (strcmp(line, "stats") == 0) cmd_stats(pr);
     else if (strcmp(line, "listen") == 0) cmd_listen(pr, args);
     else if (strcmp(line, "channel") == 0) cmd_channel(args);
+    else if (strcmp(line, "partition") == 0) cmd_partition(pr, args);
+    else if (strcmp(line, "sweep") == 0) cmd_sweep(pr, args);
     else if (strcmp(line, "close_pool") == 0) close_pool(pr);
     else if (strcmp(line, "close_listener") == 0) close_listener(pr);
     else if (strcmp(line, "quit") == 0) quit(pr);
@@ -366,6 +455,8 @@ int main(void)
     json_object_set_new(o, "loop_close", json_integer(rc));
     emit(o);
     free(pr.buf);
+    bookings_repository_free(pr.repo);
+    free(pr.schema);
     logger_free(&pr.lg);
     return rc == 0 ? 0 : 1;
 }

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "support/secret_pieces.h"
 #include "utils/log.h"
 
 /* ---- fake environment ----------------------------------------------------- */
@@ -213,9 +214,14 @@ static void assert_documented_defaults(const struct config *c)
     assert_int_equal(c->followup_early_tolerance_s, 300);
     assert_int_equal(c->auth_jwks_refetch_interval_s, 2);
     assert_int_equal(c->auth_jwks_min_refresh_s, 30);
+    assert_int_equal(c->followup_max_lateness_s, 3600);
+    assert_int_equal(c->va_max_concurrent, 0);
+    assert_int_equal(c->va_max_concurrent_per_tenant, 0);
     assert_int_equal(c->capture_mode, CAPTURE_NOTIFY);
     assert_int_equal(c->capture_notify_within_s, 900);
     assert_int_equal(c->capture_poll_interval_ms, 1000);
+    assert_int_equal(c->replicas_partitions, 64);
+    assert_int_equal(c->replicas_rebalance_interval_ms, 1000);
     assert_int_equal(c->queue_backend, QUEUE_CLOUDTASKS);
     assert_string_equal(c->ct_endpoint, "https://cloudtasks.googleapis.com");
     assert_string_equal(c->ct_queue, "follow-up-calls");
@@ -339,7 +345,7 @@ static void config_load__example_defaults_uncommented__same_as_builtin(void **st
         strcat(out, "\n");
         uncommented += is_default;
     }
-    assert_int_equal(uncommented, 37); /* every optional key of the table is documented */
+    assert_int_equal(uncommented, 42); /* every optional key of the table is documented */
     assert_int_equal(load_text(f, out), -1);
     assert_only_example_missing(&f->errs);
     assert_documented_defaults(&f->cfg);
@@ -392,11 +398,11 @@ static void config_load__comments_blank_lines_whitespace_crlf__parsed(void **sta
 static void config_load__value_with_equals_hash_semicolon__kept_verbatim(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(load_text(f, "[database]\nconninfo = host=db password=p#ss;w=rd # not a comment\n"
+    assert_int_equal(load_text(f, "[database]\nconninfo = host=db password=p#ss;w=rd application_name='# not a comment'\n"
                                   "schemas = s\n[queue]\nbackend = local\n"
                                   "[voice_agent]\nbase_url = http://va\n"),
                      0);
-    assert_string_equal(f->cfg.db_conninfo, "host=db password=p#ss;w=rd # not a comment");
+    assert_string_equal(f->cfg.db_conninfo, "host=db password=p#ss;w=rd application_name='# not a comment'");
 }
 
 static void config_load__key_given_twice__error_names_both_lines(void **state)
@@ -752,21 +758,22 @@ static void config_load__secret_file__exactly_one_trailing_newline_stripped(void
         const char *content;
         const char *expected;
     } cases[] = {
-        {"token-value", "token-value"},
-        {"token-value\n", "token-value"},
-        {"token-value\n\n", "token-value\n"},
-        {"token-value\r\n", "token-value"},
-        {"token-value\r", "token-value\r"},
-        {"token-value\n\r\n", "token-value\n"},
+        {"lad-db", "lad-db"},
+        {"lad-db\n", "lad-db"},
+        {"lad-db\n\n", "lad-db\n"},
+        {"lad-db\r\n", "lad-db"},
+        {"lad-db\r", "lad-db\r"},
+        {"lad-db\n\r\n", "lad-db\n"},
         {"two\nlines\n", "two\nlines"},
         {" padded \n", " padded "},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *tok = write_text(f, cases[i].content);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) { /* a database name: libpq takes any bytes */
+        const char *path = write_text(f, cases[i].content);
         char text[1024];
-        snprintf(text, sizeof(text), REQUIRED_TEXT "[voice_agent]\ntoken_file = %s\n", tok);
+        snprintf(text, sizeof(text), "[database]\nconninfo_file = %s\nschemas = s\n[queue]\nbackend = local\n"
+                 "[voice_agent]\nbase_url = http://va\n", path);
         assert_int_equal(load_text(f, text), 0);
-        assert_string_equal(f->cfg.va_token, cases[i].expected);
+        assert_string_equal(f->cfg.db_conninfo, cases[i].expected);
     }
 }
 
@@ -1067,6 +1074,139 @@ static void config_register_secrets__uri_conninfo__password_redacted(void **stat
     logger_free(&lg);
 }
 
+/* ---- values that may be secrets: checked, never echoed ------------------------------------ */
+
+#define MARK "Qv7zKwJxTrYp"   /* a password no message shares 4 bytes with */
+#define LOCAL_REST "schemas = s\n[queue]\nbackend = local\n[voice_agent]\nbase_url = http://va\n"
+
+static const struct {
+    const char *conninfo;
+    const char *problem;
+} bad_conninfos[] = {
+    {"postgresql://user:Qv7z%zzKwJxTrYp@127.0.0.1/db", "invalid percent-encoding in URI"},
+    {"host=127.0.0.1 password=Qv7zKw JxTrYp dbname=x", "missing '=' after a keyword"},
+    {"host=127.0.0.1 password='Qv7zKwJxTrYp", "unterminated quoted string"},
+    {"host=127.0.0.1 password=Qv7zKw JxTrYp=1", "unknown option keyword"},
+};
+
+static void assert_error_names_without_mark(struct fixture *f, const char *key, const char *problem)
+{
+    const char *e = find_error(&f->errs, key, problem);
+    if (e == NULL) {
+        dump_errors(&f->errs);
+        fail_msg("no error naming %s and %s", key, problem);
+    }
+    for (int i = 0; i < f->errs.n; i++) assert_no_secret_piece(f->errs.msgs[i], MARK, "config error");
+}
+
+static void config_load__bad_conninfo_inline_file_or_env__problem_named_value_never_echoed(void **state)
+{
+    struct fixture *f = *state;
+    for (size_t i = 0; i < sizeof(bad_conninfos) / sizeof(bad_conninfos[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), "[database]\nconninfo = %s\n" LOCAL_REST, bad_conninfos[i].conninfo);
+        assert_int_equal(load_text(f, text), -1);
+        assert_error_names_without_mark(f, "[database] conninfo:", bad_conninfos[i].problem);
+        assert_int_equal(f->errs.n, 1); /* refused, so not "missing" as well */
+        assert_null(f->cfg.db_conninfo);
+        config_errors_free(&f->errs);
+
+        const char *path = write_text(f, bad_conninfos[i].conninfo);
+        snprintf(text, sizeof(text), "[database]\nconninfo_file = %s\n" LOCAL_REST, path);
+        assert_int_equal(load_text(f, text), -1);
+        assert_error_names_without_mark(f, path, bad_conninfos[i].problem);
+        assert_non_null(find_error(&f->errs, "[database] conninfo_file"));
+        config_errors_free(&f->errs);
+
+        memset(&fake_env, 0, sizeof(fake_env));
+        env_set("FOLLOWUPD_DATABASE_CONNINFO", bad_conninfos[i].conninfo);
+        assert_int_equal(load_text(f, "[database]\n" LOCAL_REST), -1);
+        assert_error_names_without_mark(f, "env FOLLOWUPD_DATABASE_CONNINFO", bad_conninfos[i].problem);
+        config_errors_free(&f->errs);
+
+        memset(&fake_env, 0, sizeof(fake_env));
+        env_set("FOLLOWUPD_DATABASE_CONNINFO_FILE", path);
+        assert_int_equal(load_text(f, "[database]\n" LOCAL_REST), -1);
+        assert_error_names_without_mark(f, "env FOLLOWUPD_DATABASE_CONNINFO_FILE", bad_conninfos[i].problem);
+        config_errors_free(&f->errs);
+        memset(&fake_env, 0, sizeof(fake_env));
+    }
+}
+
+static void config_load__url_with_userinfo__refused_credentials_not_echoed(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "[database]\nconninfo = dbname=x\nschemas = s\n[queue]\nbackend = local\n"
+                                  "[voice_agent]\nbase_url = https://agent:" MARK "@va.example.com/\n"
+                                  "[cloudtasks]\nendpoint = https://" MARK "@tasks.example.com\n"),
+                     -1);
+    assert_has_error_at(f, 7, "base_url");
+    assert_has_error_at(f, 9, "endpoint");
+    assert_error_names_without_mark(f, "base_url", "must not contain '@'");
+    assert_non_null(find_error(&f->errs, "https://[REDACTED]@va.example.com/"));
+}
+
+static void config_load__token_or_shared_secret_with_control_bytes__refused_without_echo(void **state)
+{
+    struct fixture *f = *state;
+    const char *token = write_text(f, MARK "\r\nX-Injected: 1\n");
+    const char *secret = write_text(f, MARK "0123456789 \n");
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "[database]\nconninfo = dbname=x\n" LOCAL_REST "token_file = %s\n[auth]\nmode = shared_secret\n"
+             "shared_secret_file = %s\n",
+             token, secret);
+    assert_int_equal(load_text(f, text), -1);
+    assert_error_names_without_mark(f, "[voice_agent] token_file", "Bearer token");
+    assert_error_names_without_mark(f, "[auth] shared_secret_file", "control characters");
+    assert_null(f->cfg.va_token);
+    config_errors_free(&f->errs);
+    assert_int_equal(load_text(f, "[database]\nconninfo = dbname=x\n" LOCAL_REST "token = " MARK " two\n"), -1);
+    assert_error_names_without_mark(f, "[voice_agent] token:", "without spaces");
+}
+
+static void config_load__stray_line_not_a_name__not_echoed(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "Qv7z%zzKwJx = 1\n[database]\nconninfo = dbname=x\nQv7zKw JxTrYp = 1\n"
+                                  "[Qv7z KwJxTrYp]\n" LOCAL_REST),
+                     -1);
+    assert_has_error_at(f, 1, "not shown");
+    assert_has_error_at(f, 4, "not shown");
+    assert_has_error_at(f, 5, "unknown section");
+    for (int i = 0; i < f->errs.n; i++) assert_no_secret_piece(f->errs.msgs[i], MARK, "config error");
+}
+
+static void config_load_logged__secret_pasted_into_other_key__registered_before_error_logged(void **state)
+{
+    struct fixture *f = *state;
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "[database]\nconninfo = host=db password=%s\n" LOCAL_REST "token = %s-tok\n[http]\nlisten = %s\n"
+             "public_url = %s-tok\n",
+             MARK, MARK, MARK, MARK);
+    const char *conf = write_text(f, text);
+    const char *out = write_text(f, "");
+    int fd = open(out, O_WRONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct logger lg;
+    logger_init(&lg, LOG_LEVEL_INFO, fd);
+    struct config cfg;
+    assert_int_equal(config_load_logged(&cfg, conf, &lg, "configuration error"), -1);
+    config_free(&cfg);
+    logger_free(&lg);
+    close(fd);
+    char buf[4096] = "";
+    FILE *in = fopen(out, "r");
+    assert_non_null(in);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, in);
+    fclose(in);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "\"msg\":\"configuration error\""));
+    assert_non_null(strstr(buf, "listen = '[REDACTED]'"));
+    assert_no_secret_piece(buf, MARK, "log");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1121,6 +1261,11 @@ int main(void)
         T(config_adopt_static__after_reload__running_static_values_kept),
         T(config_register_secrets__password_token_shared_secret__redacted),
         T(config_register_secrets__uri_conninfo__password_redacted),
+        T(config_load__bad_conninfo_inline_file_or_env__problem_named_value_never_echoed),
+        T(config_load__url_with_userinfo__refused_credentials_not_echoed),
+        T(config_load__token_or_shared_secret_with_control_bytes__refused_without_echo),
+        T(config_load__stray_line_not_a_name__not_echoed),
+        T(config_load_logged__secret_pasted_into_other_key__registered_before_error_logged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /*
- * Unit tests of shared/db/db_util: conninfo redaction, backoff bounds, message
- * cleaning, connect parameter arrays, and which host names we resolve ourselves.
+ * Unit tests of shared/db/db_util: conninfo redaction, the conninfo's secrets
+ * handed to the logger, libpq's conninfo messages replaced by a problem class
+ * (checked against libpq's real messages), backoff bounds, message cleaning,
+ * connect parameter arrays, and which host names we resolve ourselves.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,20 +10,25 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/secret_pieces.h"
 #include "shared/db/db_util.h"
+#include "utils/log.h"
 
 /* ---- redaction */
 
-static void conninfo_redacted__keyword_string__password_removed_rest_kept(void **state)
+static void conninfo_redacted__keyword_string__where_and_who_kept_rest_removed(void **state)
 {
     (void)state;
-    char *r = db_conninfo_redacted("host=db.example port=5432 user=app password=s3cretPW dbname=main");
+    char *r = db_conninfo_redacted("host=db.example port=5432 user=app password=s3cretPW sslmode=sEcrTail "
+                                   "dbname=main");
     assert_non_null(r);
     assert_null(strstr(r, "s3cretPW"));
     assert_null(strstr(r, "password"));
+    assert_null(strstr(r, "sEcrTail")); /* an unquoted password's tail may hide in any other option */
     assert_non_null(strstr(r, "host=db.example"));
     assert_non_null(strstr(r, "port=5432"));
     assert_non_null(strstr(r, "user=app"));
@@ -38,21 +45,21 @@ static void conninfo_redacted__uri_with_password__password_removed(void **state)
     assert_null(strstr(r, "k3yPW"));
     assert_non_null(strstr(r, "host=db.example"));
     assert_non_null(strstr(r, "port=6543"));
-    assert_non_null(strstr(r, "sslmode=require"));
+    assert_null(strstr(r, "sslmode"));
     free(r);
 }
 
 static void conninfo_redacted__value_with_space_and_quote__quoted_and_reparseable(void **state)
 {
     (void)state;
-    char *r = db_conninfo_redacted("application_name='my app\\'s' password='a b'");
+    char *r = db_conninfo_redacted("dbname='my app\\'s' password='a b'");
     assert_non_null(r);
-    assert_string_equal(r, "application_name='my app\\'s'");
+    assert_string_equal(r, "dbname='my app\\'s'");
     char *err = NULL;
     PQconninfoOption *o = PQconninfoParse(r, &err);
     assert_non_null(o);
     for (PQconninfoOption *p = o; p->keyword; p++)
-        if (strcmp(p->keyword, "application_name") == 0) assert_string_equal(p->val, "my app's");
+        if (strcmp(p->keyword, "dbname") == 0) assert_string_equal(p->val, "my app's");
     PQconninfoFree(o);
     free(r);
 }
@@ -69,14 +76,134 @@ static void conninfo_redacted__unparseable__placeholder_without_input(void **sta
     free(r);
 }
 
-static void conninfo_password__uri_and_keywords__extracted_or_null(void **state)
+/* ---- secrets and libpq's conninfo messages */
+
+#define MARK "Qv7zKwJxTrYp"   /* a password no log text shares 4 bytes with */
+
+/* What a logger holding the conninfo's registered secrets makes of text. */
+static char *redacted_by_registered(const char *conninfo, const char *text, int *n_secrets)
+{
+    struct logger lg;
+    logger_init(&lg, LOG_LEVEL_INFO, -1);
+    db_conninfo_register_secrets(conninfo, &lg);
+    *n_secrets = lg.n_secrets;
+    char *out = log_redact(&lg, text);
+    assert_non_null(out);
+    logger_free(&lg);
+    return out;
+}
+
+static void conninfo_register_secrets__uri_percent_encoded__decoded_and_raw_forms_redacted(void **state)
 {
     (void)state;
-    char *pw = db_conninfo_password("postgresql://u:Pa55word@h/db");
-    assert_string_equal(pw, "Pa55word");
-    free(pw);
-    assert_null(db_conninfo_password("host=h user=u"));
-    assert_null(db_conninfo_password(""));
+    int n;
+    char *out = redacted_by_registered("postgresql://u:Qv7z%4BwJx@h/db?sslpassword=TrYp%41Kw9z",
+                                       "a Qv7zKwJx b Qv7z%4BwJx c TrYpAKw9z d TrYp%41Kw9z", &n);
+    assert_int_equal(n, 4);
+    assert_string_equal(out, "a [REDACTED] b [REDACTED] c [REDACTED] d [REDACTED]");
+    free(out);
+}
+
+static void conninfo_register_secrets__quoted_keyword_password__value_and_pieces_redacted(void **state)
+{
+    (void)state;
+    int n;
+    char *out = redacted_by_registered("host=h user=app password='Qv7zKw JxTrYp'", "user app: JxTrYp, Qv7zKw", &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(out, "user app:[REDACTED], [REDACTED]"); /* the space is part of the secret */
+    free(out);
+}
+
+static void conninfo_register_secrets__no_password_or_unparseable__nothing_registered(void **state)
+{
+    (void)state;
+    int n;
+    const char *none[] = {"host=h user=app dbname=x", "mydb", "", "host=h password=" MARK " x"};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        free(redacted_by_registered(none[i], "x", &n));
+        assert_int_equal(n, 0);
+    }
+    db_conninfo_register_secrets("password=" MARK, NULL); /* no logger: nothing to do, no crash */
+}
+
+struct bad_conninfo {
+    const char *conninfo;
+    const char *problem;
+};
+
+static const struct bad_conninfo bad_conninfos[] = {
+    {"postgresql://user:Qv7z%zzKwJxTrYp@host/db", "invalid percent-encoding in URI"},
+    {"host=h password=Qv7zKw JxTrYp dbname=x", "missing '=' after a keyword"},
+    {"host=h password='Qv7zKwJxTrYp", "unterminated quoted string"},
+    {"host=h password=Qv7zKw JxTrYp=1", "unknown option keyword"},
+    {"postgresql://u:Qv7zKw%00JxTrYp@h/db", "percent-encoded NUL (%00) in URI"},
+    {"postgresql://h/db?password=Qv7zKw&JxTrYp", "malformed URI query parameter"},
+    {"postgresql://h/db?Qv7zKwJxTrYp=1", "unknown URI query parameter"},
+    {"postgresql://[Qv7zKwJxTrYp", "malformed IPv6 host address in URI"},
+};
+
+static void conninfo_problem__bad_conninfos__class_named_input_never_quoted(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_conninfos) / sizeof(bad_conninfos[0]); i++) {
+        char why[256] = "";
+        assert_int_equal(db_conninfo_problem(bad_conninfos[i].conninfo, why, sizeof(why)), -1);
+        if (strstr(why, bad_conninfos[i].problem) != NULL) {
+            assert_no_secret_piece(why, MARK, bad_conninfos[i].conninfo);
+            continue;
+        }
+        fail_msg("%s: \"%s\" does not name \"%s\"", bad_conninfos[i].conninfo, why, bad_conninfos[i].problem);
+    }
+}
+
+static void conninfo_problem__valid_conninfos_and_database_name__accepted(void **state)
+{
+    (void)state;
+    const char *good[] = {"", "mydb", "dbname=x", "host=h password='Qv7zKw JxTrYp'", "postgresql://u:p%41@h:5/db"};
+    char why[64];
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_int_equal(db_conninfo_problem(good[i], why, sizeof(why)), 0);
+}
+
+/* libpq's own message for a connection string it refuses before any network I/O. */
+static void libpq_refusal(const char *conninfo, char *out, size_t cap)
+{
+    PGconn *pg = PQconnectStart(conninfo);
+    assert_non_null(pg);
+    assert_int_equal(PQstatus(pg), CONNECTION_BAD);
+    snprintf(out, cap, "%s", PQerrorMessage(pg));
+    PQfinish(pg);
+}
+
+static void error_clean__libpq_option_checks_quoting_input__fixed_class_with_option_name(void **state)
+{
+    (void)state;
+    static const struct bad_conninfo refused[] = {
+        {"host=/nonexistent sslmode=" MARK, "conninfo: invalid sslmode value"},
+        {"host=/nonexistent port=" MARK, "conninfo: invalid integer value for option port"},
+        {"hostaddr=" MARK, "conninfo: invalid hostaddr"},
+        {"host=/nonexistent target_session_attrs=" MARK, "conninfo: invalid target_session_attrs value"},
+        {"postgresql://u:" MARK "@h/db?sslmode=" MARK, "conninfo: invalid sslmode value"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char libpq[512], out[DB_ERR_MAX];
+        libpq_refusal(refused[i].conninfo, libpq, sizeof(libpq));
+        assert_non_null(strstr(libpq, MARK)); /* libpq does quote it */
+        db_error_clean(libpq, out, sizeof(out));
+        assert_string_equal(out, refused[i].problem);
+    }
+}
+
+static void error_clean__connection_failure__folded_and_kept(void **state)
+{
+    (void)state;
+    char out[DB_ERR_MAX];
+    db_error_clean("connection to server at \"db\" (10.0.0.1), port 5432 failed: Connection refused\n\tIs the server "
+                   "running on that host?\n", out, sizeof(out));
+    assert_string_equal(out, "connection to server at \"db\" (10.0.0.1), port 5432 failed: Connection refused Is the "
+                             "server running on that host?");
+    db_error_clean(NULL, out, sizeof(out));
+    assert_string_equal(out, "");
 }
 
 /* ---- backoff */
@@ -269,11 +396,17 @@ static void text_array_literal__quotes_and_backslashes__escaped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(conninfo_redacted__keyword_string__password_removed_rest_kept),
+        cmocka_unit_test(conninfo_redacted__keyword_string__where_and_who_kept_rest_removed),
         cmocka_unit_test(conninfo_redacted__uri_with_password__password_removed),
         cmocka_unit_test(conninfo_redacted__value_with_space_and_quote__quoted_and_reparseable),
         cmocka_unit_test(conninfo_redacted__unparseable__placeholder_without_input),
-        cmocka_unit_test(conninfo_password__uri_and_keywords__extracted_or_null),
+        cmocka_unit_test(conninfo_register_secrets__uri_percent_encoded__decoded_and_raw_forms_redacted),
+        cmocka_unit_test(conninfo_register_secrets__quoted_keyword_password__value_and_pieces_redacted),
+        cmocka_unit_test(conninfo_register_secrets__no_password_or_unparseable__nothing_registered),
+        cmocka_unit_test(conninfo_problem__bad_conninfos__class_named_input_never_quoted),
+        cmocka_unit_test(conninfo_problem__valid_conninfos_and_database_name__accepted),
+        cmocka_unit_test(error_clean__libpq_option_checks_quoting_input__fixed_class_with_option_name),
+        cmocka_unit_test(error_clean__connection_failure__folded_and_kept),
         cmocka_unit_test(backoff__first_retry__exactly_min),
         cmocka_unit_test(backoff__growing_attempts__within_min_and_doubling_cap),
         cmocka_unit_test(backoff__extreme_inputs__capped_without_overflow),

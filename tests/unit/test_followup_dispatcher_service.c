@@ -390,10 +390,40 @@ static void poke__no_live_current_task__nothing_due_and_timer_at_the_sweep_inter
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+/* The cap is full: the deferred runs leave their rows due, but the dispatcher holds — no claim until the hold
+ * ends (EXEC_DEFER_RETRY_S) or a call of its own ends — and a round reads no more rows than the cap. */
+static void cap_full__deferred_runs__held_no_busy_loop_until_a_call_ends(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.va_max_concurrent = f->exec.global_cap = 1;
+    f->w.voice_hold = true;
+    struct fake_row *rows[] = {add_local(f, 1, 0), add_local(f, 2, 0), add_local(f, 3, 0)};
+    for (int i = 0; i < 3; i++) record(f, rows[i]);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.voice_calls, 1);          /* one claimed (held), two deferred */
+    assert_int_equal(f->exec.deferred[DEFER_GLOBAL_CAP], 2);
+    int claims = f->w.claims;
+    fakes_advance(&f->w, EXEC_DEFER_RETRY_S * 1000 - 1);
+    assert_int_equal(f->w.claims, claims);         /* held: no claim at all meanwhile */
+    fakes_advance(&f->w, 1);
+    assert_int_equal(f->w.claims, claims + 1);     /* one round, of at most the cap's one row: deferred again */
+    assert_int_equal(f->w.last_find_due_limit, 1);
+    assert_int_equal(f->w.voice_calls, 1);
+    f->w.voice_hold = false;
+    fakes_release_voice(&f->w);
+    fakes_drain(&f->w);                           /* the call ends: its slot is free, the hold is over */
+    for (int i = 0; i < 3; i++) fakes_advance(&f->w, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(rows[i]->b.task_status, "executed");
+        assert_int_equal(calls_with_key(f, rows[i]->b.idempotency_key), 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(guard_on__due_bookings__run_unmarked_on_the_fast_path_and_by_the_timer),
+        T(cap_full__deferred_runs__held_no_busy_loop_until_a_call_ends),
         T(recorded__already_due__runs_at_once_on_the_fast_path),
         T(recorded__due_later__timer_then_one_call_by_a_round),
         T(recorded__fast_path_full__left_to_a_round),

@@ -267,6 +267,7 @@ static void execute__retry_delay__doubles_from_base(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_RETRYABLE);
         assert_int_equal(r->retry_delay_s, expected[i]);
+        fakes_advance(&f->w, (int64_t)expected[i] * 1000);   /* not claimable again before next_attempt_at */
     }
 }
 
@@ -354,10 +355,106 @@ static void execute__final_states_before_their_time__answered_as_before(void **s
     assert_int_equal(f->w.voice_calls, 0);
 }
 
+/* ---- late calls, caps, the voice agent's Retry-After ---- */
+
+#define HOUR_MS (3600 * 1000LL)
+
+static void execute__reached_after_max_lateness__expired_no_call_row_failed_for_good(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.max_lateness_s = 3600;
+    f->w.now_ms += 2 * HOUR_MS;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXPIRED);
+    assert_int_equal(f->w.last_claim.max_lateness_s, 3600);
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    assert_string_equal(r->b.task_status, "failed");
+    assert_false(r->retryable);
+    assert_int_equal(strncmp(r->last_error, "expired:", 8), 0);
+    assert_int_equal(r->b.execution_attempts, 0);
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXPIRED);   /* a duplicate: the same answer */
+    assert_int_equal(f->w.voice_calls, 0);
+    assert_int_equal(f->svc.finished[EXEC_EXPIRED], 2);
+}
+
+static void execute__max_lateness_off__late_booking_executed(void **state)
+{
+    struct fixture *f = *state;
+    f->w.now_ms += 2 * HOUR_MS;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);   /* max_lateness_s 0: off */
+    assert_int_equal(f->w.last_claim.max_lateness_s, 0);
+    assert_int_equal(f->w.voice_calls, 1);
+}
+
+/* Another booking holding a live lease (a call in flight) for `tenant`. */
+static void call_in_flight(struct fixture *f, const char *tenant, const char *booking)
+{
+    struct fake_row *r = fakes_add_booking(&f->w, SCHEMA, tenant, booking, "follow_up", f->w.now_ms);
+    strcpy(r->b.task_status, "in_progress");
+    r->lease_started_ms = f->w.now_ms;
+}
+
+static void assert_deferred_untouched(struct fixture *f, enum claim_deferral why)
+{
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_DEFERRED);
+    assert_int_equal(f->last_retry_after_s, EXEC_DEFER_RETRY_S);
+    assert_int_equal(f->w.voice_calls, 0);
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    assert_string_equal(r->b.task_status, "scheduled");
+    assert_int_equal(r->b.execution_attempts, 0);
+    assert_int_equal(f->svc.deferred[why], 1);
+}
+
+static void execute__tenant_cap_reached__deferred_no_call_row_untouched(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.tenant_cap = 1;
+    call_in_flight(f, TENANT, "44444444-4444-4444-8444-444444444444");
+    assert_deferred_untouched(f, DEFER_TENANT_CAP);
+    assert_int_equal(f->w.last_claim.tenant_cap, 1);
+    call_in_flight(f, OTHER_TENANT, "55555555-5555-4555-8555-555555555555");   /* another tenant's call */
+    fakes_find(&f->w, "44444444-4444-4444-8444-444444444444")->lease_started_ms -= 61 * 1000;   /* lease over */
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);
+}
+
+static void execute__global_cap_counts_every_tenant__deferred(void **state)
+{
+    struct fixture *f = *state;
+    f->svc.global_cap = 1;
+    f->svc.tenant_cap = 5;
+    call_in_flight(f, OTHER_TENANT, "55555555-5555-4555-8555-555555555555");
+    assert_deferred_untouched(f, DEFER_GLOBAL_CAP);
+}
+
+static void execute__voice_retry_after__answer_carries_it_and_no_claim_before_it(void **state)
+{
+    struct fixture *f = *state;
+    f->w.voice_script[0] = VOICE_TRANSIENT;
+    f->w.voice_status_script[0] = 429;
+    f->w.voice_retry_after_script[0] = 30;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_FAILED_RETRYABLE);
+    assert_int_equal(f->last_retry_after_s, 30);
+    assert_int_equal(fakes_find(&f->w, BOOKING)->next_attempt_ms, f->w.now_ms + 30 * 1000);
+    f->w.now_ms += 10 * 1000;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_DEFERRED);
+    assert_int_equal(f->last_retry_after_s, 20);
+    assert_int_equal(f->svc.deferred[DEFER_RETRY_AFTER], 1);
+    assert_int_equal(f->w.voice_calls, 1);
+    f->w.now_ms += 20 * 1000;
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);
+    assert_int_equal(f->w.voice_calls, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(execute__first_delivery__calls_once_and_marks_executed, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__reached_after_max_lateness__expired_no_call_row_failed_for_good, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(execute__max_lateness_off__late_booking_executed, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__tenant_cap_reached__deferred_no_call_row_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__global_cap_counts_every_tenant__deferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__voice_retry_after__answer_carries_it_and_no_claim_before_it, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(execute__second_delivery__succeeds_without_calling, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__ten_concurrent_duplicates__exactly_one_call, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__other_tenant__not_found_and_no_call, setup, teardown),

@@ -635,10 +635,34 @@ static void key_names_booking__canonical_key_only(void **state)
     assert_false(followup_key_names_booking(NULL, TENANT, BOOKING));
 }
 
+/* catch-up window 3 h, max lateness 1 h: a pending booking 2 h late gets no task; the row ends failed "expired". */
+static void late_booking__past_max_lateness__no_task_row_failed_expired(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.followup_catchup_window_s = 3 * 3600;
+    f->cfg.followup_max_lateness_s = 3600;
+    struct fake_row *r = fakes_add_booking(&f->w, SCHEMA, TENANT, BOOKING, "follow_up", f->w.now_ms - 2 * 3600 * 1000LL);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, BOOKING), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 0);
+    assert_int_equal(f->w.expiries, 1);
+    assert_string_equal(r->b.task_status, "failed");
+    assert_string_equal(r->last_error, "expired: 7200 s after scheduled_at, past followup.max_lateness_s = 3600; no task");
+    assert_int_equal(f->s.stats.expired, 1);
+    f->cfg.followup_max_lateness_s = 0;   /* off: the same kind of booking is scheduled */
+    struct fake_row *other = fakes_add_booking(&f->w, SCHEMA, TENANT, "44444444-4444-4444-8444-444444444444",
+                                               "follow_up", f->w.now_ms - 2 * 3600 * 1000LL);
+    assert_int_equal(followup_scheduler_enqueue(&f->s, SCHEMA, TENANT, other->b.id), 0);
+    fakes_drain(&f->w);
+    assert_int_equal(f->w.creates, 1);
+    assert_string_equal(other->b.task_status, "scheduled");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(schedule_time__future_past_and_lead__expected),
+        cmocka_unit_test_setup_teardown(late_booking__past_max_lateness__no_task_row_failed_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(forget_deleted__own_name_and_row_gone__task_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(forget_deleted__row_still_there__nothing_deleted_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(forget_deleted__database_down__nothing_deleted_counted_unconfirmed, setup,

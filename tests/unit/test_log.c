@@ -3,7 +3,9 @@
  * msg and the context fields that are set; hostile bytes (quotes, control
  * characters, invalid UTF-8) still produce valid JSON; the level is checked
  * before any argument is evaluated; log_write emits exactly one line per call;
- * registered secrets are redacted wherever they appear.
+ * registered secrets are redacted wherever they appear, and so is every piece
+ * of 4 or more bytes of them outside the context identifiers; URL userinfo is
+ * replaced; log_redact() does the same for other sinks.
  *
  * Lines are either built with log_format_line() or written by log_write() into
  * a pipe and read back.
@@ -529,6 +531,123 @@ static void log_level_parse__known_and_unknown__parsed_or_rejected(void **state)
     assert_string_equal(log_level_name((enum log_level)42), "info");
 }
 
+/* ---- pieces of secrets, URL userinfo, log_redact ------------------------------------------- */
+
+#define MARK "Qv7zKwJxTrYp"
+
+static char *msg_with_secret(const char *secret, const char *msg)
+{
+    struct logger lg;
+    logger_init(&lg, LOG_LEVEL_INFO, -1);
+    log_add_secret(&lg, secret);
+    json_t *obj = format_object(&lg, LOG_LEVEL_INFO, NULL, NULL, msg);
+    char *out = strdup(get_str(obj, "msg"));
+    json_decref(obj);
+    logger_free(&lg);
+    return out;
+}
+
+static void log_format_line__pieces_of_a_secret__each_redacted(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *msg, *expected;
+    } cases[] = {
+        {"cut at the end: Qv7zK", "cut at the end: [REDACTED]"},           /* a truncated message */
+        {"tail: KwJxTrYp.", "tail: [REDACTED]."},                          /* a decoder quoting the rest */
+        {"after \"JxTr\" in connection info", "after \"[REDACTED]\" in connection info"},
+        {"Qv7zKw JxTrYp", "[REDACTED] [REDACTED]"},                        /* split at a space */
+        {"Qv7 and TrYp", "Qv7 and [REDACTED]"},                            /* 3 bytes are not recognisable */
+        {"no part of it here", "no part of it here"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = msg_with_secret(MARK, cases[i].msg);
+        assert_string_equal(out, cases[i].expected);
+        free(out);
+    }
+}
+
+static void log_format_line__piece_in_an_id__id_kept_long_piece_and_whole_secret_redacted(void **state)
+{
+    (void)state;
+    struct logger lg;
+    logger_init(&lg, LOG_LEVEL_INFO, -1);
+    log_add_secret(&lg, "0123abcd4567ef89");
+    struct log_ctx ctx = {.booking_id = "9f3e0123-aaaa-4bbb-8ccc-000000000001", .request_id = "0123abcd4567ef89"};
+    const char *fields[] = {"error", "prefix 0123abcd",
+                            "path", "/bookings/9f3e0123-aaaa-4bbb-8ccc-000000000001/run",
+                            "task", "ffffffffffff0123abcdffffffff", "short", "x0123y", NULL};
+    json_t *obj = format_object(&lg, LOG_LEVEL_INFO, &ctx, fields, "m");
+    assert_string_equal(get_str(obj, "booking_id"), "9f3e0123-aaaa-4bbb-8ccc-000000000001");
+    assert_string_equal(get_str(obj, "request_id"), "[REDACTED]");
+    assert_string_equal(get_str(obj, "error"), "prefix [REDACTED]");
+    /* inside a hex id only pieces of 8+ bytes are no coincidence */
+    assert_string_equal(get_str(obj, "path"), "/bookings/9f3e0123-aaaa-4bbb-8ccc-000000000001/run");
+    assert_string_equal(get_str(obj, "task"), "ffffffffffff[REDACTED]ffffffff");
+    assert_string_equal(get_str(obj, "short"), "x[REDACTED]y");
+    json_decref(obj);
+    logger_free(&lg);
+}
+
+static void log_format_line__url_userinfo__replaced_rest_of_url_kept(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *msg, *expected;
+    } cases[] = {
+        {"GET https://agent:s3cret@va.example.com/x?y=1", "GET https://[REDACTED]@va.example.com/x?y=1"},
+        {"postgresql://u:p%zz@db:5432/lad failed", "postgresql://[REDACTED]@db:5432/lad failed"},
+        {"'http://tok@h' and http://h2", "'http://[REDACTED]@h' and http://h2"},
+        {"http://u:p@ss@host/", "http://[REDACTED]@host/"},
+        {"https://host/path@not-userinfo", "https://host/path@not-userinfo"},
+        {"mail invoker@project.iam and https://host", "mail invoker@project.iam and https://host"},
+        {"://@host", "://@host"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = roundtrip_msg(cases[i].msg);
+        assert_string_equal(out, cases[i].expected);
+        free(out);
+    }
+}
+
+static void log_add_secret__more_than_sixteen__every_one_redacted(void **state)
+{
+    (void)state;
+    struct logger lg;
+    logger_init(&lg, LOG_LEVEL_INFO, -1);
+    char secret[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(secret, sizeof(secret), "secret-number-%02d-Qx", i);
+        log_add_secret(&lg, secret);
+    }
+    assert_int_equal(lg.n_secrets, 40);
+    for (int i = 0; i < LOG_MAX_SECRETS; i++) {
+        snprintf(secret, sizeof(secret), "more-%04d", i);
+        log_add_secret(&lg, secret);
+    }
+    assert_int_equal(lg.n_secrets, LOG_MAX_SECRETS);
+    json_t *obj = format_object(&lg, LOG_LEVEL_INFO, NULL, NULL, "x secret-number-39-Qx y");
+    assert_string_equal(get_str(obj, "msg"), "x [REDACTED] y");
+    json_decref(obj);
+    logger_free(&lg);
+}
+
+static void log_redact__with_and_without_logger__pieces_and_userinfo_replaced(void **state)
+{
+    (void)state;
+    struct logger lg;
+    logger_init(&lg, LOG_LEVEL_INFO, -1);
+    log_add_secret(&lg, MARK);
+    char *out = log_redact(&lg, "HTTP 401: bad token KwJxTrYp for https://u:p@h/");
+    assert_string_equal(out, "HTTP 401: bad token [REDACTED] for https://[REDACTED]@h/");
+    free(out);
+    out = log_redact(NULL, "KwJxTrYp https://u:p@h/");
+    assert_string_equal(out, "KwJxTrYp https://[REDACTED]@h/");
+    free(out);
+    assert_null(log_redact(&lg, NULL));
+    logger_free(&lg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +681,11 @@ int main(void)
         cmocka_unit_test(log_add_secret__short_empty_or_null__ignored),
         cmocka_unit_test(log_clear_secrets__after_clear__value_shown_again),
         cmocka_unit_test(log_format_line__secret_next_to_invalid_utf8__redacted_and_valid),
+        cmocka_unit_test(log_format_line__pieces_of_a_secret__each_redacted),
+        cmocka_unit_test(log_format_line__piece_in_an_id__id_kept_long_piece_and_whole_secret_redacted),
+        cmocka_unit_test(log_format_line__url_userinfo__replaced_rest_of_url_kept),
+        cmocka_unit_test(log_add_secret__more_than_sixteen__every_one_redacted),
+        cmocka_unit_test(log_redact__with_and_without_logger__pieces_and_userinfo_replaced),
         cmocka_unit_test(log_level_parse__known_and_unknown__parsed_or_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -137,6 +137,21 @@ static void timefmt_roundtrip__format_then_parse__identical(void **state)
     }
 }
 
+static void timefmt_parse_http_date__imf_fixdate__epoch_ms_others_refused(void **state)
+{
+    (void)state;
+    int64_t ms = 0;
+    assert_int_equal(timefmt_parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &ms), 0);
+    assert_int_equal(ms, 784111777000LL);
+    assert_int_equal(timefmt_parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT", &ms), 0);
+    assert_int_equal(ms, 1709251199000LL);
+    static const char *const bad[] = {"Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+                                      "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Foo 1994 08:49:37 GMT",
+                                      "Thu, 29 Feb 2023 00:00:00 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+                                      "Sun, 6 Nov 1994 08:49:37 GMT", "", "Sun, 06 Nov 1994 08:49:37 GMT "};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) assert_int_equal(timefmt_parse_http_date(bad[i], &ms), -1);
+}
+
 static void expect_duration(int64_t ms, const char *want)
 {
     char buf[32];
@@ -160,6 +175,7 @@ static void timefmt_duration__units__two_at_most(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(timefmt_parse_http_date__imf_fixdate__epoch_ms_others_refused),
         cmocka_unit_test(timefmt_iso_ms__known_instants__match_js_toisostring),
         cmocka_unit_test(timefmt_iso_ms__negative_epoch__rounds_toward_past),
         cmocka_unit_test(timefmt_iso_ms__out_of_range_or_small_buffer__fails),

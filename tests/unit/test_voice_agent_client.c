@@ -1,5 +1,6 @@
 /* Unit tests for shared/clients/voice_agent_client: exact body and headers, classification,
- * reload, no retries, shutdown — against the loopback server as the voice agent. */
+ * the agent's error text redacted (it may echo the token), reload, no retries, shutdown —
+ * against the loopback server as the voice agent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "shared/clients/voice_agent_client.h"
 #include "support/curl_test_server.h"
+#include "support/secret_pieces.h"
 
 #define WAIT_MS 5000
 #define TOKEN "va-secret-token-123"
@@ -316,6 +318,26 @@ static void voice_agent_start_call__400__permanent(void **state)
     free(fixture_finish(&fx));
 }
 
+static void voice_agent_start_call__401_echoing_the_token__error_and_log_redacted(void **state)
+{
+    (void)state;
+    struct fixture fx;
+    fixture_start(&fx, TOKEN, 2000);
+    log_add_secret(&fx.log, TOKEN); /* as the config load does */
+    fx.agent.status = 401;
+    fx.agent.body = "{\"message\":\"rejected Bearer " TOKEN " from https://u:pw@caller\"}";
+    struct voice_call_request r = sample_request();
+    struct got g = {0};
+    assert_int_equal(voice_agent_start_call(fx.va, &r, on_reply, &g), 0);
+    wait_reply(&fx, &g);
+    assert_int_equal(g.result, VA_PERMANENT);
+    assert_string_equal(g.error, "HTTP 401: rejected Bearer [REDACTED] from https://[REDACTED]@caller");
+    char *log = fixture_finish(&fx);
+    assert_no_secret_piece(log, TOKEN, "log");
+    assert_null(strstr(log, "pw@"));
+    free(log);
+}
+
 static void voice_agent_start_call__agent_silent__transient_timeout(void **state)
 {
     (void)state;
@@ -403,9 +425,33 @@ static void voice_agent_client_new__invalid_options__null(void **state)
     assert_int_equal(cts_finish_loop(&loop, WAIT_MS), 0);
 }
 
+/* 1994-11-06T08:49:37Z */
+#define SUN_06_NOV_1994_MS 784111777000LL
+
+static void voice_agent_retry_after_s__seconds_date_bounds_and_statuses__contract(void **state)
+{
+    (void)state;
+    int64_t now = SUN_06_NOV_1994_MS;
+    assert_int_equal(voice_agent_retry_after_s(429, "30", now), 30);
+    assert_int_equal(voice_agent_retry_after_s(503, " 7 ", now), 7);
+    assert_int_equal(voice_agent_retry_after_s(503, "0", now), 1);                  /* at least 1 s */
+    assert_int_equal(voice_agent_retry_after_s(429, "999999999999", now), VOICE_AGENT_RETRY_AFTER_MAX_S);
+    assert_int_equal(voice_agent_retry_after_s(429, "Sun, 06 Nov 1994 08:51:37 GMT", now), 120);
+    assert_int_equal(voice_agent_retry_after_s(429, "Sun, 06 Nov 1994 08:49:36 GMT", now), 1);   /* past */
+    assert_int_equal(voice_agent_retry_after_s(429, "Sun, 06 Nov 1995 08:49:37 GMT", now),
+                     VOICE_AGENT_RETRY_AFTER_MAX_S);
+    static const char *const bad[] = {"", "-5", "1.5", "30s", "soon", "Sunday, 06-Nov-94 08:49:37 GMT",
+                                      "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) assert_int_equal(voice_agent_retry_after_s(429, bad[i], now), 0);
+    assert_int_equal(voice_agent_retry_after_s(429, NULL, now), 0);
+    assert_int_equal(voice_agent_retry_after_s(500, "30", now), 0);   /* only 429 and 503 */
+    assert_int_equal(voice_agent_retry_after_s(200, "30", now), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(voice_agent_retry_after_s__seconds_date_bounds_and_statuses__contract),
         cmocka_unit_test(voice_agent_build_body__all_fields__exact_camel_case_json),
         cmocka_unit_test(voice_agent_build_body__no_assigned_user__json_null),
         cmocka_unit_test(voice_agent_build_body__missing_or_unsafe_fields__null),
@@ -415,6 +461,7 @@ int main(void)
         cmocka_unit_test(voice_agent_start_call__2xx_without_call_id__ok_call_id_null),
         cmocka_unit_test(voice_agent_start_call__409_and_503__transient_without_retry),
         cmocka_unit_test(voice_agent_start_call__400__permanent),
+        cmocka_unit_test(voice_agent_start_call__401_echoing_the_token__error_and_log_redacted),
         cmocka_unit_test(voice_agent_start_call__agent_silent__transient_timeout),
         cmocka_unit_test(voice_agent_set_opts__new_url_and_token__used_by_next_call),
         cmocka_unit_test(voice_agent_start_call__invalid_request__rejected_without_callback),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "shared/clients/voice_agent_client.h"
+#include "shared/db/db_ownership.h"
 #include "shared/gcp/cloud_tasks_client.h"
 #include "core/components_internal.h"
 #include "shared/http/http_client.h"
@@ -201,7 +202,8 @@ static void on_va_reply(void *arg, const struct va_reply *r)
 {
     struct voice_call_ctx *ctx = arg;
     enum va_outcome o = r->result == VA_OK ? VOICE_OK : r->result == VA_PERMANENT ? VOICE_PERMANENT : VOICE_TRANSIENT;
-    struct voice_reply reply = {.outcome = o, .http_status = r->http_status, .error = r->error};
+    struct voice_reply reply = {.outcome = o, .http_status = r->http_status, .error = r->error,
+                                .retry_after_s = r->retry_after_s};
     ctx->cb(ctx->arg, &reply);
     free(ctx);
 }
@@ -229,6 +231,24 @@ static int va_start_call(void *impl, const struct voice_call *call, voice_cb cb,
 void voice_agent_port_init(struct voice_agent_adapter *a, struct voice_agent_port *out)
 {
     *out = (struct voice_agent_port){.impl = a, .start_call = va_start_call};
+}
+
+/* ---- ownership over the advisory-lock session ---- */
+
+static bool ownership_owns(void *impl, int partition)
+{
+    return db_ownership_owns(impl, partition);
+}
+
+static int ownership_owned(void *impl, int *out, int cap)
+{
+    return db_ownership_owned(impl, out, cap);
+}
+
+void ownership_port_init(struct db_ownership *o, struct ownership_port *out)
+{
+    *out = (struct ownership_port){.impl = o, .partitions = o->partitions, .owns = ownership_owns,
+                                   .owned = ownership_owned};
 }
 
 /* ---- JWKS fetcher over the shared HTTP client ---- */

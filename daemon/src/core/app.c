@@ -4,7 +4,8 @@
  * the loop, never in async-signal context.  SIGTERM/SIGINT stop the daemon; a
  * second one exits at once.  SIGHUP reloads the configuration: a bad file keeps
  * the old one; keys that cannot change live are warned about and keep their
- * running values.
+ * running values.  The secrets of each loaded configuration are added to the
+ * logger's redaction, and the ones rotated away stay in it.
  */
 #include "core/app.h"
 
@@ -124,13 +125,8 @@ int app_reload(struct app *app)
         return -1;
     }
     struct config next;
-    struct config_errors errs = {0};
-    if (config_load(&next, app->config_path, NULL, &errs) != 0) {
-        for (int i = 0; i < errs.n; i++)
-            LOG_KV(&app->log, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", errs.msgs[i], NULL}),
-                   "reload rejected: configuration error");
+    if (config_load_logged(&next, app->config_path, &app->log, "reload rejected: configuration error") != 0) {
         LOG_WARN(&app->log, NULL, "reload failed: keeping the running configuration");
-        config_errors_free(&errs);
         config_free(&next);
         return -1;
     }
@@ -142,10 +138,8 @@ int app_reload(struct app *app)
     config_adopt_static(&next, &app->cfg);   /* running values of static keys stay */
     config_free(&app->cfg);
     app->cfg = next;
-    app->log.level = app->cfg.log_level;
+    app->log.level = app->cfg.log_level; /* its secrets were registered by the load: old ones stay */
     config_apply_log_format(&app->cfg, &app->log);
-    log_clear_secrets(&app->log);
-    config_register_secrets(&app->cfg, &app->log);
     components_reload(app);
     LOG_INFO(&app->log, NULL, "configuration reloaded");
     return 0;

@@ -49,6 +49,9 @@ struct app_metrics {
     struct metric_series *http_conns, *http_refused_limit, *http_refused_peer;
     struct metric_series *jwks_refreshes[JWKS_REFRESH_RESULTS], *jwks_age;
     struct metric_family *bookings, *lease_expired, *oldest_due;   /* per schema, from the state service */
+    struct metric_series *deferrals[DEFER_N], *tenant_in_flight;
+    struct metric_series *partitions_owned, *replicas_live, *not_owned, *pool_statements, *partitions_foreign;
+    struct metric_series *handed_acquired, *handed_released, *handed_lost;
     bool execution_answered;             /* on_execution ran; the response observer follows at once */
     struct voice_agent_port inner_voice; /* the decorated ports */
     struct task_queue inner_queue;
@@ -58,6 +61,7 @@ struct app_metrics {
 static const double duration_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 static const double latency_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 static const double lateness_buckets[] = {0, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+static const double in_flight_buckets[] = {0, 1, 2, 5, 10, 20, 50, 100, 200, 500};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static struct metric_series *one(struct metrics_registry *r, enum metric_type t, const char *name, const char *help)
@@ -158,6 +162,24 @@ static void refresh_booking_state(struct app_metrics *m, const struct followup_s
     }
 }
 
+/* The concurrency caps: deferrals by reason, and the calls in flight of the claiming tenant (every replica) as a
+ * histogram — the per-tenant picture without a label per tenant. */
+static bool register_caps(struct app_metrics *m)
+{
+    struct metric_family *deferrals = labelled(m->reg, METRIC_COUNTER, "followupd_deferrals_total",
+                                               "Executions deferred without a call (429 deferred), by reason: "
+                                               "tenant_cap, global_cap, retry_after.",
+                                               "reason");
+    bool ok = deferrals != NULL;
+    for (int i = DEFER_TENANT_CAP; i < DEFER_N && ok; i++)
+        ok = (m->deferrals[i] = with(deferrals, claim_deferral_name((enum claim_deferral)i))) != NULL;
+    m->tenant_in_flight = histogram(m->reg, "followupd_tenant_calls_in_flight",
+                                    "Calls in flight (live leases, every replica) of the tenant a claim was for, "
+                                    "counted by claims under voice_agent.max_concurrent_per_tenant.",
+                                    in_flight_buckets, N_OF(in_flight_buckets));
+    return ok && m->tenant_in_flight != NULL;
+}
+
 /* Register every family; series that should read 0 before any event are created now. */
 static int register_all(struct app_metrics *m)
 {
@@ -238,23 +260,52 @@ static int register_all(struct app_metrics *m)
                                              "reason");
     m->http_refused_limit = with(refused, "max_connections");
     m->http_refused_peer = with(refused, "per_peer");
-    bool ok = register_jwks(m) == 0 && register_booking_state(m) == 0 && m->ready && m->notifications &&
+    bool caps_ok = register_caps(m);
+    m->pool_statements = one(r, METRIC_COUNTER, "followupd_db_statements_total",
+                             "Statements the query pool has run (queued) since the start.");
+    m->partitions_owned = one(r, METRIC_GAUGE, "followupd_partitions_owned",
+                              "Partitions of the bookings whose scheduling work this replica owns.");
+    m->partitions_foreign = one(r, METRIC_GAUGE, "followupd_partitions_foreign_locked",
+                                "Partitions locked by sessions of another database role (every replica works on "
+                                "them).");
+    m->replicas_live = one(r, METRIC_GAUGE, "followupd_replicas_live",
+                           "Live replicas sharing the partitions (at the last rebalance; 0 while disconnected).");
+    struct metric_family *handovers = labelled(r, METRIC_COUNTER, "followupd_partition_handovers_total",
+                                               "Partitions this replica acquired, released (rebalance) or lost "
+                                               "(with its database session).",
+                                               "direction");
+    m->handed_acquired = with(handovers, "acquired");
+    m->handed_released = with(handovers, "released");
+    m->handed_lost = with(handovers, "lost");
+    m->not_owned = one(r, METRIC_COUNTER, "followupd_notifications_not_owned_total",
+                       "Booking notifications left to the replica that owns the booking's partition.");
+    bool ok = register_jwks(m) == 0 && register_booking_state(m) == 0 && caps_ok && m->ready && m->notifications &&
               rejections_ok && m->capture_mismatch && m->tasks_created && m->tasks_existed && m->fail_transient &&
               m->fail_permanent && m->fail_gave_up && m->fail_overflow && m->create_errors && m->notify_latency &&
               m->callbacks && m->auth_failures && m->executions &&
               m->exec_duration && m->voice_calls && m->voice_duration && m->call_lateness && m->pool_in_use &&
               m->pool_waiting && m->pool_max && m->backlog && m->exec_inflight && m->listener && m->http_conns &&
-              m->http_refused_limit && m->http_refused_peer;
+              m->http_refused_limit && m->http_refused_peer && m->pool_statements &&
+              m->partitions_foreign && m->partitions_owned && m->replicas_live && m->not_owned &&
+              m->handed_acquired && m->handed_released && m->handed_lost;
     return ok ? 0 : -1;
 }
 
 /* ---- observers ---- */
 
+/* The callback's execution answered (executions are counted by the service, callbacks and local runs alike). */
 static void on_execution(void *arg, enum execution_status st)
 {
+    (void)st;
     struct app_metrics *m = arg;
-    metrics_counter_add(with(m->executions, execution_status_name(st)), 1);
     m->execution_answered = true;
+}
+
+static void on_counted(void *arg, int tenant_live, int all_live)
+{
+    (void)all_live;
+    struct app_metrics *m = arg;
+    if (tenant_live >= 0) metrics_histogram_observe(m->tenant_in_flight, tenant_live);
 }
 
 static void on_auth_failure(void *arg, const char *check)
@@ -436,6 +487,8 @@ struct app_metrics *app_metrics_attach(struct app *app)
     if (m->reg == NULL || register_all(m) != 0) goto fail;
     c->dp.on_execution = on_execution;
     c->dp.observer_arg = m;
+    c->exec.on_counted = on_counted;
+    c->exec.on_counted_arg = m;
     c->auth.on_failure = on_auth_failure;
     c->auth.observer_arg = m;
     if (c->http != NULL) http_server_set_observer(c->http, on_response, m);
@@ -458,6 +511,17 @@ void app_metrics_free(struct app_metrics *m)
     free(m);
 }
 
+/* Executions by status (an expired booking the scheduler gave no task counts as expired too), deferrals. */
+static void refresh_executions(struct app_metrics *m, const struct app_components *c)
+{
+    for (int st = 0; st < EXEC_STATUS_N; st++) {
+        uint64_t n = c->exec.finished[st];
+        if (st == EXEC_EXPIRED && c->sched_ready) n += c->sched.stats.expired;
+        if (n > 0) metrics_counter_set(with(m->executions, execution_status_name((enum execution_status)st)), (double)n);
+    }
+    for (int i = DEFER_TENANT_CAP; i < DEFER_N; i++) metrics_counter_set(m->deferrals[i], (double)c->exec.deferred[i]);
+}
+
 /* Values read from the components at render time. */
 static void refresh(struct app_metrics *m)
 {
@@ -476,6 +540,16 @@ static void refresh(struct app_metrics *m)
         for (int i = 0; i < REJECT_N; i++)
             metrics_counter_set(m->rejected[i], (double)st->rejected[i]);
         metrics_gauge_set(m->backlog, (double)(c->sched.queued + c->sched.inflight));
+        metrics_counter_set(m->not_owned, (double)st->not_owned);
+    }
+    if (c->ownership_ready) {
+        const struct db_ownership_stats *os = &c->ownership.stats;
+        metrics_gauge_set(m->partitions_owned, c->ownership.n_owned);
+        metrics_gauge_set(m->partitions_foreign, c->ownership.n_foreign);
+        metrics_gauge_set(m->replicas_live, os->members);
+        metrics_counter_set(m->handed_acquired, (double)os->acquired);
+        metrics_counter_set(m->handed_released, (double)os->released);
+        metrics_counter_set(m->handed_lost, (double)os->lost);
     }
     for (int i = 0; c->capture_ready && i < c->capture.n_schemas; i++)
         metrics_gauge_set(with(m->capture_mismatch, app->cfg.db_schemas.items[i]),
@@ -484,8 +558,10 @@ static void refresh(struct app_metrics *m)
         metrics_gauge_set(m->pool_in_use, db_pool_in_use(c->pool));
         metrics_gauge_set(m->pool_waiting, db_pool_waiting(c->pool));
         metrics_gauge_set(m->pool_max, db_pool_size(c->pool));
+        metrics_counter_set(m->pool_statements, (double)db_pool_statements(c->pool));
     }
     metrics_gauge_set(m->exec_inflight, c->exec.inflight);
+    refresh_executions(m, c);
     metrics_gauge_set(m->listener, c->listener_ready ? 1 : 0);
     struct http_server_stats hs;
     http_server_get_stats(c->http, &hs);

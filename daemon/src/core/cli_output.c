@@ -38,12 +38,12 @@ int cli_output_load_config(struct cli_output *o, const char *path, struct config
 {
     struct config_errors errs = {0};
     int rc = config_load(cfg, path, NULL, &errs);
+    config_register_secrets(cfg, &o->diag); /* what did load, before any line about the rest */
+    config_register_secrets(cfg, &o->report);
     for (int i = 0; i < errs.n; i++) say_config_problem(o, path, errs.msgs[i]);
     config_errors_free(&errs);
     if (rc != 0) return -1;
     if (!o->plain) config_apply_log_format(cfg, &o->diag);
-    config_register_secrets(cfg, &o->diag);
-    config_register_secrets(cfg, &o->report);
     return 0;
 }
 

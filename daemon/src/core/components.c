@@ -1,6 +1,7 @@
 /*
  * core/components — see components.h.  Start order: timers → HTTP client →
- * database pool and listener → repository → task queue (Cloud Tasks or local)
+ * database pool, listener and work ownership (advisory locks on the
+ * listener's session) → repository → task queue (Cloud Tasks or local)
  * → voice agent → services → task authenticator (JWKS) → HTTP server.
  * Shutdown runs in phases so no callback outlives what it touches: (1) stop
  * intake (listener, sweeps, scheduler, no new connections), then drain:
@@ -34,6 +35,8 @@ static void on_listener_ready(void *arg)
     app->comp->listener_ready = true;
     LOG_INFO(&app->log, NULL, "listening for booking notifications on %d schema(s); catching up",
              app->cfg.db_schemas.n);
+    /* LISTEN first, then take partitions (their sweep is the catch-up), then notifications */
+    if (app->comp->ownership_ready) db_ownership_session_up(&app->comp->ownership);
     followup_sweep_request(&app->comp->sweep, "listener (re)connected");
     if (app->comp->capture_ready) followup_capture_check(&app->comp->capture);
     if (app->comp->local) followup_dispatcher_poke(&app->comp->dispatcher);
@@ -44,6 +47,73 @@ static void on_listener_lost(void *arg)
     struct app *app = arg;
     app->comp->listener_ready = false;
     LOG_WARN(&app->log, NULL, "notification listener lost; reconnecting");
+    if (app->comp->ownership_ready) db_ownership_session_lost(&app->comp->ownership);
+}
+
+/* New partitions: sweep them (what was notified while nobody owned them) and run their parked DELETE hints. */
+static void on_partitions_gained(void *arg, const int *partitions, int n)
+{
+    (void)partitions, (void)n;
+    struct app_components *c = arg;
+    if (!c->sched_ready) return;
+    followup_scheduler_partitions_gained(&c->sched);
+    followup_sweep_request(&c->sweep, "partitions gained");
+}
+
+static void on_partitions_released(void *arg, const int *partitions, int n, bool lost)
+{
+    (void)partitions, (void)n, (void)lost;
+    struct app_components *c = arg;
+    if (c->sched_ready) followup_scheduler_partitions_released(&c->sched);
+}
+
+static bool partition_busy(void *arg, int partition)
+{
+    struct app_components *c = arg;
+    return c->sched_ready && followup_scheduler_partition_busy(&c->sched, partition);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* What replicas must share to split work: the partition count and the schemas (in any order). */
+static char *ownership_group(const struct config *cfg)
+{
+    int n = cfg->db_schemas.n;
+    char **sorted = malloc(sizeof(char *) * (size_t)(n > 0 ? n : 1));
+    size_t cap = 16;
+    for (int i = 0; i < n; i++) cap += strlen(cfg->db_schemas.items[i]) + 1;
+    char *group = malloc(cap);
+    if (sorted == NULL || group == NULL) {
+        free(sorted);
+        free(group);
+        return NULL;
+    }
+    memcpy(sorted, cfg->db_schemas.items, sizeof(char *) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(char *), by_name);
+    size_t len = (size_t)snprintf(group, cap, "%d/", cfg->replicas_partitions);
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(group + len, cap - len, "%s%s", i ? "," : "", sorted[i]);
+    free(sorted);
+    return group;
+}
+
+static int start_ownership(struct app *app, struct app_components *c)
+{
+    char *group = ownership_group(&app->cfg);
+    static const struct db_ownership_cbs cbs = {.on_gained = on_partitions_gained,
+                                                .on_released = on_partitions_released,
+                                                .busy = partition_busy};
+    int rc = group != NULL ? db_ownership_init(&c->ownership, c->listener, &c->timers, &app->log,
+                                               app->cfg.replicas_partitions, group,
+                                               (unsigned)app->cfg.replicas_rebalance_interval_ms, &cbs, c)
+                           : -1;
+    free(group);
+    if (rc != 0) return -1;
+    c->ownership_ready = true;
+    ownership_port_init(&c->ownership, &c->owner_port);
+    return 0;
 }
 
 static void on_notify(void *arg, const char *channel, const char *payload)
@@ -71,7 +141,7 @@ static int start_database(struct app *app, struct app_components *c)
         .on_ready = on_listener_ready, .on_notify = on_notify, .on_lost = on_listener_lost};
     c->listener = db_listener_new(&app->loop, &app->log, &opts, (const char *const *)c->channels, c->n_channels,
                                   &cbs, app);
-    if (c->listener == NULL) return -1;
+    if (c->listener == NULL || start_ownership(app, c) != 0) return -1;
     c->repo = bookings_repository_new(c->pool, &app->cfg.db_schemas, &app->log);
     if (c->repo == NULL) return -1;
     return db_pool_start(c->pool) == 0 && db_listener_start(c->listener) == 0 ? 0 : -1;
@@ -117,6 +187,9 @@ static void apply_live_settings(struct app *app, struct app_components *c)
     c->exec.max_attempts = app->cfg.followup_max_attempts;
     c->exec.lead_time_s = app->cfg.followup_lead_time_s;
     c->exec.early_tolerance_s = app->cfg.followup_early_tolerance_s;
+    c->exec.max_lateness_s = app->cfg.followup_max_lateness_s;
+    c->exec.tenant_cap = app->cfg.va_max_concurrent_per_tenant;
+    c->exec.global_cap = app->cfg.va_max_concurrent;
     c->exec.retry_base_s = app->cfg.queue_backend == QUEUE_LOCAL ? app->cfg.followup_retry_base_s : 0;
 }
 
@@ -149,6 +222,7 @@ static int start_services(struct app *app, struct app_components *c)
     if (followup_scheduler_init(&c->sched, &app->cfg, repo, &c->queue, &c->clock, &app->log, 100000) != 0)
         return -1;
     c->sched_ready = true;
+    if (followup_scheduler_set_owner(&c->sched, &c->owner_port) != 0) return -1;
     followup_sweep_init(&c->sweep, &app->cfg, repo, &c->sched, &c->clock, &app->log);
     if (followup_capture_init(&c->capture, &app->cfg, repo, &app->log) != 0) return -1;
     c->capture_ready = true;
@@ -326,7 +400,8 @@ static void close_phase(struct app *app)
     c->phase++;
     begin(app);   /* guard while starting this phase's closes */
     switch (c->phase) {
-    case 1:       /* stop intake */
+    case 1:       /* stop intake (the listener's close ends this replica's partition locks) */
+        if (c->ownership_ready) db_ownership_close(&c->ownership);
         followup_sweep_close(&c->sweep);
         followup_state_close(&c->state);
         if (c->capture_ready) followup_capture_close(&c->capture);
@@ -412,6 +487,7 @@ void components_reload(struct app *app)
     struct app_components *c = app->comp;
     if (c == NULL || c->va == NULL) return;
     apply_live_settings(app, c);
+    if (c->ownership_ready) db_ownership_set_interval(&c->ownership, (unsigned)app->cfg.replicas_rebalance_interval_ms);
     struct voice_agent_opts vopts = voice_opts(&app->cfg);
     if (voice_agent_set_opts(c->va, &vopts) != 0)
         LOG_WARN(&app->log, NULL, "reload: voice-agent settings invalid; keeping the previous ones");
@@ -437,6 +513,7 @@ void components_free(struct app *app)
     if (c == NULL) return;
     if (c->sched_ready) followup_scheduler_free(&c->sched);
     if (c->capture_ready) followup_capture_free(&c->capture);
+    if (c->ownership_ready) db_ownership_free(&c->ownership);
     followup_dispatcher_free(&c->dispatcher);
     followup_state_free(&c->state);
     app_metrics_free(c->metrics);

@@ -19,6 +19,7 @@
 #include "features/deals_pipeline/services/followup_sweep_service.h"
 #include "shared/clients/voice_agent_client.h"
 #include "shared/db/db_listener.h"
+#include "shared/db/db_ownership.h"
 #include "shared/db/db_pool.h"
 #include "shared/gcp/cloud_tasks_client.h"
 #include "shared/gcp/google_auth.h"
@@ -39,6 +40,9 @@ struct app_components {
     char **channels;
     int n_channels;
     bool listener_ready;
+    struct db_ownership ownership;           /* which partitions of the bookings this replica schedules */
+    bool ownership_ready;
+    struct ownership_port owner_port;
     struct bookings_repository *repo;
     struct google_auth *gauth;
     struct cloud_tasks_client *ct;

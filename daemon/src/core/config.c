@@ -10,13 +10,14 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <libpq-fe.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "shared/db/db_util.h"
 
 enum opt_type {
     OT_STR, OT_INT, OT_BOOL, OT_LIST, OT_SCHEMAS, OT_BACKEND, OT_CAPTURE_MODE, OT_AUTH_MODE, OT_LEVEL, OT_LOG_FORMAT,
@@ -26,6 +27,10 @@ enum opt_type {
 #define OF_SECRET 0x1     /* has a *_file form; value never printed */
 #define OF_RELOAD 0x2     /* may change on SIGHUP */
 
+/* A check of a text value beyond its type: NULL, or why it is refused. The
+ * reason never quotes the value (it may be a secret). */
+typedef const char *(*opt_check_fn)(const char *value, char *why, size_t whylen);
+
 struct opt {
     const char *section;
     const char *key;
@@ -34,59 +39,71 @@ struct opt {
     const char *def;      /* default as text; NULL = unset */
     int min, max;         /* OT_INT bounds */
     int flags;
+    opt_check_fn check;   /* NULL = the type says it all */
 };
+
+static const char *check_conninfo(const char *value, char *why, size_t whylen);
+static const char *check_bearer_token(const char *value, char *why, size_t whylen);
+static const char *check_header_secret(const char *value, char *why, size_t whylen);
 
 #define O(field) offsetof(struct config, field)
 static const struct opt opts[] = {
-    {"database", "conninfo", OT_STR, O(db_conninfo), NULL, 0, 0, OF_SECRET},
-    {"database", "schemas", OT_SCHEMAS, O(db_schemas), NULL, 0, 0, 0},
-    {"database", "pool_size", OT_INT, O(db_pool_size), "4", 1, 64, 0},
-    {"database", "max_queue", OT_INT, O(db_max_queue), "1024", 1, 1000000, 0},
-    {"database", "prepared_statements", OT_BOOL, O(db_prepared_statements), "on", 0, 0, 0},
-    {"http", "listen", OT_LISTEN, O(http_listen), "127.0.0.1:8080", 0, 0, 0},
-    {"http", "public_url", OT_URL, O(http_public_url), NULL, 0, 0, OF_RELOAD},
-    {"http", "max_header_bytes", OT_INT, O(http_max_header_bytes), "16384", 1024, 1048576, 0},
-    {"http", "max_body_bytes", OT_INT, O(http_max_body_bytes), "65536", 1024, 16777216, 0},
-    {"http", "header_timeout_ms", OT_INT, O(http_header_timeout_ms), "10000", 10, 600000, 0},
-    {"http", "body_timeout_ms", OT_INT, O(http_body_timeout_ms), "10000", 10, 600000, 0},
-    {"http", "idle_timeout_ms", OT_INT, O(http_idle_timeout_ms), "60000", 10, 3600000, 0},
-    {"http", "max_connections", OT_INT, O(http_max_connections), "1024", 1, 100000, 0},
-    {"http", "max_connections_per_peer", OT_INT, O(http_max_connections_per_peer), "64", 0, 100000, 0},
+    {"database", "conninfo", OT_STR, O(db_conninfo), NULL, 0, 0, OF_SECRET, check_conninfo},
+    {"database", "schemas", OT_SCHEMAS, O(db_schemas), NULL, 0, 0, 0, NULL},
+    {"database", "pool_size", OT_INT, O(db_pool_size), "4", 1, 64, 0, NULL},
+    {"database", "max_queue", OT_INT, O(db_max_queue), "1024", 1, 1000000, 0, NULL},
+    {"database", "prepared_statements", OT_BOOL, O(db_prepared_statements), "on", 0, 0, 0, NULL},
+    {"http", "listen", OT_LISTEN, O(http_listen), "127.0.0.1:8080", 0, 0, 0, NULL},
+    {"http", "public_url", OT_URL, O(http_public_url), NULL, 0, 0, OF_RELOAD, NULL},
+    {"http", "max_header_bytes", OT_INT, O(http_max_header_bytes), "16384", 1024, 1048576, 0, NULL},
+    {"http", "max_body_bytes", OT_INT, O(http_max_body_bytes), "65536", 1024, 16777216, 0, NULL},
+    {"http", "header_timeout_ms", OT_INT, O(http_header_timeout_ms), "10000", 10, 600000, 0, NULL},
+    {"http", "body_timeout_ms", OT_INT, O(http_body_timeout_ms), "10000", 10, 600000, 0, NULL},
+    {"http", "idle_timeout_ms", OT_INT, O(http_idle_timeout_ms), "60000", 10, 3600000, 0, NULL},
+    {"http", "max_connections", OT_INT, O(http_max_connections), "1024", 1, 100000, 0, NULL},
+    {"http", "max_connections_per_peer", OT_INT, O(http_max_connections_per_peer), "64", 0, 100000, 0, NULL},
     {"followup", "booking_types", OT_LIST, O(followup_booking_types),
-     "follow_up,followup,auto_follow_up,auto_followup", 0, 0, OF_RELOAD},
-    {"followup", "lead_time_s", OT_INT, O(followup_lead_time_s), "0", 0, 86400, OF_RELOAD},
-    {"followup", "sweep_interval_s", OT_INT, O(followup_sweep_interval_s), "30", 1, 86400, OF_RELOAD},
-    {"followup", "catchup_window_s", OT_INT, O(followup_catchup_window_s), "3600", 0, 2592000, OF_RELOAD},
-    {"followup", "max_inflight", OT_INT, O(followup_max_inflight), "64", 1, 10000, 0},
-    {"followup", "max_attempts", OT_INT, O(followup_max_attempts), "5", 1, 100, OF_RELOAD},
-    {"followup", "retry_base_s", OT_INT, O(followup_retry_base_s), "10", 1, 3600, OF_RELOAD},
-    {"followup", "early_tolerance_s", OT_INT, O(followup_early_tolerance_s), "300", 0, 86400, OF_RELOAD},
-    {"capture", "mode", OT_CAPTURE_MODE, O(capture_mode), "notify", 0, 0, 0},
-    {"capture", "notify_within_s", OT_INT, O(capture_notify_within_s), "900", 0, 2592000, 0},
-    {"capture", "poll_interval_ms", OT_INT, O(capture_poll_interval_ms), "1000", 100, 600000, 0},
-    {"queue", "backend", OT_BACKEND, O(queue_backend), "cloudtasks", 0, 0, 0},
-    {"cloudtasks", "endpoint", OT_URL, O(ct_endpoint), "https://cloudtasks.googleapis.com", 0, 0, 0},
-    {"cloudtasks", "project", OT_STR, O(ct_project), NULL, 0, 0, 0},
-    {"cloudtasks", "location", OT_STR, O(ct_location), NULL, 0, 0, 0},
-    {"cloudtasks", "queue", OT_STR, O(ct_queue), "follow-up-calls", 0, 0, 0},
-    {"cloudtasks", "credentials", OT_STR, O(ct_credentials), NULL, 0, 0, 0},
-    {"cloudtasks", "metadata_url", OT_URL, O(ct_metadata_url), "http://metadata.google.internal", 0, 0, 0},
-    {"cloudtasks", "dispatch_deadline_s", OT_INT, O(ct_dispatch_deadline_s), "600", 15, 1800, OF_RELOAD},
-    {"auth", "mode", OT_AUTH_MODE, O(auth_mode), "oidc", 0, 0, 0},
-    {"auth", "audience", OT_STR, O(auth_audience), NULL, 0, 0, OF_RELOAD},
-    {"auth", "service_account", OT_STR, O(auth_service_account), NULL, 0, 0, OF_RELOAD},
-    {"auth", "jwks_url", OT_URL, O(auth_jwks_url), "https://www.googleapis.com/oauth2/v3/certs", 0, 0, 0},
-    {"auth", "issuers", OT_LIST, O(auth_issuers), "https://accounts.google.com,accounts.google.com", 0, 0, OF_RELOAD},
-    {"auth", "clock_skew_s", OT_INT, O(auth_clock_skew_s), "60", 0, 600, OF_RELOAD},
-    {"auth", "jwks_refetch_interval_s", OT_INT, O(auth_jwks_refetch_interval_s), "2", 1, 3600, 0},
-    {"auth", "jwks_min_refresh_s", OT_INT, O(auth_jwks_min_refresh_s), "30", 1, 86400, 0},
-    {"auth", "shared_secret", OT_STR, O(auth_shared_secret), NULL, 0, 0, OF_SECRET | OF_RELOAD},
-    {"voice_agent", "base_url", OT_URL, O(va_base_url), NULL, 0, 0, OF_RELOAD},
-    {"voice_agent", "token", OT_STR, O(va_token), NULL, 0, 0, OF_SECRET | OF_RELOAD},
-    {"voice_agent", "timeout_ms", OT_INT, O(va_timeout_ms), "30000", 100, 600000, OF_RELOAD},
-    {"log", "level", OT_LEVEL, O(log_level), "info", 0, 0, OF_RELOAD},
-    {"log", "format", OT_LOG_FORMAT, O(log_format), "json", 0, 0, OF_RELOAD},
-    {"shutdown", "drain_timeout_ms", OT_INT, O(shutdown_drain_timeout_ms), "20000", 0, 600000, OF_RELOAD},
+     "follow_up,followup,auto_follow_up,auto_followup", 0, 0, OF_RELOAD, NULL},
+    {"followup", "lead_time_s", OT_INT, O(followup_lead_time_s), "0", 0, 86400, OF_RELOAD, NULL},
+    {"followup", "sweep_interval_s", OT_INT, O(followup_sweep_interval_s), "30", 1, 86400, OF_RELOAD, NULL},
+    {"followup", "catchup_window_s", OT_INT, O(followup_catchup_window_s), "3600", 0, 2592000, OF_RELOAD, NULL},
+    {"followup", "max_inflight", OT_INT, O(followup_max_inflight), "64", 1, 10000, 0, NULL},
+    {"followup", "max_attempts", OT_INT, O(followup_max_attempts), "5", 1, 100, OF_RELOAD, NULL},
+    {"followup", "retry_base_s", OT_INT, O(followup_retry_base_s), "10", 1, 3600, OF_RELOAD, NULL},
+    {"followup", "early_tolerance_s", OT_INT, O(followup_early_tolerance_s), "300", 0, 86400, OF_RELOAD, NULL},
+    {"followup", "max_lateness_s", OT_INT, O(followup_max_lateness_s), "3600", 0, 2592000, OF_RELOAD, NULL},
+    {"capture", "mode", OT_CAPTURE_MODE, O(capture_mode), "notify", 0, 0, 0, NULL},
+    {"capture", "notify_within_s", OT_INT, O(capture_notify_within_s), "900", 0, 2592000, 0, NULL},
+    {"capture", "poll_interval_ms", OT_INT, O(capture_poll_interval_ms), "1000", 100, 600000, 0, NULL},
+    {"replicas", "partitions", OT_INT, O(replicas_partitions), "64", 1, 1024, 0, NULL},
+    {"replicas", "rebalance_interval_ms", OT_INT, O(replicas_rebalance_interval_ms), "1000", 100, 60000, OF_RELOAD,
+     NULL},
+    {"queue", "backend", OT_BACKEND, O(queue_backend), "cloudtasks", 0, 0, 0, NULL},
+    {"cloudtasks", "endpoint", OT_URL, O(ct_endpoint), "https://cloudtasks.googleapis.com", 0, 0, 0, NULL},
+    {"cloudtasks", "project", OT_STR, O(ct_project), NULL, 0, 0, 0, NULL},
+    {"cloudtasks", "location", OT_STR, O(ct_location), NULL, 0, 0, 0, NULL},
+    {"cloudtasks", "queue", OT_STR, O(ct_queue), "follow-up-calls", 0, 0, 0, NULL},
+    {"cloudtasks", "credentials", OT_STR, O(ct_credentials), NULL, 0, 0, 0, NULL},
+    {"cloudtasks", "metadata_url", OT_URL, O(ct_metadata_url), "http://metadata.google.internal", 0, 0, 0, NULL},
+    {"cloudtasks", "dispatch_deadline_s", OT_INT, O(ct_dispatch_deadline_s), "600", 15, 1800, OF_RELOAD, NULL},
+    {"auth", "mode", OT_AUTH_MODE, O(auth_mode), "oidc", 0, 0, 0, NULL},
+    {"auth", "audience", OT_STR, O(auth_audience), NULL, 0, 0, OF_RELOAD, NULL},
+    {"auth", "service_account", OT_STR, O(auth_service_account), NULL, 0, 0, OF_RELOAD, NULL},
+    {"auth", "jwks_url", OT_URL, O(auth_jwks_url), "https://www.googleapis.com/oauth2/v3/certs", 0, 0, 0, NULL},
+    {"auth", "issuers", OT_LIST, O(auth_issuers), "https://accounts.google.com,accounts.google.com", 0, 0, OF_RELOAD, NULL},
+    {"auth", "clock_skew_s", OT_INT, O(auth_clock_skew_s), "60", 0, 600, OF_RELOAD, NULL},
+    {"auth", "jwks_refetch_interval_s", OT_INT, O(auth_jwks_refetch_interval_s), "2", 1, 3600, 0, NULL},
+    {"auth", "jwks_min_refresh_s", OT_INT, O(auth_jwks_min_refresh_s), "30", 1, 86400, 0, NULL},
+    {"auth", "shared_secret", OT_STR, O(auth_shared_secret), NULL, 0, 0, OF_SECRET | OF_RELOAD, check_header_secret},
+    {"voice_agent", "base_url", OT_URL, O(va_base_url), NULL, 0, 0, OF_RELOAD, NULL},
+    {"voice_agent", "token", OT_STR, O(va_token), NULL, 0, 0, OF_SECRET | OF_RELOAD, check_bearer_token},
+    {"voice_agent", "timeout_ms", OT_INT, O(va_timeout_ms), "30000", 100, 600000, OF_RELOAD, NULL},
+    {"voice_agent", "max_concurrent", OT_INT, O(va_max_concurrent), "0", 0, 100000, OF_RELOAD, NULL},
+    {"voice_agent", "max_concurrent_per_tenant", OT_INT, O(va_max_concurrent_per_tenant), "0", 0, 100000, OF_RELOAD,
+     NULL},
+    {"log", "level", OT_LEVEL, O(log_level), "info", 0, 0, OF_RELOAD, NULL},
+    {"log", "format", OT_LOG_FORMAT, O(log_format), "json", 0, 0, OF_RELOAD, NULL},
+    {"shutdown", "drain_timeout_ms", OT_INT, O(shutdown_drain_timeout_ms), "20000", 0, 600000, OF_RELOAD, NULL},
 };
 #undef O
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -96,6 +113,7 @@ struct origin {
     char where[300];     /* "file:12" or "env FOLLOWUPD_X_Y" or "" for default */
     bool set;            /* value given (file or env) */
     bool file_form;      /* came from K_file */
+    bool rejected;       /* given but refused (reported): not reported as missing too */
 };
 
 struct loader {
@@ -217,6 +235,43 @@ static bool valid_url(const char *s)
     return (strncmp(s, "http://", 7) == 0 && s[7] != '\0') || (strncmp(s, "https://", 8) == 0 && s[8] != '\0');
 }
 
+/* ---- checks of values that may be secrets (see opt_check_fn) ---- */
+
+static const char *check_conninfo(const char *value, char *why, size_t whylen)
+{
+    return db_conninfo_problem(value, why, whylen) == 0 ? NULL : why;
+}
+
+static bool has_control_byte(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+    return false;
+}
+
+/* Sent as "Authorization: Bearer <token>": one word of visible ASCII. */
+static const char *check_bearer_token(const char *value, char *why, size_t whylen)
+{
+    (void)why;
+    (void)whylen;
+    for (const char *p = value; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return "must be visible ASCII without spaces or control characters (it is sent as a Bearer token)";
+    return NULL;
+}
+
+/* Compared with a request header, whose value never has control bytes or
+ * surrounding spaces: such a secret could never match. */
+static const char *check_header_secret(const char *value, char *why, size_t whylen)
+{
+    (void)why;
+    (void)whylen;
+    size_t n = strlen(value);
+    if (has_control_byte(value) || (n > 0 && (value[0] == ' ' || value[n - 1] == ' ')))
+        return "must not contain control characters or start or end with a space";
+    return NULL;
+}
+
 static bool valid_listen(const char *s)
 {
     const char *colon = strrchr(s, ':');
@@ -246,11 +301,14 @@ static const char *apply_value(struct config *cfg, const struct opt *o, const ch
     switch (o->type) {
     case OT_URL:
         if (!valid_url(value)) return "must be an http:// or https:// URL";
+        if (strchr(value, '@') != NULL) return "must not contain '@' (no user:password@ in URLs; use the token keys)";
         /* fall through */
     case OT_LISTEN:
         if (o->type == OT_LISTEN && !valid_listen(value)) return "must be HOST:PORT";
         /* fall through */
     case OT_STR: {
+        const char *refused = o->check != NULL ? o->check(value, why, whylen) : NULL;
+        if (refused != NULL) return refused;
         char *copy = strdup(value);
         if (copy == NULL) return "out of memory";
         free(*(char **)field);
@@ -364,6 +422,16 @@ static char *read_secret_file(const char *path, char *why, size_t whylen)
     return buf;
 }
 
+/* The error of a non-secret value, quoting it as the logger would show it (a
+ * URL's user:password@ never reaches the message). */
+static void add_error_echoing(struct config_errors *errs, const char *where, const struct opt *o, const char *value,
+                              const char *err)
+{
+    char *shown = log_redact(NULL, value);
+    add_error(errs, "%s: [%s] %s = '%s': %s", where, o->section, o->key, shown != NULL ? shown : "", err);
+    free(shown);
+}
+
 /* Set key (or key_file) of opt index i from origin `where`. */
 static void set_option(struct loader *ld, size_t i, bool file_form, const char *value, const char *where)
 {
@@ -375,24 +443,30 @@ static void set_option(struct loader *ld, size_t i, bool file_form, const char *
     }
     char why[512] = "";
     char *owned = NULL;
+    char pbuf[4096];
+    const char *path = NULL;
     if (file_form) {
-        char pbuf[4096];
-        owned = read_secret_file(resolve_cred_path(ld, value, pbuf, sizeof(pbuf)), why, sizeof(why));
+        path = resolve_cred_path(ld, value, pbuf, sizeof(pbuf));
+        owned = read_secret_file(path, why, sizeof(why));
         if (owned == NULL) {
             add_error(ld->errs, "%s: [%s] %s_file: %s", where, o->section, o->key, why);
+            org->rejected = true;
             return;
         }
         value = owned;
     }
     const char *err = apply_value(ld->cfg, o, value, why, sizeof(why));
     if (err != NULL) {
-        if (o->flags & OF_SECRET) add_error(ld->errs, "%s: [%s] %s: %s", where, o->section, o->key, err);
-        else add_error(ld->errs, "%s: [%s] %s = '%s': %s", where, o->section, o->key, value, err);
+        if (file_form) add_error(ld->errs, "%s: [%s] %s_file %s: %s", where, o->section, o->key, path, err);
+        else if (o->flags & OF_SECRET) add_error(ld->errs, "%s: [%s] %s: %s", where, o->section, o->key, err);
+        else add_error_echoing(ld->errs, where, o, value, err);
+        org->rejected = true;
     } else {
         snprintf(org->where, sizeof(org->where), "%s", where);
         org->set = true;
         org->file_form = file_form;
     }
+    if (owned != NULL) explicit_bzero(owned, strlen(owned));
     free(owned);
 }
 
@@ -418,6 +492,13 @@ static bool known_section(const char *s)
     return false;
 }
 
+/* A name from the file as it may be echoed in an error: only when it looks like
+ * a key or section name, since a stray line may be a pasted secret. */
+static const char *echoable_name(const char *s)
+{
+    return config_is_valid_identifier(s) ? s : "(not shown: not a name)";
+}
+
 static void parse_line(struct loader *ld, const char *path, int lineno, char *line, char *section, size_t seclen)
 {
     char *s = trim(line);
@@ -431,7 +512,7 @@ static void parse_line(struct loader *ld, const char *path, int lineno, char *li
         }
         *end = '\0';
         char *name = trim(s + 1);
-        if (!known_section(name)) add_error(ld->errs, "%s:%d: unknown section [%s]", path, lineno, name);
+        if (!known_section(name)) add_error(ld->errs, "%s:%d: unknown section [%s]", path, lineno, echoable_name(name));
         snprintf(section, seclen, "%s", name);
         return;
     }
@@ -443,14 +524,14 @@ static void parse_line(struct loader *ld, const char *path, int lineno, char *li
     *eq = '\0';
     char *key = trim(s), *value = trim(eq + 1);
     if (section[0] == '\0') {
-        add_error(ld->errs, "%s:%d: key '%s' outside of any [section]", path, lineno, key);
+        add_error(ld->errs, "%s:%d: key '%s' outside of any [section]", path, lineno, echoable_name(key));
         return;
     }
     if (!known_section(section)) return; /* already reported */
     bool file_form;
     int i = find_opt(section, key, &file_form);
     if (i < 0) {
-        add_error(ld->errs, "%s:%d: unknown key '%s' in [%s]", path, lineno, key, section);
+        add_error(ld->errs, "%s:%d: unknown key '%s' in [%s]", path, lineno, echoable_name(key), section);
         return;
     }
     char where[300];
@@ -525,6 +606,9 @@ static void apply_defaults(struct loader *ld)
 static void require(struct loader *ld, const char *value, const char *section, const char *key, const char *when)
 {
     if (value != NULL && value[0] != '\0') return;
+    bool file_form;
+    int i = find_opt(section, key, &file_form);
+    if (i >= 0 && ld->origin[i].rejected) return;
     add_error(ld->errs, "missing required value: [%s] %s%s%s", section, key, when ? " " : "", when ? when : "");
 }
 
@@ -608,17 +692,18 @@ void config_register_secrets(const struct config *cfg, struct logger *lg)
 {
     log_add_secret(lg, cfg->auth_shared_secret);
     log_add_secret(lg, cfg->va_token);
-    if (cfg->db_conninfo == NULL) return;
-    log_add_secret(lg, cfg->db_conninfo);
-    char *err = NULL;
-    PQconninfoOption *o = PQconninfoParse(cfg->db_conninfo, &err);
-    if (o == NULL) {
-        PQfreemem(err);
-        return;
-    }
-    for (PQconninfoOption *p = o; p->keyword != NULL; p++)
-        if (strcmp(p->keyword, "password") == 0 && p->val != NULL) log_add_secret(lg, p->val);
-    PQconninfoFree(o);
+    db_conninfo_register_secrets(cfg->db_conninfo, lg);
+}
+
+int config_load_logged(struct config *cfg, const char *path, struct logger *lg, const char *msg)
+{
+    struct config_errors errs = {0};
+    int rc = config_load(cfg, path, NULL, &errs);
+    config_register_secrets(cfg, lg); /* what did load, before any line about the rest */
+    for (int i = 0; i < errs.n; i++)
+        LOG_KV(lg, LOG_LEVEL_ERROR, NULL, ((const char *[]){"error", errs.msgs[i], "config", path, NULL}), "%s", msg);
+    config_errors_free(&errs);
+    return rc;
 }
 
 int config_lease_s(const struct config *cfg)

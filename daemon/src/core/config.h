@@ -54,10 +54,14 @@ struct config {
     int followup_max_attempts;
     int followup_retry_base_s;
     int followup_early_tolerance_s;     /* 0: deliveries are never refused as too early */
+    int followup_max_lateness_s;        /* 0: a booking is called however late it is reached */
     /* [capture] */
     enum capture_mode capture_mode;
     int capture_notify_within_s;   /* the trigger notifies follow-ups due within this; 0 = every follow-up */
     int capture_poll_interval_ms;
+    /* [replicas] */
+    int replicas_partitions;           /* scheduling work is split into this many partitions among the replicas */
+    int replicas_rebalance_interval_ms;
     /* [queue] */
     enum queue_backend queue_backend;
     /* [cloudtasks] */
@@ -82,6 +86,8 @@ struct config {
     char *va_base_url;
     char *va_token;             /* secret */
     int va_timeout_ms;
+    int va_max_concurrent;              /* live leases of every tenant at once; 0 = unlimited */
+    int va_max_concurrent_per_tenant;   /* live leases of one tenant at once; 0 = unlimited */
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;   /* json | gcp (Cloud Logging field names and trace) */
@@ -103,13 +109,21 @@ int config_load(struct config *cfg, const char *path, config_getenv_fn env, stru
 void config_free(struct config *cfg);
 void config_errors_free(struct config_errors *errs);
 
-/* Secrets a logger must redact (conninfo password, tokens). */
+/* Secrets a logger must redact: the conninfo's passwords, the voice-agent
+ * token, the shared secret (see utils/log.h). Adds; never removes. */
 void config_register_secrets(const struct config *cfg, struct logger *lg);
 /* The execution lease: an in_progress row older than this is abandoned (voice_agent.timeout_ms + 30 s). */
 #define CONFIG_LEASE_MARGIN_S 30
 int config_lease_s(const struct config *cfg);
 /* [log] format on a logger; gcp traces name [cloudtasks] project. */
 void config_apply_log_format(const struct config *cfg, struct logger *lg);
+
+/* config_load() with the environment, registering the secrets of whatever did
+ * load with lg first and then logging each problem as one error line
+ * (msg, "error", "config" = path). Returns config_load()'s result; cfg must be
+ * freed either way. */
+int config_load_logged(struct config *cfg, const char *path, struct logger *lg, const char *msg)
+    __attribute__((warn_unused_result));
 
 /* Names of keys whose value differs between a and b but cannot change on a
  * live reload (listen address, conninfo, schemas, backend...). Writes up to

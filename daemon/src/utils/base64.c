@@ -1,8 +1,6 @@
 /*
- * utils/base64 — hand-written RFC 4648 codec (see base64.h).  One encoder and
- * one decoder parameterised by the alphabet; the decoder maps characters through
- * a 256-entry table built from the alphabet string so both alphabets share the
- * same strict rules.
+ * utils/base64 — hand-written RFC 4648 codec (see base64.h): one encoder
+ * parameterised by the alphabet, one strict base64url decoder.
  */
 #include "utils/base64.h"
 
@@ -55,67 +53,51 @@ char *base64url_encode(const void *data, size_t len)
     return encode_with(url_alphabet, 0, data, len);
 }
 
-static void build_table(const char *alphabet, signed char table[256])
+/* Value 0..63 of a base64url character, or -1. */
+static int b64url_value(unsigned char c)
 {
-    memset(table, -1, 256);
-    for (int i = 0; i < 64; i++) table[(unsigned char)alphabet[i]] = (signed char)i;
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
 }
 
-/* Length of the data part once valid padding is stripped, or (size_t)-1. */
-static size_t strip_padding(const char *in, size_t in_len, int pad_required)
+bool base64url_is_text(const char *s, size_t len)
 {
-    size_t pads = 0;
-    while (pads < in_len && pads < 3 && in[in_len - 1 - pads] == '=') pads++;
-    if (pads == 3) return (size_t)-1;
-    if (pads > 0 && in_len % 4 != 0) return (size_t)-1;
-    if (pad_required && in_len % 4 != 0) return (size_t)-1;
-    size_t data_len = in_len - pads;
-    if (pads > 0 && (data_len % 4) + pads != 4) return (size_t)-1;
-    if (data_len % 4 == 1) return (size_t)-1;
-    return data_len;
+    for (size_t i = 0; i < len; i++)
+        if (b64url_value((unsigned char)s[i]) < 0) return false;
+    return true;
 }
 
-static int decode_with(const char *alphabet, int pad_required, const char *in, size_t in_len,
-                       unsigned char **out, size_t *out_len)
+int base64url_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
-    if (in == NULL) return -1;
-    size_t data_len = strip_padding(in, in_len, pad_required);
-    if (data_len == (size_t)-1) return -1;
-    signed char table[256];
-    build_table(alphabet, table);
-    unsigned char *buf = malloc(data_len / 4 * 3 + 3 + 1);
+    if (in == NULL || len % 4 == 1 || len > SIZE_MAX / 3) return -1;
+    unsigned char *buf = malloc(len / 4 * 3 + 3 + 1);
     if (buf == NULL) return -1;
-    size_t o = 0;
+    size_t n = 0;
     uint32_t acc = 0;
     int bits = 0;
-    for (size_t i = 0; i < data_len; i++) {
-        signed char v = table[(unsigned char)in[i]];
+    for (size_t i = 0; i < len; i++) {
+        int v = b64url_value((unsigned char)in[i]);
         if (v < 0) goto fail;
-        acc = (acc << 6 | (uint32_t)v) & 0xFFFFFF;
+        acc = (acc << 6) | (uint32_t)v;
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
-            buf[o++] = (unsigned char)(acc >> bits & 0xFF);
+            buf[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1u;
         }
     }
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) goto fail; /* non-canonical tail */
-    buf[o] = '\0';
+    if (acc != 0) goto fail; /* leftover bits must be zero (canonical form) */
+    buf[n] = '\0';
     *out = buf;
-    *out_len = o;
+    *out_len = n;
     return 0;
 fail:
     free(buf);
     return -1;
-}
-
-int base64_decode(const char *in, size_t in_len, unsigned char **out, size_t *out_len)
-{
-    return decode_with(std_alphabet, 1, in, in_len, out, out_len);
-}
-
-int base64url_decode(const char *in, size_t in_len, unsigned char **out, size_t *out_len)
-{
-    return decode_with(url_alphabet, 0, in, in_len, out, out_len);
 }

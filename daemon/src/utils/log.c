@@ -3,13 +3,16 @@
  * byte sequence a caller passes (quotes, newlines, control bytes, invalid UTF-8)
  * comes out as valid JSON: invalid UTF-8 is replaced byte-wise by U+FFFD before
  * encoding.  Lines are written with one write(2) so concurrent writers never
- * interleave within a line.
+ * interleave within a line.  Redaction (secrets, their pieces, URL userinfo)
+ * happens in the same pass over each value, before jansson escapes it.
  */
 #include "utils/log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,14 @@
 #include <unistd.h>
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* Secret pieces are found through a bitmap of their hashed 4-byte windows: one
+ * bit test per output byte, and only on a hit a comparison with the secrets. */
+#define WINDOW_HASH_BITS 16
+#define WINDOW_MAP_BYTES ((1u << WINDOW_HASH_BITS) / 8)
+_Static_assert(LOG_SECRET_MIN == sizeof(uint32_t), "a window is one 32-bit word");
+
+static const char redacted_mark[] = "[REDACTED]";
 
 void logger_init(struct logger *lg, enum log_level level, int fd)
 {
@@ -27,8 +38,13 @@ void logger_init(struct logger *lg, enum log_level level, int fd)
 
 void log_clear_secrets(struct logger *lg)
 {
-    for (int i = 0; i < lg->n_secrets; i++) free(lg->secrets[i]);
+    for (int i = 0; i < lg->n_secrets; i++) {
+        explicit_bzero(lg->secrets[i], strlen(lg->secrets[i]));
+        free(lg->secrets[i]);
+    }
     lg->n_secrets = 0;
+    free(lg->windows);
+    lg->windows = NULL;
 }
 
 void logger_free(struct logger *lg)
@@ -36,6 +52,37 @@ void logger_free(struct logger *lg)
     log_clear_secrets(lg);
     free(lg->trace_project);
     lg->trace_project = NULL;
+    free(lg->secrets);
+    lg->secrets = NULL;
+    lg->cap_secrets = 0;
+}
+
+static uint32_t window_hash(const char *s)
+{
+    uint32_t w;
+    memcpy(&w, s, sizeof(w));
+    return (w * 2654435761u) >> (32 - WINDOW_HASH_BITS);
+}
+
+static bool window_marked(const struct logger *lg, const char *s)
+{
+    uint32_t h = window_hash(s);
+    return (lg->windows[h >> 3] >> (h & 7)) & 1u;
+}
+
+static void mark_windows(struct logger *lg, const char *secret, size_t len)
+{
+    for (size_t i = 0; i + LOG_SECRET_MIN <= len; i++) {
+        uint32_t h = window_hash(secret + i);
+        lg->windows[h >> 3] |= (unsigned char)(1u << (h & 7));
+    }
+}
+
+static bool secret_known(const struct logger *lg, const char *secret)
+{
+    for (int i = 0; i < lg->n_secrets; i++)
+        if (strcmp(lg->secrets[i], secret) == 0) return true;
+    return false;
 }
 
 void log_set_format(struct logger *lg, enum log_format format, const char *trace_project)
@@ -55,11 +102,20 @@ int log_format_parse(const char *s, enum log_format *out)
 
 void log_add_secret(struct logger *lg, const char *secret)
 {
-    if (secret == NULL || strlen(secret) < 4 || lg->n_secrets >= LOG_MAX_SECRETS) return;
-    for (int i = 0; i < lg->n_secrets; i++)
-        if (strcmp(lg->secrets[i], secret) == 0) return;
+    if (secret == NULL || strlen(secret) < LOG_SECRET_MIN || lg->n_secrets >= LOG_MAX_SECRETS) return;
+    if (secret_known(lg, secret)) return;
+    if (lg->windows == NULL && (lg->windows = calloc(1, WINDOW_MAP_BYTES)) == NULL) return;
+    if (lg->n_secrets == lg->cap_secrets) {
+        int cap = lg->cap_secrets > 0 ? lg->cap_secrets * 2 : 8;
+        char **grown = realloc(lg->secrets, sizeof(*grown) * (size_t)cap);
+        if (grown == NULL) return;
+        lg->secrets = grown;
+        lg->cap_secrets = cap;
+    }
     char *copy = strdup(secret);
-    if (copy != NULL) lg->secrets[lg->n_secrets++] = copy;
+    if (copy == NULL) return;
+    lg->secrets[lg->n_secrets++] = copy;
+    mark_windows(lg, copy, strlen(copy));
 }
 
 int log_level_parse(const char *s, enum log_level *out)
@@ -98,60 +154,143 @@ static size_t utf8_seq_len(const unsigned char *s, size_t avail)
     return n;
 }
 
-/* Length of the longest registered secret starting at s (0 = none), so a
- * secret that is a prefix of another never leaves the other's tail visible. */
-static size_t longest_secret_at(const struct logger *lg, const char *s, size_t avail)
+/* Length of the longest whole registered secret starting at s (0 = none), so
+ * a secret that is a prefix of another never leaves the other's tail visible. */
+static size_t whole_secret_at(const struct logger *lg, const char *s, size_t avail)
 {
     size_t best = 0;
-    for (int k = 0; lg != NULL && k < lg->n_secrets; k++) {
+    for (int k = 0; k < lg->n_secrets; k++) {
         size_t sl = strlen(lg->secrets[k]);
         if (sl > best && sl <= avail && memcmp(s, lg->secrets[k], sl) == 0) best = sl;
     }
     return best;
 }
 
-/* Copy of s with invalid UTF-8 bytes replaced by U+FFFD and secrets redacted. */
-static char *sanitize_value(const struct logger *lg, const char *s)
+/* Length of the longest piece (>= LOG_SECRET_MIN bytes) of any registered
+ * secret starting at s, 0 = none. */
+static size_t secret_piece_at(const struct logger *lg, const char *s, size_t avail)
+{
+    size_t best = 0;
+    for (int k = 0; k < lg->n_secrets; k++) {
+        const char *v = lg->secrets[k];
+        size_t m = strlen(v);
+        for (size_t j = 0; j + LOG_SECRET_MIN <= m; j++) {
+            size_t l = 0;
+            while (l < avail && j + l < m && v[j + l] == s[l]) l++;
+            if (l >= LOG_SECRET_MIN && l > best) best = l;
+        }
+    }
+    return best;
+}
+
+/* Identifiers in free text (UUIDs, hex request ids and task names) are runs of
+ * at least ID_RUN_MIN hex digits and dashes; a hex secret shares 4 bytes with
+ * about one in a hundred of them by chance.  Inside such a run only pieces of
+ * ID_PIECE_MIN bytes or more (never a coincidence) and whole secrets count. */
+#define ID_RUN_MIN 16
+#define ID_PIECE_MIN 8
+
+static bool is_id_byte(char c)
+{
+    return isxdigit((unsigned char)c) || c == '-';
+}
+
+/* Length of the identifier run starting at s[i] (a run's first byte), else 0. */
+static size_t id_run_at(const char *s, size_t i, size_t len)
+{
+    if (i > 0 && is_id_byte(s[i - 1])) return 0;
+    size_t n = 0;
+    while (i + n < len && is_id_byte(s[i + n])) n++;
+    return n >= ID_RUN_MIN ? n : 0;
+}
+
+/* Bytes to redact at s: the longest whole secret, or with `pieces` the longest
+ * piece of one (not a short one inside an identifier run that ends id_left
+ * bytes further on; id_left = 0 outside any). */
+static size_t redactable_at(const struct logger *lg, const char *s, size_t avail, bool pieces, size_t id_left)
+{
+    if (avail < LOG_SECRET_MIN || !window_marked(lg, s)) return 0; /* every candidate starts with a window */
+    size_t whole = whole_secret_at(lg, s, avail);
+    if (!pieces) return whole;
+    size_t piece = secret_piece_at(lg, s, avail);
+    bool chance = piece < ID_PIECE_MIN && piece <= id_left;
+    return chance ? whole : piece;
+}
+
+/* At s = "://...": the length of the URL's userinfo ("user:pass" before the
+ * last '@' of the authority), 0 when there is none. */
+static size_t url_userinfo_len(const char *s)
+{
+    if (strncmp(s, "://", 3) != 0) return 0;
+    size_t at = 0;
+    for (size_t i = 3; s[i] != '\0' && strchr("/?#\"'<> \t\r\n", s[i]) == NULL; i++)
+        if (s[i] == '@') at = i;
+    return at > 3 ? at - 3 : 0;
+}
+
+struct outbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static int out_put(struct outbuf *o, const char *data, size_t n)
+{
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = (o->len + n + 1) * 2;
+        char *grown = realloc(o->p, cap);
+        if (grown == NULL) return -1;
+        o->p = grown;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, data, n);
+    o->len += n;
+    return 0;
+}
+
+/* Copy of s with URL userinfo and secrets redacted (`pieces`: also every piece
+ * of a secret, else whole secrets only) and invalid UTF-8 replaced by U+FFFD. */
+static char *sanitize_value(const struct logger *lg, const char *s, bool pieces)
 {
     size_t len = strlen(s);
-    size_t cap = len * 3 + 1;
-    char *out = malloc(cap);
-    if (out == NULL) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        size_t sl = longest_secret_at(lg, s + i, len - i);
-        if (sl > 0) {
-            static const char mark[] = "[REDACTED]";
-            if (o + sizeof(mark) + len * 3 > cap) {
-                cap = o + sizeof(mark) + len * 3 + 1;
-                char *n = realloc(out, cap);
-                if (n == NULL) { free(out); return NULL; }
-                out = n;
-            }
-            memcpy(out + o, mark, sizeof(mark) - 1);
-            o += sizeof(mark) - 1;
-            i += sl;
-            continue;
-        }
-        size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
-        if (n == 0) {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
+    bool secrets = lg != NULL && lg->n_secrets > 0;
+    struct outbuf o = {.p = malloc(len + 1), .cap = len + 1};
+    if (o.p == NULL) return NULL;
+    int rc = 0;
+    size_t id_end = 0; /* end of the identifier run i is in, if any */
+    for (size_t i = 0; i < len && rc == 0;) {
+        size_t n;
+        if (i >= id_end && (n = id_run_at(s, i, len)) > 0) id_end = i + n;
+        if (s[i] == ':' && (n = url_userinfo_len(s + i)) > 0) {
+            rc = out_put(&o, "://", 3) | out_put(&o, redacted_mark, sizeof(redacted_mark) - 1);
+            i += 3 + n;
+        } else if (secrets && (n = redactable_at(lg, s + i, len - i, pieces, i < id_end ? id_end - i : 0)) > 0) {
+            rc = out_put(&o, redacted_mark, sizeof(redacted_mark) - 1);
+            i += n;
+        } else if ((n = utf8_seq_len((const unsigned char *)s + i, len - i)) == 0) {
+            rc = out_put(&o, "\xEF\xBF\xBD", 3);
             i += 1;
         } else {
-            memcpy(out + o, s + i, n);
-            o += n;
+            rc = out_put(&o, s + i, n);
             i += n;
         }
     }
-    out[o] = '\0';
-    return out;
+    if (rc != 0) {
+        free(o.p);
+        return NULL;
+    }
+    o.p[o.len] = '\0';
+    return o.p;
 }
 
-static int set_clean(json_t *obj, const struct logger *lg, const char *key, const char *value)
+char *log_redact(const struct logger *lg, const char *text)
+{
+    return text != NULL ? sanitize_value(lg, text, true) : NULL;
+}
+
+static int set_clean(json_t *obj, const struct logger *lg, const char *key, const char *value, bool pieces)
 {
     if (value == NULL) return 0;
-    char *clean = sanitize_value(lg, value);
+    char *clean = sanitize_value(lg, value, pieces);
     if (clean == NULL) return -1;
     int rc = json_object_set_new(obj, key, json_string(clean));
     free(clean);
@@ -191,7 +330,7 @@ static int set_trace(json_t *obj, const struct logger *lg, const char *trace_id)
 {
     char name[300];
     snprintf(name, sizeof(name), "projects/%s/traces/%s", lg->trace_project, trace_id);
-    return set_clean(obj, lg, "logging.googleapis.com/trace", name);
+    return set_clean(obj, lg, "logging.googleapis.com/trace", name, false);
 }
 
 static const char *gcp_severity(enum log_level lvl)
@@ -212,19 +351,19 @@ static char *format_json_line(const struct logger *lg, enum log_level lvl, const
     rc |= json_object_set_new(obj, gcp ? "time" : "ts", json_string(ts));
     rc |= json_object_set_new(obj, gcp ? "severity" : "level",
                               json_string(gcp ? gcp_severity(lvl) : log_level_name(lvl)));
-    rc |= set_clean(obj, lg, gcp ? "message" : "msg", msg);
-    if (ctx != NULL) {
+    rc |= set_clean(obj, lg, gcp ? "message" : "msg", msg, true);
+    if (ctx != NULL) { /* identifiers: whole secrets only (see log.h) */
         const char *pairs[2 * CTX_PAIRS];
         ctx_pairs(ctx, pairs);
         for (int i = 0; i < 2 * CTX_PAIRS; i += 2) {
             if (pairs[i + 1] != NULL && gcp_trace(lg, pairs[i])) rc |= set_trace(obj, lg, pairs[i + 1]);
-            else rc |= set_clean(obj, lg, pairs[i], pairs[i + 1]);
+            else rc |= set_clean(obj, lg, pairs[i], pairs[i + 1], false);
         }
     }
     for (size_t i = 0; fields != NULL && fields[i] != NULL && fields[i + 1] != NULL; i += 2) {
-        char *key = sanitize_value(lg, fields[i]);
+        char *key = sanitize_value(lg, fields[i], false);
         if (key == NULL) { rc = -1; break; }
-        rc |= set_clean(obj, lg, key, fields[i + 1]);
+        rc |= set_clean(obj, lg, key, fields[i + 1], true);
         free(key);
     }
     char *line = rc == 0 ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -243,7 +382,7 @@ struct text_buf {
 /* Append s sanitized (secrets redacted, invalid UTF-8 replaced), control bytes as spaces. */
 static void text_add(struct text_buf *b, const struct logger *lg, const char *s)
 {
-    char *clean = b->failed ? NULL : sanitize_value(lg, s);
+    char *clean = b->failed ? NULL : sanitize_value(lg, s, true);
     size_t n = clean != NULL ? strlen(clean) : 0;
     if (clean != NULL && b->len + n + 1 > b->cap) {
         size_t cap = (b->len + n + 1) * 2;
@@ -307,6 +446,7 @@ char *log_format_line(const struct logger *lg, enum log_level lvl, const struct 
     if (lg != NULL && lg->format == LOG_FORMAT_TEXT) return format_text_line(lg, lvl, ctx, fields, msg);
     return format_json_line(lg, lvl, ctx, fields, msg);
 }
+
 
 void log_vwrite(struct logger *lg, enum log_level lvl, const struct log_ctx *ctx,
                 const char *const *fields, const char *fmt, va_list ap)

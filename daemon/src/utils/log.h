@@ -5,9 +5,24 @@
  * default, journald-friendly): {"ts","level","msg", context fields...}.  The
  * context (request_id, tenant_id, booking_id, schema, task_name) travels in a
  * small struct so call sites never format JSON themselves.  The level is checked
- * before anything is formatted (LOG_* macros).  Values registered with
- * log_add_secret() are replaced by "[REDACTED]" wherever they would appear, as a
- * last line of defence on top of never passing secrets to the logger.
+ * before anything is formatted (LOG_* macros).
+ *
+ * Redaction is the logger's job, so no call site has to scrub what it passes:
+ * - every secret registered with log_add_secret() (at config load and on each
+ *   reload: passwords of the conninfo, tokens, the shared secret) is replaced
+ *   by "[REDACTED]" in the message and in field values, and so is every piece of
+ *   it of LOG_SECRET_MIN (4) or more bytes — a truncated message, a parser that
+ *   split an unquoted password at a space, or a decoder that quoted half of it
+ *   leaks no recognisable part.  Identifiers are spared chance matches: in
+ *   field names and the context fields (request_id, tenant_id, ...) only whole
+ *   secrets are replaced, and inside a run of 16 or more hex digits and dashes
+ *   (a UUID, a task name) only whole secrets and pieces of 8 or more bytes, so
+ *   an id that happens to share 4 bytes with a hex secret stays intact.
+ * - the userinfo of every URL ("scheme://user:pass@host") becomes
+ *   "scheme://[REDACTED]@host", in every value.
+ * Secrets are added, never forgotten while the process runs (a value rotated
+ * away on reload may still be in flight).  log_redact() applies the same to a
+ * text bound elsewhere (a database column, an answer).
  *
  * Line formats (log_set_format):
  *   json  {"ts","level","msg", context..., fields...} (the default);
@@ -32,17 +47,19 @@
 
 enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 
-#define LOG_MAX_SECRETS 16
+#define LOG_SECRET_MIN 4          /* shorter secrets (and pieces) are not recognisable: ignored */
+#define LOG_MAX_SECRETS 256       /* a bound against a runaway caller; config registers a handful */
 
 enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_GCP, LOG_FORMAT_TEXT };
 
 struct logger {
     enum log_level level;
-    int fd;                            /* output, 2 by default */
-    char *secrets[LOG_MAX_SECRETS];    /* owned copies, redacted from every line */
-    int n_secrets;
-    enum log_format format;            /* json unless log_set_format() said otherwise */
-    char *trace_project;               /* gcp: the project of logging.googleapis.com/trace (owned) */
+    int fd;                       /* output, 2 by default */
+    char **secrets;               /* owned copies, redacted from every line */
+    int n_secrets, cap_secrets;
+    unsigned char *windows;       /* bitmap of hashed LOG_SECRET_MIN-byte windows of the secrets; NULL = none */
+    enum log_format format;       /* json unless log_set_format() said otherwise */
+    char *trace_project;          /* gcp: the project of logging.googleapis.com/trace (owned) */
 };
 
 /* Optional per-line context; NULL members are omitted. */
@@ -52,14 +69,21 @@ struct log_ctx {
     const char *booking_id;
     const char *schema;
     const char *task_name;
-    const char *trace_id;               /* 32 lowercase hex (utils/trace_context), validated by the caller */
+    const char *trace_id;         /* 32 lowercase hex (utils/trace_context), validated by the caller */
 };
 
 void logger_init(struct logger *lg, enum log_level level, int fd);
 void logger_free(struct logger *lg);
-/* Remember a secret value (copied); ignored when empty or shorter than 4 bytes. */
+/* Remember a secret value (copied): it and each of its pieces of LOG_SECRET_MIN
+ * bytes or more are redacted from then on. Ignored when NULL or shorter than
+ * LOG_SECRET_MIN bytes, or once LOG_MAX_SECRETS are registered. */
 void log_add_secret(struct logger *lg, const char *secret);
 void log_clear_secrets(struct logger *lg);
+
+/* `text` as the logger would write a field value (secrets and their pieces,
+ * URL userinfo, invalid UTF-8 replaced), malloc'd; lg may be NULL (then only
+ * userinfo and UTF-8). NULL on allocation failure or when text is NULL. */
+char *log_redact(const struct logger *lg, const char *text);
 
 /* Line format, and for gcp the Google Cloud project of the trace field (NULL/"": trace_id only). */
 void log_set_format(struct logger *lg, enum log_format format, const char *trace_project);

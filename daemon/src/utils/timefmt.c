@@ -159,6 +159,34 @@ int timefmt_parse(const char *s, int64_t *epoch_ms)
     return 0;
 }
 
+/* The month of a three-letter name ("Jan".."Dec"), 1..12, or 0. */
+static int month_of(const char *p)
+{
+    static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int m = 0; m < 12; m++)
+        if (strncmp(p, names + 3 * m, 3) == 0) return m + 1;
+    return 0;
+}
+
+int timefmt_parse_http_date(const char *s, int64_t *epoch_ms)
+{
+    /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" — exactly 29 characters */
+    if (s == NULL || epoch_ms == NULL || strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' ||
+        s[11] != ' ' || s[16] != ' ' || strcmp(s + 25, " GMT") != 0)
+        return -1;
+    const char *p = s + 5;
+    int d, mo = month_of(s + 8), y, h, mi, sec;
+    if (!read_digits(&p, 2, &d)) return -1;
+    p = s + 12;
+    if (mo == 0 || !read_digits(&p, 4, &y) || !expect_char(&p, ' ') || !read_digits(&p, 2, &h) ||
+        !expect_char(&p, ':') || !read_digits(&p, 2, &mi) || !expect_char(&p, ':') || !read_digits(&p, 2, &sec))
+        return -1;
+    if (d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60) return -1;
+    if (sec == 60) sec = 59;   /* a leap second: the instant before */
+    *epoch_ms = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000;
+    return 0;
+}
+
 int64_t timefmt_now_ms(void)
 {
     struct timespec ts;

@@ -14,7 +14,11 @@
  * node-postgres do, so a PostgreSQL microsecond value maps to the same instant
  * the Node services see.  Calendar fields are range-checked (leap years
  * included); 'infinity', BC dates and leap seconds are rejected.
- * Both return 0 on success, -1 on invalid input.
+ *
+ * timefmt_parse_http_date() reads an HTTP-date in the IMF-fixdate form of RFC
+ * 9110 ("Sun, 06 Nov 1994 08:49:37 GMT", what senders must generate); the
+ * obsolete RFC 850 and asctime forms are refused.
+ * All three parsers return 0 on success, -1 on invalid input.
  */
 #ifndef FOLLOWUPD_UTILS_TIMEFMT_H
 #define FOLLOWUPD_UTILS_TIMEFMT_H
@@ -26,6 +30,7 @@
 
 int timefmt_iso_ms(int64_t epoch_ms, char *out, size_t outlen);
 int timefmt_parse(const char *s, int64_t *epoch_ms);
+int timefmt_parse_http_date(const char *s, int64_t *epoch_ms);
 
 /* A duration for people: "850ms", "42s", "3m 10s", "2h 5m", "3d 4h" (two units at most, rounded down; a
  * negative duration is written as its absolute value). */

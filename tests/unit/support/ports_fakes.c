@@ -16,8 +16,7 @@ struct deferred {
     void *cb;
     void *arg;
     enum repo_rc rc;
-    enum claim_outcome outcome;
-    int wait_s;
+    struct claim_result cr;
     struct booking b;
     bool has_booking;
     struct tq_reply tq;
@@ -72,7 +71,8 @@ static void run_done(struct deferred *d) { ((repo_done_cb)d->cb)(d->arg, d->rc);
 static void run_booking(struct deferred *d) { ((repo_booking_cb)d->cb)(d->arg, d->rc, d->has_booking ? &d->b : NULL); }
 static void run_claim(struct deferred *d)
 {
-    ((repo_claim_cb)d->cb)(d->arg, d->rc, d->outcome, d->has_booking ? &d->b : NULL, d->wait_s);
+    d->cr.booking = d->has_booking ? &d->b : NULL;
+    ((repo_claim_cb)d->cb)(d->arg, d->rc, d->rc == REPO_OK ? &d->cr : NULL);
 }
 static void run_tq(struct deferred *d)
 {
@@ -172,36 +172,108 @@ static int early_wait_s(const struct fake_world *w, const struct fake_row *r, in
     return early_ms > 0 ? (int)((early_ms + 999) / 1000) : 0;
 }
 
-/* The SQL claim's order: final states first, then the early check, then a live lease. */
-static enum claim_outcome claim_rules(struct fake_world *w, struct fake_row *r, const char *key, int lease_s,
-                                      int early_window_s, int *wait_s)
+static bool lease_live(const struct fake_world *w, const struct fake_row *r, int lease_s)
+{
+    return strcmp(r->b.task_status, "in_progress") == 0 && r->lease_started_ms > w->now_ms - (int64_t)lease_s * 1000;
+}
+
+/* Live leases of one tenant (NULL: of every tenant), over every schema, like followupd_live_leases(). */
+static int live_leases(const struct fake_world *w, const char *tenant, int lease_s)
+{
+    int n = 0;
+    for (int i = 0; i < FAKE_MAX_ROWS; i++) {
+        const struct fake_row *r = &w->rows[i];
+        n += r->used && lease_live(w, r, lease_s) && (tenant == NULL || strcmp(r->b.tenant_id, tenant) == 0);
+    }
+    return n;
+}
+
+static bool final_failure(const struct fake_row *r)
+{
+    return strcmp(r->b.task_status, "failed") == 0 && !r->retryable;
+}
+
+/* The SQL claim's order: final states first, then the early check, a live lease, expiry, a Retry-After not
+ * passed, the caps. */
+static enum claim_outcome claim_rules(struct fake_world *w, struct fake_row *r, const struct claim_params *p,
+                                      struct claim_result *out)
 {
     if (strcmp(r->b.task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
     if (strcmp(r->b.task_status, "cancelled") == 0 || strcmp(r->b.status, "cancelled") == 0) return CLAIM_CANCELLED;
-    if (strcmp(r->b.idempotency_key, key) != 0) return CLAIM_STALE;
-    if (strcmp(r->b.task_status, "failed") == 0 && !r->retryable) return CLAIM_FAILED_FINAL;
-    if ((*wait_s = early_wait_s(w, r, early_window_s)) > 0) return CLAIM_TOO_EARLY;
-    if (strcmp(r->b.task_status, "in_progress") == 0 && r->lease_started_ms > w->now_ms - (int64_t)lease_s * 1000)
-        return CLAIM_IN_PROGRESS;
-    return CLAIM_CLAIMED;
+    if (strcmp(r->b.idempotency_key, p->idempotency_key) != 0) return CLAIM_STALE;
+    if (final_failure(r)) return strncmp(r->last_error, "expired:", 8) == 0 ? CLAIM_EXPIRED : CLAIM_FAILED_FINAL;
+    if ((out->wait_s = early_wait_s(w, r, p->early_window_s)) > 0) return CLAIM_TOO_EARLY;
+    if (lease_live(w, r, p->lease_s)) return CLAIM_IN_PROGRESS;
+    if (p->max_lateness_s > 0 && w->now_ms > r->b.scheduled_at_ms + (int64_t)p->max_lateness_s * 1000)
+        return CLAIM_EXPIRED;
+    if (strcmp(r->b.task_status, "failed") == 0 && r->next_attempt_ms > w->now_ms) {
+        out->deferral = DEFER_RETRY_AFTER;
+        out->wait_s = (int)((r->next_attempt_ms - w->now_ms + 999) / 1000);
+        return CLAIM_DEFERRED;
+    }
+    out->tenant_live = p->tenant_cap > 0 ? live_leases(w, r->b.tenant_id, p->lease_s) : -1;
+    out->all_live = p->global_cap > 0 ? live_leases(w, NULL, p->lease_s) : -1;
+    out->deferral = p->tenant_cap > 0 && out->tenant_live >= p->tenant_cap   ? DEFER_TENANT_CAP
+                    : p->global_cap > 0 && out->all_live >= p->global_cap ? DEFER_GLOBAL_CAP
+                                                                           : DEFER_NONE;
+    return out->deferral != DEFER_NONE ? CLAIM_DEFERRED : CLAIM_CLAIMED;
 }
 
-static int repo_claim(void *impl, const char *schema, const char *tenant, const char *booking, const char *key,
-                      int lease_s, int early_window_s, repo_claim_cb cb, void *arg)
+static void expire_row(struct fake_world *w, struct fake_row *r, int max_lateness_s, struct claim_result *out)
+{
+    out->late_s = (w->now_ms - r->b.scheduled_at_ms) / 1000;
+    strcpy(r->b.task_status, "failed");
+    r->retryable = false;
+    r->next_attempt_ms = 0;
+    snprintf(r->last_error, sizeof(r->last_error), "expired: reached %lld s after scheduled_at, past %d",
+             (long long)out->late_s, max_lateness_s);
+}
+
+static int repo_claim(void *impl, const char *schema, const char *tenant, const char *booking,
+                      const struct claim_params *p, repo_claim_cb cb, void *arg)
 {
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_claim, (void *)cb, arg);
     struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
     w->claims++;
-    w->last_claim_early_window_s = early_window_s;
+    w->last_claim = *p;
+    w->last_claim.idempotency_key = NULL;
+    w->last_claim_early_window_s = p->early_window_s;
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
-    d->outcome = r ? claim_rules(w, r, key, lease_s, early_window_s, &d->wait_s) : CLAIM_NOT_FOUND;
-    if (!w->repo_down && d->outcome == CLAIM_CLAIMED) {
+    d->cr = (struct claim_result){.outcome = CLAIM_NOT_FOUND, .tenant_live = -1, .all_live = -1};
+    if (r != NULL) d->cr.outcome = claim_rules(w, r, p, &d->cr);
+    bool changes = !w->repo_down && r != NULL && !final_failure(r);
+    if (changes && d->cr.outcome == CLAIM_EXPIRED) {
+        expire_row(w, r, p->max_lateness_s, &d->cr);
+        d->b = r->b;
+        d->has_booking = true;
+    } else if (changes && d->cr.outcome == CLAIM_CLAIMED) {
         strcpy(r->b.task_status, "in_progress");
         r->b.execution_attempts++;
         r->lease_started_ms = w->now_ms;
         d->b = r->b;
         d->has_booking = true;
+    }
+    defer(d);
+    return 0;
+}
+
+static int repo_mark_expired(void *impl, const char *schema, const char *tenant, const char *booking,
+                             int64_t scheduled_at_ms, const char *error, repo_done_cb cb, void *arg)
+{
+    struct fake_world *w = impl;
+    struct deferred *d = new_deferred(run_done, (void *)cb, arg);
+    struct fake_row *r = row_in_tenant(w, schema, tenant, booking);
+    w->expiries++;
+    d->rc = REPO_CONFLICT;
+    if (w->repo_down) d->rc = REPO_ERROR;
+    else if (r && strcmp(r->b.status, "cancelled") != 0 && r->b.scheduled_at_ms == scheduled_at_ms &&
+             (strcmp(r->b.task_status, "pending") == 0 || (strcmp(r->b.task_status, "failed") == 0 && r->retryable))) {
+        strcpy(r->b.task_status, "failed");
+        r->retryable = false;
+        r->next_attempt_ms = 0;
+        snprintf(r->last_error, sizeof(r->last_error), "%s", error);
+        d->rc = REPO_OK;
     }
     defer(d);
     return 0;
@@ -380,6 +452,7 @@ static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s
     struct fake_world *w = impl;
     struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
     w->find_due_calls++;
+    w->last_find_due_limit = limit;
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
     const struct fake_row *due_rows[FAKE_MAX_ROWS];
     int n = 0;
@@ -411,21 +484,55 @@ static int repo_find_due(void *impl, const char *schema, int lead_s, int lease_s
     return 0;
 }
 
-static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                             int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg)
+/* A sweep read: records the partition filter; the catch-up answers the pending rows of the schema in the
+ * filter's partitions (as ST_FIND_CATCHUP selects them, window aside), the other reads answer none. */
+static int sweep_read(struct fake_world *w, const char *schema, const struct partition_filter *parts, bool pending,
+                      int limit, repo_keys_cb cb, void *arg)
 {
-    (void)schema, (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s, (void)limit;
-    struct fake_world *w = impl;
+    w->sweep_reads++;
+    w->last_sweep_all = parts == NULL;
+    w->last_sweep_n_owned = parts != NULL ? parts->n_owned : 0;
+    for (int i = 0; parts != NULL && i < parts->n_owned && i < FAKE_MAX_OWNED; i++)
+        w->last_sweep_owned[i] = parts->owned[i];
     struct deferred *d = new_deferred(run_keys, (void *)cb, arg);
     d->rc = w->repo_down ? REPO_ERROR : REPO_OK;
+    if (pending && !w->repo_down) d->keys = calloc(FAKE_MAX_ROWS, sizeof(*d->keys));
+    for (int i = 0; d->keys != NULL && i < FAKE_MAX_ROWS && d->nkeys < limit; i++) {
+        const struct fake_row *r = &w->rows[i];
+        if (!r->used || strcmp(r->schema, schema) != 0 || strcmp(r->b.task_status, "pending") != 0) continue;
+        bool in = parts == NULL;
+        int p = parts != NULL ? followup_booking_partition(r->b.id, parts->partitions) : -1;
+        for (int k = 0; parts != NULL && k < parts->n_owned; k++) in = in || parts->owned[k] == p;
+        if (!in) continue;
+        snprintf(d->keys[d->nkeys].tenant_id, sizeof(d->keys[0].tenant_id), "%s", r->b.tenant_id);
+        snprintf(d->keys[d->nkeys].booking_id, sizeof(d->keys[0].booking_id), "%s", r->b.id);
+        d->nkeys++;
+    }
     defer(d);
     return 0;
 }
 
-static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types, int limit,
-                                 repo_keys_cb cb, void *arg)
+static int repo_find_catchup(void *impl, const char *schema, const struct strlist *types,
+                             const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                             int limit, repo_keys_cb cb, void *arg)
 {
-    return repo_find_catchup(impl, schema, types, 0, 0, 0, limit, cb, arg);
+    (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s;
+    return sweep_read(impl, schema, parts, true, limit, cb, arg);
+}
+
+static int repo_find_reopened(void *impl, const char *schema, const struct strlist *types,
+                              const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                              int limit, repo_keys_cb cb, void *arg)
+{
+    (void)types, (void)now_ms, (void)lookback_s, (void)horizon_s;
+    return sweep_read(impl, schema, parts, false, limit, cb, arg);
+}
+
+static int repo_find_stale_tasks(void *impl, const char *schema, const struct strlist *types,
+                                 const struct partition_filter *parts, int limit, repo_keys_cb cb, void *arg)
+{
+    (void)types;
+    return sweep_read(impl, schema, parts, false, limit, cb, arg);
 }
 
 static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, void *arg)
@@ -449,6 +556,7 @@ static int voice_start(void *impl, const struct voice_call *call, voice_cb cb, v
     d->vr.outcome = w->voice_script[i];
     d->vr.http_status = w->voice_status_script[i] ? w->voice_status_script[i] : (d->vr.outcome == VOICE_OK ? 200 : 500);
     d->vr.error = d->vr.outcome == VOICE_OK ? NULL : "scripted failure";
+    d->vr.retry_after_s = w->voice_retry_after_script[i];
     w->voice_calls++;
     if (w->voice_hold) {
         d->next = NULL;
@@ -546,17 +654,40 @@ void fakes_init(struct fake_world *w)
     memset(w, 0, sizeof(*w));
     w->now_ms = 1795881600000LL; /* 2026-11-28T16:00:00Z */
     w->repo = (struct bookings_repo){.impl = w, .load = repo_load, .mark_scheduled = repo_mark_scheduled,
-                                     .mark_schedule_failed = repo_mark_schedule_failed,
+                                     .mark_schedule_failed = repo_mark_schedule_failed, .mark_expired = repo_mark_expired,
                                      .claim_execution = repo_claim, .mark_executed = repo_mark_executed,
                                      .mark_execution_failed = repo_mark_failed, .find_catchup = repo_find_catchup,
                                      .mark_rescheduled = repo_mark_rescheduled, .mark_cancelled = repo_mark_cancelled,
                                      .clear_task_name = repo_clear_task_name, .reopen = repo_reopen,
-                                     .find_stale_tasks = repo_find_stale_tasks, .find_reopened = repo_find_catchup,
+                                     .find_stale_tasks = repo_find_stale_tasks, .find_reopened = repo_find_reopened,
                                      .unschedule = repo_unschedule, .next_due = repo_next_due,
                                      .find_due = repo_find_due};
     w->voice = (struct voice_agent_port){.impl = w, .start_call = voice_start};
     w->queue = (struct task_queue){.impl = w, .create = tq_create, .remove = tq_remove, .task_name = tq_task_name};
     w->clock = (struct clock_port){.impl = w, .now_ms = clock_now, .after = clock_after};
+}
+
+static bool fake_owns(void *impl, int partition)
+{
+    struct fake_world *w = impl;
+    return partition >= 0 && partition < w->ownership.partitions && w->owned[partition];
+}
+
+static int fake_owned(void *impl, int *out, int cap)
+{
+    struct fake_world *w = impl;
+    int n = 0;
+    for (int p = 0; p < w->ownership.partitions && n < cap; p++)
+        if (w->owned[p]) out[n++] = p;
+    return n;
+}
+
+void fakes_own(struct fake_world *w, int partitions, const int *owned, int n)
+{
+    memset(w->owned, 0, sizeof(w->owned));
+    for (int i = 0; i < n; i++) w->owned[owned[i]] = true;
+    w->ownership = (struct ownership_port){.impl = w, .partitions = partitions, .owns = fake_owns,
+                                           .owned = fake_owned};
 }
 
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,

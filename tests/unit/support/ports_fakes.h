@@ -3,7 +3,9 @@
  * (bookings repository, task queue, voice agent, clock) for cmocka tests.
  * They are asynchronous like the real ones: every callback is queued and runs
  * only when the test calls fakes_drain(), never from inside the call.
- * The fake repository applies the same state rules as the SQL repository.
+ * The fake repository applies the same state rules as the SQL repository,
+ * the claim's lateness, Retry-After and concurrency caps included (live
+ * leases counted over every row of the world).
  */
 #ifndef FOLLOWUPD_TESTS_PORTS_FAKES_H
 #define FOLLOWUPD_TESTS_PORTS_FAKES_H
@@ -26,6 +28,8 @@ struct fake_row {
     char last_error[256];
 };
 
+#define FAKE_MAX_OWNED 1024
+
 struct fake_world {
     int64_t now_ms;
     struct fake_row rows[FAKE_MAX_ROWS];
@@ -37,6 +41,7 @@ struct fake_world {
     char call_keys[FAKE_MAX_CALLS][IDEMPOTENCY_KEY_LEN];
     enum va_outcome voice_script[FAKE_MAX_CALLS];   /* outcome of call i (default OK) */
     long voice_status_script[FAKE_MAX_CALLS];
+    int voice_retry_after_script[FAKE_MAX_CALLS];   /* Retry-After of call i's reply (0: none) */
     /* task queue */
     int creates;
     struct task_request last_create;
@@ -49,10 +54,21 @@ struct fake_world {
     int loads;                  /* repo->load calls started */
     int claims;                 /* repo->claim_execution calls started */
     int last_claim_early_window_s;   /* what the last claim was asked to check (-1: no check) */
+    struct claim_params last_claim;  /* the last claim's parameters (idempotency_key not kept) */
+    int expiries;               /* repo->mark_expired calls started */
     int next_due_calls, find_due_calls;   /* local dispatcher reads started */
+    int last_find_due_limit;
     bool voice_hold;            /* voice calls are started but answer only after fakes_release_voice */
     /* timers (clock.after) */
     struct { bool armed; int64_t due_ms; void (*cb)(void *); void *arg; } timers[FAKE_MAX_CALLS];
+    /* sweep reads (find_catchup / find_stale_tasks / find_reopened) and the partition filter of the last one */
+    int sweep_reads;
+    bool last_sweep_all;        /* no filter: every partition */
+    int last_sweep_n_owned;
+    int last_sweep_owned[FAKE_MAX_OWNED];
+    /* ownership (fakes_own sets which partitions this replica owns) */
+    bool owned[FAKE_MAX_OWNED];
+    struct ownership_port ownership;
     /* ports handed to services */
     struct bookings_repo repo;
     struct voice_agent_port voice;
@@ -61,6 +77,8 @@ struct fake_world {
 };
 
 void fakes_init(struct fake_world *w);
+/* w->ownership with `partitions` partitions of which this replica owns the n listed. */
+void fakes_own(struct fake_world *w, int partitions, const int *owned, int n);
 struct fake_row *fakes_add_booking(struct fake_world *w, const char *schema, const char *tenant_id,
                                    const char *booking_id, const char *booking_type, int64_t scheduled_at_ms);
 struct fake_row *fakes_find(struct fake_world *w, const char *booking_id);

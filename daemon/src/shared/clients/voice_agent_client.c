@@ -9,9 +9,12 @@
 #include "shared/clients/voice_agent_client.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "utils/timefmt.h"
 
 #define ERROR_MESSAGE_MAX 120
 #define CALL_ID_MAX 256
@@ -75,6 +78,31 @@ enum va_result voice_agent_classify(long http_status, int transport_error)
         return VA_TRANSIENT;
     if (http_status >= 300 && http_status <= 499) return VA_PERMANENT;
     return VA_TRANSIENT;
+}
+
+/* delay-seconds: 1*DIGIT, nothing else (leading/trailing blanks allowed); -1 when not that form. */
+static int64_t delay_seconds(const char *v)
+{
+    while (*v == ' ' || *v == '\t') v++;
+    int64_t n = 0;
+    const char *start = v;
+    for (; *v >= '0' && *v <= '9'; v++)
+        if ((n = n * 10 + (*v - '0')) > 100000000) n = 100000000;   /* saturate, clamped below */
+    if (v == start) return -1;
+    while (*v == ' ' || *v == '\t') v++;
+    return *v == '\0' ? n : -1;
+}
+
+int voice_agent_retry_after_s(long http_status, const char *value, int64_t now_ms)
+{
+    if ((http_status != 429 && http_status != 503) || value == NULL) return 0;
+    int64_t s = delay_seconds(value), at_ms;
+    if (s < 0) {
+        if (timefmt_parse_http_date(value, &at_ms) != 0) return 0;
+        s = (at_ms - now_ms + 999) / 1000;
+    }
+    if (s < 1) s = 1;
+    return s > VOICE_AGENT_RETRY_AFTER_MAX_S ? VOICE_AGENT_RETRY_AFTER_MAX_S : (int)s;
 }
 
 const char *va_result_name(enum va_result r)
@@ -144,22 +172,30 @@ static const char *find_call_id(json_t *root)
     return json_string_value(id);
 }
 
-static void describe_error(const struct http_response *r, json_t *root, char *out, size_t outlen)
+/* The failure in one line for the log and the row's last_execution_error. The
+ * agent's own message is untrusted (it may echo our request, token included):
+ * it goes through the logger's redaction before it is stored anywhere. */
+static void describe_error(const struct logger *lg, const struct http_response *r, json_t *root, char *out,
+                           size_t outlen)
 {
+    char raw[ERROR_MESSAGE_MAX + 64] = "";
     if (r->transport_error != 0) {
-        snprintf(out, outlen, "transport: %s", r->error != NULL ? r->error : "error");
-        return;
+        snprintf(raw, sizeof(raw), "transport: %s", r->error != NULL ? r->error : "error");
+    } else {
+        json_t *msg = json_object_get(root, "message");
+        if (!json_is_string(msg)) msg = json_object_get(root, "error");
+        if (!json_is_string(msg)) msg = json_object_get(json_object_get(root, "error"), "message");
+        char text[ERROR_MESSAGE_MAX + 1] = "";
+        if (json_is_string(msg)) {
+            snprintf(text, sizeof(text), "%s", json_string_value(msg));
+            for (char *p = text; *p != '\0'; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+        }
+        snprintf(raw, sizeof(raw), "HTTP %ld%s%s", r->status, text[0] ? ": " : "", text);
     }
-    json_t *msg = json_object_get(root, "message");
-    if (!json_is_string(msg)) msg = json_object_get(root, "error");
-    if (!json_is_string(msg)) msg = json_object_get(json_object_get(root, "error"), "message");
-    char text[ERROR_MESSAGE_MAX + 1] = "";
-    if (json_is_string(msg)) {
-        snprintf(text, sizeof(text), "%s", json_string_value(msg));
-        for (char *p = text; *p != '\0'; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
-    }
-    snprintf(out, outlen, "HTTP %ld%s%s", r->status, text[0] ? ": " : "", text);
+    char *clean = log_redact(lg, raw);
+    snprintf(out, outlen, "%s", clean != NULL ? clean : "(error text unavailable)");
+    free(clean);
 }
 
 static void on_http_done(void *arg, const struct http_response *r)
@@ -174,17 +210,21 @@ static void on_http_done(void *arg, const struct http_response *r)
     enum va_result result = voice_agent_classify(r->status, r->transport_error);
     json_t *root = r->transport_error == 0 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
     char error[256] = "";
-    if (result != VA_OK) describe_error(r, root, error, sizeof(error));
+    if (result != VA_OK) describe_error(c->lg, r, root, error, sizeof(error));
     struct va_reply reply = {.result = result, .http_status = r->status,
                              .error = result == VA_OK ? NULL : error,
-                             .call_id = result == VA_OK ? find_call_id(root) : NULL};
-    char status[16];
+                             .call_id = result == VA_OK ? find_call_id(root) : NULL,
+                             .retry_after_s = voice_agent_retry_after_s(r->status, http_response_header(r, "retry-after"),
+                                                                        timefmt_now_ms())};
+    char status[16], retry_after[16];
     snprintf(status, sizeof(status), "%ld", r->status);
+    snprintf(retry_after, sizeof(retry_after), "%d", reply.retry_after_s);
     const struct log_ctx ctx = {.tenant_id = op->tenant_id, .booking_id = op->booking_id,
                                 .request_id = op->request_id};
     LOG_KV(c->lg, result == VA_OK ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, &ctx,
            ((const char *[]){"result", va_result_name(result), "http_status", status, "call_id",
-                             reply.call_id != NULL ? reply.call_id : "", "error", error, NULL}),
+                             reply.call_id != NULL ? reply.call_id : "", "error", error, "retry_after_s", retry_after,
+                             NULL}),
            "voice agent start-call finished");
     op->cb(op->arg, &reply);
     json_decref(root);

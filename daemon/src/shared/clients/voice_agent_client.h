@@ -11,7 +11,10 @@
  *
  * Outcome: 2xx → VA_OK (call_id from the reply's "callId", or
  * "data.callId", when present); 408, 409, 429, 5xx, transport errors and
- * timeouts → VA_TRANSIENT; other 4xx and 3xx → VA_PERMANENT.  No retries here:
+ * timeouts → VA_TRANSIENT; other 4xx and 3xx → VA_PERMANENT.  A 429 or 503
+ * with Retry-After (delay-seconds, or an HTTP-date in the IMF-fixdate form)
+ * reports it in retry_after_s, bounded to [1, VOICE_AGENT_RETRY_AFTER_MAX_S];
+ * an unparsable value counts as none.  No retries here:
  * the idempotency key lets the caller retry safely.  The callback runs exactly
  * once, later, from the loop; the reply is valid only during the callback.
  *
@@ -30,6 +33,7 @@
 
 #define VOICE_AGENT_START_CALL_PATH "/api/voice-agent/calls/start-call"
 #define VOICE_AGENT_DEFAULT_TIMEOUT_MS 10000L
+#define VOICE_AGENT_RETRY_AFTER_MAX_S 3600
 
 struct voice_agent_opts {
     const char *base_url;        /* http(s)://host[:port][/prefix] */
@@ -54,6 +58,7 @@ struct va_reply {
     long http_status;            /* 0 when there was no HTTP response */
     const char *error;           /* NULL on VA_OK; short, no secrets */
     const char *call_id;         /* NULL when the reply had none */
+    int retry_after_s;           /* 429/503 with Retry-After: seconds (bounded); 0 = none */
 };
 
 typedef void (*va_cb)(void *arg, const struct va_reply *r);
@@ -80,6 +85,9 @@ void voice_agent_client_free(struct voice_agent_client *c);
 /* Malloc'd compact JSON body; NULL when a required field is missing. */
 char *voice_agent_build_body(const struct voice_call_request *req);
 enum va_result voice_agent_classify(long http_status, int transport_error);
+/* Retry-After of a 429/503 (value: the header, NULL when absent; now_ms: the wall clock for an HTTP-date):
+ * seconds in [1, VOICE_AGENT_RETRY_AFTER_MAX_S], or 0 when absent, unparsable or for another status. */
+int voice_agent_retry_after_s(long http_status, const char *value, int64_t now_ms);
 const char *va_result_name(enum va_result r);
 
 #endif

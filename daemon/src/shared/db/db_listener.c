@@ -163,6 +163,13 @@ int db_listener_is_ready(const struct db_listener *l)
     return l != NULL && l->ready;
 }
 
+int db_listener_query(struct db_listener *l, const char *sql, int nparams, const char *const *params,
+                      db_result_cb cb, void *arg)
+{
+    if (l == NULL || !l->ready || l->closing || !pg_conn_is_ready(l->conn)) return -1;
+    return pg_conn_send(l->conn, sql, nparams, params, cb, arg);
+}
+
 static void listener_conn_closed(void *arg)
 {
     struct db_listener *l = arg;

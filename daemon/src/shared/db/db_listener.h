@@ -10,7 +10,8 @@
  * (the reconnect is already scheduled) and on_ready follows again later:
  * anything notified while disconnected is lost, hence the catch-up.
  * The session must be a direct/session-mode connection (not PgBouncer
- * transaction pooling). All callbacks come from the loop.
+ * transaction pooling). All callbacks come from the loop.  Once ready, the
+ * session also carries the statements of db_listener_query (work ownership).
  */
 #ifndef FOLLOWUPD_SHARED_DB_DB_LISTENER_H
 #define FOLLOWUPD_SHARED_DB_DB_LISTENER_H
@@ -36,6 +37,12 @@ struct db_listener *db_listener_new(uv_loop_t *loop, struct logger *lg, const st
 int db_listener_start(struct db_listener *l);
 /* 1 between on_ready and the next loss. */
 int db_listener_is_ready(const struct db_listener *l);
+/* Run one statement on the listener's own session — for state that must end with this session, like the
+ * session-level advisory locks of shared/db/db_ownership (a dead session releases them). Only while ready and
+ * no other statement runs on it (the caller sends one at a time): 0 = cb runs later exactly once (res NULL when
+ * the session was lost or closed meanwhile); -1 = not sent. */
+int db_listener_query(struct db_listener *l, const char *sql, int nparams, const char *const *params,
+                      db_result_cb cb, void *arg);
 /* Closes the session and its handles, frees l, then calls done(arg) from the
  * loop. No callback of cbs runs after this call. */
 void db_listener_close(struct db_listener *l, void (*done)(void *arg), void *arg);

@@ -194,7 +194,7 @@ PGconn *db_blocking_connect(const char *conninfo, char *err, size_t errlen)
     db_connect_params_build(&p, conninfo, NULL, NULL);
     PGconn *conn = PQconnectdbParams(p.keys, p.values, 1);
     if (conn != NULL && PQstatus(conn) == CONNECTION_OK) return conn;
-    db_message_clean(conn != NULL ? PQerrorMessage(conn) : "out of memory", err, errlen);
+    db_error_clean(conn != NULL ? PQerrorMessage(conn) : "out of memory", err, errlen);
     PQfinish(conn);
     return NULL;
 }

@@ -39,6 +39,7 @@ struct db_pool {
     struct pool_slot *slots;
     struct pool_item *head, *tail;
     int n_waiting;
+    unsigned long long accepted;   /* statements queued since the start */
     int started, closing, open_conns;
     void (*done)(void *arg);
     void *done_arg;
@@ -207,6 +208,7 @@ int db_pool_query(struct db_pool *p, const char *sql, int nparams, const char *c
     struct pool_item *it = item_new(sql, nparams, params, cb, arg);
     if (it == NULL) return -1;
     queue_push(p, it);
+    p->accepted++;
     pool_pump(p);
     return 0;
 }
@@ -233,6 +235,11 @@ int db_pool_waiting(const struct db_pool *p)
 int db_pool_size(const struct db_pool *p)
 {
     return p != NULL ? p->size : 0;
+}
+
+unsigned long long db_pool_statements(const struct db_pool *p)
+{
+    return p != NULL ? p->accepted : 0;
 }
 
 void db_pool_set_state_cb(struct db_pool *p, void (*on_change)(void *arg), void *arg)

@@ -47,6 +47,7 @@ char *db_pool_quote_ident(struct db_pool *p, const char *ident);
 int db_pool_in_use(const struct db_pool *p);    /* statements in flight */
 int db_pool_waiting(const struct db_pool *p);   /* statements queued */
 int db_pool_size(const struct db_pool *p);      /* connections the pool holds (0 for NULL) */
+unsigned long long db_pool_statements(const struct db_pool *p);   /* statements accepted since the start */
 /* Optional: called from the loop whenever db_pool_connected() may have changed
  * (e.g. for readiness/health reporting). */
 void db_pool_set_state_cb(struct db_pool *p, void (*on_change)(void *arg), void *arg);

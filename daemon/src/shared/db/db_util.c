@@ -7,12 +7,26 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "utils/log.h"
 
 static int is_secret_option(const char *keyword)
 {
     return strcmp(keyword, "password") == 0 || strcmp(keyword, "sslpassword") == 0;
+}
+
+/* The options a log line shows: where and as whom. Any other value may be a
+ * piece of a password written without quotes ("password=ab sslmode=cd"). */
+static int is_shown_option(const char *keyword)
+{
+    static const char *const shown[] = {"host", "hostaddr", "port", "dbname", "user"};
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
+        if (strcmp(keyword, shown[i]) == 0) return 1;
+    return 0;
 }
 
 static int needs_quotes(const char *v)
@@ -58,12 +72,12 @@ char *db_conninfo_redacted(const char *conninfo)
     }
     size_t cap = 1;
     for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
-        if (o->val != NULL && !is_secret_option(o->keyword)) cap += option_len(o);
+        if (o->val != NULL && is_shown_option(o->keyword)) cap += option_len(o);
     char *buf = malloc(cap);
     if (buf != NULL) {
         char *end = buf;
         for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-            if (o->val == NULL || is_secret_option(o->keyword)) continue;
+            if (o->val == NULL || !is_shown_option(o->keyword)) continue;
             if (end != buf) *end++ = ' ';
             end = append_option(end, o);
         }
@@ -73,24 +87,127 @@ char *db_conninfo_redacted(const char *conninfo)
     return buf;
 }
 
-char *db_conninfo_password(const char *conninfo)
+static bool is_uri(const char *conninfo)
 {
-    if (conninfo == NULL || *conninfo == '\0') return NULL;
+    return strncmp(conninfo, "postgresql://", 13) == 0 || strncmp(conninfo, "postgres://", 11) == 0;
+}
+
+static void add_secret_n(struct logger *lg, const char *s, size_t n)
+{
+    char *copy = strndup(s, n);
+    log_add_secret(lg, copy);
+    if (copy != NULL) explicit_bzero(copy, n);
+    free(copy);
+}
+
+/* The raw (still percent-encoded) passwords of a URI: "user:PASS@" of the
+ * authority (as libpq reads it: up to the first '@' before any '/') and the
+ * password / sslpassword query parameters. */
+static void register_raw_uri_secrets(const char *uri, struct logger *lg)
+{
+    const char *p = strstr(uri, "://") + 3;
+    size_t auth = strcspn(p, "@/");
+    const char *colon = p[auth] == '@' ? memchr(p, ':', auth) : NULL;
+    if (colon != NULL) add_secret_n(lg, colon + 1, (size_t)(p + auth - colon - 1));
+    const char *q = strchr(p, '?');
+    while (q != NULL) {
+        q++;
+        size_t n = strcspn(q, "&");
+        if (strncmp(q, "password=", 9) == 0) add_secret_n(lg, q + 9, n - 9);
+        else if (strncmp(q, "sslpassword=", 12) == 0) add_secret_n(lg, q + 12, n - 12);
+        q = q[n] == '&' ? q + n : NULL;
+    }
+}
+
+void db_conninfo_register_secrets(const char *conninfo, struct logger *lg)
+{
+    if (conninfo == NULL || lg == NULL) return;
     char *errmsg = NULL;
     PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
-    if (opts == NULL) {
-        PQfreemem(errmsg);
-        return NULL;
-    }
-    char *pw = NULL;
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "password") == 0) {
-            if (o->val != NULL && *o->val != '\0') pw = strdup(o->val);
-            break;
-        }
-    }
+    PQfreemem(errmsg);
+    for (const PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+        if (o->val != NULL && is_secret_option(o->keyword)) log_add_secret(lg, o->val);
     PQconninfoFree(opts);
-    return pw;
+    if (is_uri(conninfo)) register_raw_uri_secrets(conninfo, lg);
+}
+
+/* ---- libpq's conninfo complaints -------------------------------------------------------------
+ * The messages of libpq's conninfo parser and option checks quote the input
+ * (a password written without quotes, a token of a URI): they are replaced by
+ * the class of the problem.  `name_after`, when set, is where libpq names the
+ * option (one of its own keywords), which is kept. */
+struct libpq_problem {
+    const char *needle;
+    const char *problem;      /* printf format; %s = the option name when name_after is set */
+    const char *name_after;
+};
+
+static const struct libpq_problem libpq_problems[] = {
+    {"invalid percent-encoded token", "invalid percent-encoding in URI", NULL},
+    {"forbidden value %00", "percent-encoded NUL (%%00) in URI", NULL},
+    {"missing \"=\" after", "missing '=' after a keyword (quote a value that has spaces: key='a b')", NULL},
+    {"unterminated quoted string", "unterminated quoted string", NULL},
+    {"invalid connection option", "unknown option keyword", NULL},
+    {"key/value separator", "malformed URI query parameter (expected key=value)", NULL},
+    {"invalid URI query parameter", "unknown URI query parameter", NULL},
+    {"IPv6 host address", "malformed IPv6 host address in URI", NULL},
+    {"in URI (expected", "unexpected character in URI", NULL},
+    {"invalid URI propagated", "malformed URI", NULL},
+    {"invalid port number", "invalid port number", NULL},
+    {"could not parse network address", "invalid hostaddr", NULL},
+    {"for minimum SSL protocol version", "invalid ssl_min_protocol_version", NULL},
+    {"for maximum SSL protocol version", "invalid ssl_max_protocol_version", NULL},
+    {"for connection option \"", "invalid integer value for option %s", "for connection option \""},
+    {" value: \"", "invalid %s value", "invalid "},
+};
+
+/* The option name libpq wrote right after `marker` (letters, digits, '_'), or "option". */
+static void option_name_after(const char *msg, const char *marker, char *out, size_t cap)
+{
+    const char *p = strstr(msg, marker);
+    size_t n = 0;
+    if (p != NULL) {
+        p += strlen(marker);
+        while (n + 1 < cap && (isalnum((unsigned char)p[n]) || p[n] == '_')) n++;
+    }
+    if (n > 0) snprintf(out, cap, "%.*s", (int)n, p);
+    else snprintf(out, cap, "option");
+}
+
+/* The problem class of a libpq conninfo message into out; false when msg is not one. */
+static bool libpq_problem_of(const char *msg, char *out, size_t cap)
+{
+    for (size_t i = 0; msg != NULL && i < sizeof(libpq_problems) / sizeof(libpq_problems[0]); i++) {
+        const struct libpq_problem *p = &libpq_problems[i];
+        if (strstr(msg, p->needle) == NULL) continue;
+        char name[40] = "";
+        if (p->name_after != NULL) option_name_after(msg, p->name_after, name, sizeof(name));
+        snprintf(out, cap, p->problem, name);
+        return true;
+    }
+    return false;
+}
+
+int db_conninfo_problem(const char *conninfo, char *why, size_t cap)
+{
+    if (conninfo == NULL || (!is_uri(conninfo) && strchr(conninfo, '=') == NULL)) return 0; /* a database name */
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+    if (opts != NULL) {
+        PQconninfoFree(opts);
+        return 0;
+    }
+    if (errmsg == NULL) snprintf(why, cap, "out of memory");
+    else if (!libpq_problem_of(errmsg, why, cap)) snprintf(why, cap, "cannot be parsed");
+    PQfreemem(errmsg);
+    return -1;
+}
+
+void db_error_clean(const char *msg, char *out, size_t cap)
+{
+    char problem[DB_ERR_MAX];
+    if (libpq_problem_of(msg, problem, sizeof(problem))) snprintf(out, cap, "conninfo: %s", problem);
+    else db_message_clean(msg, out, cap);
 }
 
 unsigned db_backoff_delay_ms(unsigned attempt, unsigned min_ms, unsigned max_ms, uint32_t rnd)

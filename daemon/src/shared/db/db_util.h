@@ -2,7 +2,12 @@
  * shared/db/db_util — pure helpers of the PostgreSQL layer (no I/O, no loop).
  *
  * - db_conninfo_redacted(): a libpq conninfo/URI rewritten as "key=value ..."
- *   without password/sslpassword, for logs.
+ *   with only host, hostaddr, port, dbname and user, for logs.
+ * - db_conninfo_register_secrets(): hands the conninfo's passwords to the
+ *   logger's redaction (decoded, and as written in a URI).
+ * - db_conninfo_problem() / db_error_clean(): libpq's conninfo messages quote
+ *   the input (a password written without quotes, a URI token), so they are
+ *   never shown: they become a fixed class ("invalid percent-encoding in URI").
  * - db_backoff_delay_ms(): capped exponential backoff with jitter, a pure
  *   function of (attempt, bounds, random word) so it can be tested.
  * - db_rand_next(): a tiny per-object PRNG step (splitmix64) feeding the jitter.
@@ -26,14 +31,27 @@
 #define DB_RECONNECT_MAX_MS_DEFAULT 5000u
 #define DB_ERR_MAX 512  /* buffer size for cleaned error messages */
 
-/* malloc'd "key=value ..." of the options set in conninfo, password and
- * sslpassword left out, values quoted when needed. NULL/"" gives "". An
+/* malloc'd "key=value ..." of the options host, hostaddr, port, dbname and user
+ * set in conninfo (every other one, the passwords above all, left out), values
+ * quoted when needed. NULL/"" gives "". An
  * unparseable conninfo gives "<invalid conninfo>" (the parser's message may
  * quote the input, so it is not used). NULL only on allocation failure. */
 char *db_conninfo_redacted(const char *conninfo);
 
-/* The password set in conninfo (malloc'd) or NULL when none / unparseable. */
-char *db_conninfo_password(const char *conninfo);
+struct logger;
+/* Register password and sslpassword of conninfo with lg (log_add_secret), and
+ * for a URI also their raw percent-encoded text. Nothing when unparseable. */
+void db_conninfo_register_secrets(const char *conninfo, struct logger *lg);
+
+/* 0 when libpq can parse conninfo (PQconninfoParse; a string that is neither a
+ * URI nor has '=' is a database name), else -1 with the class of the problem in
+ * why, which never quotes the input ("missing '=' after a keyword ..."). */
+int db_conninfo_problem(const char *conninfo, char *why, size_t cap);
+
+/* A libpq error message for logs: a message of its conninfo parser or option
+ * checks (they quote the input) becomes "conninfo: <problem class>"; any other
+ * is folded to one line as db_message_clean() does. */
+void db_error_clean(const char *msg, char *out, size_t cap);
 
 /* Delay before reconnect attempt `attempt` (0 = first retry after a failure):
  * cap = min(max_ms, min_ms * 2^attempt); the result is uniform in [min_ms, cap]

@@ -54,7 +54,7 @@ struct pg_conn {
     struct logger *lg;
     char name[32];
     char *conninfo;
-    char *redacted;       /* conninfo without password, for logs */
+    char *redacted;       /* where and as whom (host, port, dbname, user), for logs */
     char *resolve_host;   /* host name we resolve ourselves, or NULL */
     unsigned min_ms, max_ms;
     unsigned attempt;     /* consecutive failed attempts, reset when up */
@@ -233,7 +233,7 @@ static void schedule_reconnect(struct pg_conn *c)
 static void conn_fail(struct pg_conn *c, const char *msg)
 {
     char err[DB_ERR_MAX];
-    db_message_clean(msg, err, sizeof(err)); /* msg may live inside the PGconn */
+    db_error_clean(msg, err, sizeof(err)); /* msg may live inside the PGconn; may quote the conninfo */
     int was_up = is_up_state(c->state) || c->state == PGC_FAILING;
     db_result_cb cb = c->stmt_cb;
     void *arg = c->stmt_arg;
@@ -253,7 +253,7 @@ static void conn_fail(struct pg_conn *c, const char *msg)
 /* Fail from the loop soon (used where a callback must not run synchronously). */
 static void defer_fail(struct pg_conn *c, const char *msg)
 {
-    db_message_clean(msg, c->pending_err, sizeof(c->pending_err));
+    db_error_clean(msg, c->pending_err, sizeof(c->pending_err));
     c->state = PGC_FAILING;
     uv_timer_start(&c->timer, timer_cb, 0, 0);
 }
@@ -622,11 +622,7 @@ struct pg_conn *pg_conn_new(uv_loop_t *loop, struct logger *lg, const struct db_
     c->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)c;
     c->cbs = *cbs;
     c->cbs_arg = arg;
-    if (lg != NULL) { /* last line of defence: the logger redacts it everywhere */
-        char *pw = db_conninfo_password(c->conninfo);
-        if (pw != NULL) log_add_secret(lg, pw);
-        free(pw);
-    }
+    db_conninfo_register_secrets(c->conninfo, lg); /* the logger redacts them everywhere */
     if (uv_timer_init(loop, &c->timer) != 0) goto fail;
     c->timer.data = c;
     c->handles_open = 1;

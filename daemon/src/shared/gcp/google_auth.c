@@ -271,7 +271,7 @@ static int load_key_json(struct google_auth *a, json_t *root, char *err, size_t 
     const char *uri = json_str(root, "token_uri");
     const char *kid = json_str(root, "private_key_id");
     if (type != NULL && strcmp(type, "service_account") != 0) {
-        snprintf(err, errlen, "credentials file: type \"%s\" is not service_account", type);
+        snprintf(err, errlen, "credentials file: type is not \"service_account\""); /* no byte of the file is quoted */
         return -1;
     }
     if (email == NULL || pem == NULL || uri == NULL) {

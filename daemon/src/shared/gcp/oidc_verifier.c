@@ -26,6 +26,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "utils/base64.h"
+
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
 #define TIME_MAX_S INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
@@ -43,64 +45,6 @@ struct oidc_keyset {
     size_t n;
     size_t skipped;
 };
-
-/* ------------------------------------------------------------------------- */
-/* base64url                                                                  */
-/* ------------------------------------------------------------------------- */
-
-/* Value 0..63 of a base64url character, or -1. */
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
-    return -1;
-}
-
-static bool is_b64url_text(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (b64url_value((unsigned char)s[i]) < 0) return false;
-    return true;
-}
-
-/* Decode unpadded base64url into a malloc'd buffer (NUL-terminated for
- * convenience, the terminator not counted).  Refuses other characters, padding,
- * an impossible length (len % 4 == 1) and non-zero trailing bits.  0 / -1. */
-static int b64url_decode(const char *in, size_t len, unsigned char **out, size_t *outlen)
-{
-    *out = NULL;
-    *outlen = 0;
-    if (len % 4 == 1) return -1;
-    size_t cap = len / 4 * 3 + 3;
-    unsigned char *buf = malloc(cap + 1);
-    if (buf == NULL) return -1;
-
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0) goto fail;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1u;
-        }
-    }
-    if (acc != 0) goto fail; /* leftover bits must be zero (canonical form) */
-    buf[n] = '\0';
-    *out = buf;
-    *outlen = n;
-    return 0;
-fail:
-    free(buf);
-    return -1;
-}
 
 /* ------------------------------------------------------------------------- */
 /* small helpers                                                              */
@@ -142,7 +86,7 @@ static BIGNUM *jwk_bignum(const json_t *jwk, const char *name)
     if (!json_is_string(v) || json_string_length(v) == 0) return NULL;
     unsigned char *raw;
     size_t rawlen;
-    if (b64url_decode(json_string_value(v), json_string_length(v), &raw, &rawlen) != 0) return NULL;
+    if (base64url_decode(json_string_value(v), json_string_length(v), &raw, &rawlen) != 0) return NULL;
     BIGNUM *bn = rawlen > 0 && rawlen <= RSA_MAX_BITS / 8 ? BN_bin2bn(raw, (int)rawlen, NULL) : NULL;
     free(raw);
     return bn;
@@ -373,7 +317,7 @@ static bool split_token(const char *token, size_t len, struct token_parts *tp)
     }
     if (n != 3) return false;
     for (int k = 0; k < 3; k++)
-        if (!is_b64url_text(tp->seg[k], tp->seglen[k])) return false;
+        if (!base64url_is_text(tp->seg[k], tp->seglen[k])) return false;
     return true;
 }
 
@@ -381,7 +325,7 @@ static json_t *decode_json_segment(const char *seg, size_t len)
 {
     unsigned char *raw;
     size_t rawlen;
-    if (b64url_decode(seg, len, &raw, &rawlen) != 0) return NULL;
+    if (base64url_decode(seg, len, &raw, &rawlen) != 0) return NULL;
     json_t *obj = parse_object(raw, rawlen);
     free(raw);
     return obj;
@@ -409,7 +353,7 @@ static enum oidc_status verify_rs256(EVP_PKEY *pkey, const char *signing_input, 
 {
     unsigned char *sig;
     size_t siglen;
-    if (b64url_decode(sig_b64, sig_b64_len, &sig, &siglen) != 0) return OIDC_ERR_MALFORMED;
+    if (base64url_decode(sig_b64, sig_b64_len, &sig, &siglen) != 0) return OIDC_ERR_MALFORMED;
     enum oidc_status st = OIDC_ERR_SIGNATURE;
     EVP_MD_CTX *mctx = NULL;
     int keylen = EVP_PKEY_get_size(pkey);

@@ -1,5 +1,8 @@
 /*
- * shared/http/http_server — embedded HTTP/1.1 server (see http_server.h for the API).
+ * shared/http/http_server — the connection and accept state machine of the
+ * embedded HTTP/1.1 server (see http_server.h for the API).  Request parsing
+ * lives in http_request.c, response bytes in http_response.c; the structs they
+ * share are in http_server_internal.h.
  *
  * Design.  A connection is a small state machine:
  *
@@ -10,29 +13,23 @@
  *      ├─with a body (body gate)─────┴─ 404/405/413 ──────────┤
  *      └──parse error / limit / timeout──▶ WRITING ────────────┴──▶ LINGER ──▶ CLOSING
  *
- * The body gate: on_headers_complete pauses llhttp right after the header
- * section of a request that declares a body; conn_body_gate() stops reading,
- * routes the request and, for a task route, asks the authenticator
- * (AUTHENTICATING: no reading, no timer, the exchange live so a close cancels
- * it).  Only conn_admit_body() reserves the body, sends an owed "100 Continue",
- * arms the body deadline and resumes parsing and reading.  An answer while the
- * body is unread (ex->body_unread) always closes the connection.
+ * The body gate: the parser pauses llhttp right after the header section of a
+ * request that declares a body; conn_body_gate() stops reading, routes the
+ * request and, for a task route, asks the authenticator (AUTHENTICATING: no
+ * reading, no timer, the exchange live so a close cancels it).  Only
+ * conn_admit_body() reserves the body, sends an owed "100 Continue", arms the
+ * body deadline and resumes parsing and reading.  An answer while the body is
+ * unread (ex->body_unread) always closes the connection.
  *
- * Bytes land in a fixed per-connection input buffer.  In READING they go first
- * through a tiny raw scanner (struct hdr_scan) that owns the header-section
- * rules llhttp does not enforce in its default build: the byte limit over the
- * request line and all header lines (so pieces delivered across callbacks are
- * counted exactly), NUL bytes, obs-fold (a header line starting with SP/HT) and
- * the "METHOD SP target SP version" shape; then through llhttp, whose callbacks
- * copy the URL and headers into the request's arena and the body into its body
- * buffer.  on_message_complete pauses llhttp, so the parser stops exactly at the
- * end of one request; the rest of the buffer (pipelined requests) waits until
- * the response has been written, then parsing resumes where it stopped.  While a
- * request is pending the socket is still read (to notice a client that goes
- * away) until the buffer is full; then reading stops, which pushes back on the
- * client.  One timer per connection serves the idle, header, body, write and
- * linger deadlines; header and body deadlines are total, not per read, so a
- * slow-drip client cannot extend them.
+ * Bytes land in a fixed per-connection input buffer.  In READING conn_parse()
+ * hands them to the raw header scanner and then to llhttp (http_request.c).
+ * The parser stops exactly at the end of one request; the rest of the buffer
+ * (pipelined requests) waits until the response has been written, then parsing
+ * resumes where it stopped.  While a request is pending the socket is still
+ * read (to notice a client that goes away) until the buffer is full; then
+ * reading stops, which pushes back on the client.  One timer per connection
+ * serves the idle, header, body, write and linger deadlines; header and body
+ * deadlines are total, not per read, so a slow-drip client cannot extend them.
  *
  * New connections are counted against max_connections (n_open: closing ones
  * do not count, so a burst of refusals never locks others out) and against
@@ -46,113 +43,24 @@
  * once the listener, a spare timer and every connection handle are closed, and
  * then calls the caller's done callback — always from the loop.
  */
-#include "shared/http/http_server.h"
+#include "shared/http/http_server_internal.h"
 
-#include <llhttp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "utils/log.h"
 
-#define CONN_INBUF_SIZE 16384u /* raw bytes buffered per connection */
-#define HTTP_MAX_HEADERS 100u  /* header lines per request; more -> 431 */
-#define CHUNK_EXT_MAX 4096u    /* chunk-extension bytes per request; more -> 400 */
-#define LINGER_MAX_MS 2000u    /* read-and-discard after a closing response */
+#define LINGER_MAX_MS 2000u /* read-and-discard after a closing response */
 #define LISTEN_BACKLOG 511
 #define LOG_PATH_MAX 256u
-#define REQUEST_ID_MAX 64u
-#define ARENA_MIN 1024u
 #define RESPONSE_PREAUTH_MAX 1024u /* the server's own answers (401, 404, 413, ...) fit in this */
 #define MALLOC_CHUNK_OVERHEAD 32u  /* allocator bookkeeping per allocation, rounded up */
 #define PEER_WARN_INTERVAL_MS 1000u
 #define DEFAULT_MAX_CONNECTIONS_PER_PEER 64u
-
-#define JSON_CONTENT_TYPE "application/json"
 #define STATUS_SILENT_CLOSE (-1) /* fail_status: close without a response */
-
-enum conn_state { CS_READING, CS_AUTHENTICATING, CS_DISPATCHED, CS_WRITING, CS_LINGER, CS_CLOSING };
-enum timer_kind { TK_NONE, TK_IDLE, TK_HEADER, TK_BODY, TK_WRITE, TK_LINGER };
-enum ex_phase { PH_PARSING, PH_AUTH, PH_HANDLER };
-
-/* Raw scan of one request's header section (request line + header lines). */
-struct hdr_scan {
-    int active;       /* still inside the header section */
-    size_t bytes;     /* bytes of this request's header section seen so far */
-    size_t line_len;  /* non-CR bytes on the current line */
-    unsigned line_no; /* 0 = request line */
-    unsigned request_line_spaces;
-};
-
-struct header_entry {
-    size_t name_off;
-    size_t value_off;
-};
-
-struct http_exchange {
-    struct http_server *srv;           /* NULL once the server closed */
-    struct http_conn *conn;            /* NULL once the connection is gone */
-    struct http_exchange *prev, *next; /* server's list of live exchanges */
-    enum ex_phase phase;
-    int live; /* dispatched and counted in srv->active */
-    const struct http_route *route;
-    struct http_params params;
-    const char *method; /* llhttp's static name */
-    char *arena;        /* URL, header names and values, NUL-terminated */
-    size_t arena_len, arena_cap;
-    size_t url_off, path_off, query_off;
-    int url_done, target_ok, headers_done;
-    int routed;          /* route (and params) chosen */
-    int authenticated;   /* the authenticator approved it */
-    int at_body_gate;    /* llhttp paused after the headers of a request with a body */
-    int body_unread;     /* the body has not been admitted: any answer closes the connection */
-    int expect_continue; /* "100 Continue" owed once the body is admitted */
-    uint64_t content_length;
-    struct header_entry hdrs[HTTP_MAX_HEADERS];
-    size_t n_hdrs;
-    int in_field; /* a header name is being received */
-    size_t cur_name_off, cur_value_off;
-    size_t trailer_bytes, chunk_ext_bytes;
-    char *body;
-    size_t body_len, body_cap;
-    int http_minor, keep_alive, is_head;
-    char request_id[REQUEST_ID_MAX + 1];
-    struct trace_context trace; /* from traceparent / X-Cloud-Trace-Context; trace_id "" when none */
-    uint64_t start_ns;
-};
-
-/* A peer's address as a comparable key (IPv4-mapped IPv6 counts as IPv4). */
-struct peer_addr {
-    unsigned char family; /* AF_INET or AF_INET6; 0: no IP peer (e.g. a socketpair) */
-    unsigned char bytes[16];
-};
-
-struct http_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_write_t write_req;
-    uv_write_t continue_req;
-    uv_shutdown_t shutdown_req;
-    struct http_server *srv;
-    struct http_conn *prev, *next;
-    int handles_open;
-    enum conn_state state;
-    enum timer_kind timer_kind;
-    int reading;
-    int close_after;
-    int write_counts_active; /* the pending write belongs to a live exchange */
-    int fail_status;         /* chosen by a parser callback that stopped parsing */
-    llhttp_t parser;
-    struct hdr_scan scan;
-    struct http_exchange *ex; /* request being parsed or pending */
-    struct peer_addr peer;
-    char *out;                /* response being written */
-    size_t in_off, in_len;
-    char inbuf[CONN_INBUF_SIZE];
-};
 
 /* A connection over the limit: accepted, sent a canned 503, closed. */
 struct rejected_conn {
@@ -160,212 +68,14 @@ struct rejected_conn {
     struct http_server *srv;
 };
 
-struct http_server {
-    uv_loop_t *loop;
-    struct logger *lg;
-    struct http_server_opts opts;
-    struct http_limits limits;
-    llhttp_settings_t settings;
-    uv_tcp_t listener;
-    uv_timer_t spare; /* closed by http_server_close so `done` is always deferred */
-    int listener_open, spare_open, listening, draining, closing, saturated;
-    struct http_conn *conns;
-    size_t n_conns;  /* connection structs not yet freed */
-    size_t n_open;   /* of those, not closing: what the connection limits count */
-    size_t n_rejects, active;
-    uint64_t refused_max_connections, refused_per_peer;
-    uint64_t peer_warned_ms; /* loop time of the last per-peer refusal warning */
-    struct http_exchange *live;
-    uint64_t id_fallback;
-    void (*done)(void *);
-    void *done_arg;
-    http_response_observer observer;   /* optional (metrics) */
-    void *observer_arg;
-};
-
 static void conn_close(struct http_conn *conn);
 static void conn_parse(struct http_conn *conn);
 static void server_maybe_finish(struct http_server *srv);
 
 /* ------------------------------------------------------------------------ */
-/* Small helpers                                                             */
-
-struct sbuf {
-    char *data;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_append(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_append(b, s, strlen(s));
-}
-
-static void sb_header(struct sbuf *b, const char *name, const char *value)
-{
-    sb_puts(b, name);
-    sb_append(b, ": ", 2);
-    sb_puts(b, value);
-    sb_append(b, "\r\n", 2);
-}
-
-static int is_tchar(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-/* Field-value bytes: visible ASCII, SP, HTAB, obs-text; no other controls. */
-static int is_field_value_char(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7F);
-}
-
-static const char *status_reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 417:
-        return "Expectation Failed";
-    case 422:
-        return "Unprocessable Content";
-    case 425:
-        return "Too Early";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Status";
-    }
-}
-
-static const char *status_error_body(int status)
-{
-    switch (status) {
-    case 400:
-        return "{\"error\":\"bad_request\"}";
-    case 401:
-        return "{\"error\":\"unauthorized\"}";
-    case 404:
-        return "{\"error\":\"not_found\"}";
-    case 405:
-        return "{\"error\":\"method_not_allowed\"}";
-    case 408:
-        return "{\"error\":\"request_timeout\"}";
-    case 413:
-        return "{\"error\":\"payload_too_large\"}";
-    case 417:
-        return "{\"error\":\"expectation_failed\"}";
-    case 501:
-        return "{\"error\":\"not_implemented\"}";
-    case 431:
-        return "{\"error\":\"request_header_fields_too_large\"}";
-    case 503:
-        return "{\"error\":\"service_unavailable\"}";
-    case 505:
-        return "{\"error\":\"http_version_not_supported\"}";
-    default:
-        return "{\"error\":\"internal_error\"}";
-    }
-}
-
-static void generate_request_id(struct http_server *srv, char out[17])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[8];
-    if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
-        uint64_t v = uv_hrtime() ^ (++srv->id_fallback * 0x9E3779B97F4A7C15ull);
-        for (size_t i = 0; i < sizeof(rnd); i++)
-            rnd[i] = (unsigned char)(v >> (8 * i));
-    }
-    for (size_t i = 0; i < sizeof(rnd); i++) {
-        out[2 * i] = hex[rnd[i] >> 4];
-        out[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    out[16] = '\0';
-}
-
-static int request_id_is_sane(const char *v)
-{
-    size_t n = strlen(v);
-    if (n == 0 || n > REQUEST_ID_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                 c == '-';
-        if (!ok) return 0;
-    }
-    return 1;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Exchanges                                                                 */
 
-static struct http_exchange *exchange_new(struct http_conn *conn)
+struct http_exchange *http_conn_new_exchange(struct http_conn *conn)
 {
     struct http_exchange *ex = calloc(1, sizeof(*ex));
     if (ex == NULL) return NULL;
@@ -425,105 +135,6 @@ static void exchange_retire(struct http_exchange *ex)
     exchange_free(ex);
 }
 
-/* The header arena never grows past this: the header bytes plus a NUL per name and value. */
-static size_t arena_hard_cap(const struct http_limits *l)
-{
-    return l->max_header_bytes + 2 * HTTP_MAX_HEADERS + 16;
-}
-
-/* Reserve room for n more arena bytes plus a terminating NUL. */
-static int arena_reserve(struct http_exchange *ex, size_t n)
-{
-    size_t hard_cap = arena_hard_cap(&ex->srv->limits);
-    size_t need = ex->arena_len + n + 1;
-    if (need <= ex->arena_cap) return 0;
-    if (need > hard_cap) return -1;
-    size_t cap = ex->arena_cap ? ex->arena_cap : ARENA_MIN;
-    while (cap < need)
-        cap *= 2;
-    if (cap > hard_cap) cap = hard_cap;
-    char *p = realloc(ex->arena, cap);
-    if (p == NULL) return -1;
-    ex->arena = p;
-    ex->arena_cap = cap;
-    return 0;
-}
-
-static int arena_append(struct http_exchange *ex, const char *at, size_t n)
-{
-    if (arena_reserve(ex, n) != 0) return -1;
-    memcpy(ex->arena + ex->arena_len, at, n);
-    ex->arena_len += n;
-    return 0;
-}
-
-static int arena_terminate(struct http_exchange *ex)
-{
-    if (arena_reserve(ex, 0) != 0) return -1;
-    ex->arena[ex->arena_len++] = '\0';
-    return 0;
-}
-
-static const char *find_header(const struct http_exchange *ex, const char *name, size_t *count)
-{
-    const char *first = NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < ex->n_hdrs; i++) {
-        if (strcasecmp(ex->arena + ex->hdrs[i].name_off, name) != 0) continue;
-        if (first == NULL) first = ex->arena + ex->hdrs[i].value_off;
-        n++;
-    }
-    if (count != NULL) *count = n;
-    return first;
-}
-
-/* Origin-form only: "/" followed by visible ASCII without '#'; split off the query. */
-static int exchange_prepare_target(struct http_exchange *ex)
-{
-    if (!ex->url_done) return -1;
-    char *url = ex->arena + ex->url_off;
-    if (url[0] != '/') return -1;
-    for (const char *p = url; *p != '\0'; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x21 || c > 0x7E || c == '#') return -1;
-    }
-    ex->path_off = ex->url_off;
-    char *q = strchr(url, '?');
-    if (q != NULL) {
-        *q = '\0';
-        ex->query_off = (size_t)(q + 1 - ex->arena);
-    } else {
-        ex->query_off = ex->url_off + strlen(url);
-    }
-    ex->target_ok = 1;
-    return 0;
-}
-
-static void exchange_choose_request_id(struct http_exchange *ex)
-{
-    size_t n = 0;
-    const char *given = find_header(ex, "X-Request-Id", &n);
-    if (n == 1 && request_id_is_sane(given)) {
-        memcpy(ex->request_id, given, strlen(given) + 1);
-        return;
-    }
-    generate_request_id(ex->srv, ex->request_id);
-}
-
-/* The request's trace, when exactly one well-formed header names it (utils/trace_context). */
-static void exchange_read_trace(struct http_exchange *ex)
-{
-    size_t n_parent = 0, n_cloud = 0;
-    const char *parent = find_header(ex, "traceparent", &n_parent);
-    const char *cloud = find_header(ex, "X-Cloud-Trace-Context", &n_cloud);
-    (void)trace_context_from_headers(n_parent == 1 ? parent : NULL, n_cloud == 1 ? cloud : NULL, &ex->trace);
-}
-
-static const char *exchange_trace_id(const struct http_exchange *ex)
-{
-    return ex != NULL && ex->trace.trace_id[0] != '\0' ? ex->trace.trace_id : NULL;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 
@@ -540,59 +151,8 @@ static void log_access(struct http_server *srv, const struct http_exchange *ex, 
     const char *fields[] = {
         "method", method, "path", path, "status", status_s, "duration_ms", dur_s, client_gone ? "client_gone" : NULL,
         "true",   NULL};
-    log_write(srv->lg, LOG_LEVEL_INFO, &(struct log_ctx){.request_id = request_id, .trace_id = exchange_trace_id(ex)},
+    log_write(srv->lg, LOG_LEVEL_INFO, &(struct log_ctx){.request_id = request_id, .trace_id = http_req_trace_id(ex)},
               fields, "http request");
-}
-
-/* ------------------------------------------------------------------------ */
-/* Responses                                                                 */
-
-static int extra_header_allowed(struct logger *lg, const struct http_header_kv *h)
-{
-    static const char *const reserved[] = {"Content-Type",      "Content-Length", "Connection",
-                                           "Transfer-Encoding", "X-Request-Id",   NULL};
-    if (h->name == NULL || h->value == NULL || h->name[0] == '\0') goto reject;
-    for (const char *p = h->name; *p != '\0'; p++)
-        if (!is_tchar((unsigned char)*p)) goto reject;
-    for (const char *p = h->value; *p != '\0'; p++)
-        if (!is_field_value_char((unsigned char)*p)) goto reject;
-    for (size_t i = 0; reserved[i] != NULL; i++)
-        if (strcasecmp(h->name, reserved[i]) == 0) goto reject;
-    return 1;
-reject:
-    LOG_KV(lg, LOG_LEVEL_WARN, NULL, ((const char *[]){"header", h->name ? h->name : "(null)", NULL}),
-           "dropping invalid or reserved response header");
-    return 0;
-}
-
-/* Serialize a complete response; NULL on OOM. */
-static char *build_response(struct logger *lg, int status, const char *content_type, const char *body,
-                            size_t body_len, const struct http_header_kv *extra, size_t n_extra,
-                            const char *request_id, int close, int head, size_t *out_len)
-{
-    struct sbuf b = {0};
-    char line[64];
-    int no_body = status == 204 || status == 304;
-    if (body == NULL || no_body) body_len = 0;
-    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, status_reason(status));
-    sb_puts(&b, line);
-    sb_header(&b, "Content-Type", content_type);
-    if (!no_body) {
-        snprintf(line, sizeof(line), "%zu", body_len);
-        sb_header(&b, "Content-Length", line);
-    }
-    sb_header(&b, "X-Request-Id", request_id);
-    if (close) sb_header(&b, "Connection", "close");
-    for (size_t i = 0; i < n_extra; i++)
-        if (extra_header_allowed(lg, &extra[i])) sb_header(&b, extra[i].name, extra[i].value);
-    sb_append(&b, "\r\n", 2);
-    if (!head && body_len > 0) sb_append(&b, body, body_len);
-    if (b.oom) {
-        free(b.data);
-        return NULL;
-    }
-    *out_len = b.len;
-    return b.data;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -615,6 +175,11 @@ static void conn_stop_timer(struct http_conn *conn)
 {
     conn->timer_kind = TK_NONE;
     uv_timer_stop(&conn->timer);
+}
+
+void http_conn_headers_done(struct http_conn *conn)
+{
+    conn_stop_timer(conn);
 }
 
 static void conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -784,14 +349,14 @@ static void conn_fail(struct http_conn *conn, int status)
     char rid_buf[17];
     const char *rid = ex != NULL && ex->request_id[0] != '\0' ? ex->request_id : NULL;
     if (rid == NULL) {
-        generate_request_id(conn->srv, rid_buf);
+        http_req_new_request_id(conn->srv, rid_buf);
         rid = rid_buf;
     }
     log_access(conn->srv, ex, status, rid, 0);
     size_t len = 0;
-    const char *body = status_error_body(status);
-    char *buf = build_response(conn->srv->lg, status, JSON_CONTENT_TYPE, body, body != NULL ? strlen(body) : 0, NULL,
-                               0, rid, 1, 0, &len);
+    const char *body = http_resp_error_body(status);
+    char *buf = http_resp_build(conn->srv->lg, status, JSON_CONTENT_TYPE, body, body != NULL ? strlen(body) : 0, NULL,
+                                0, rid, 1, 0, &len);
     conn->ex = NULL;
     if (ex != NULL) exchange_free(ex);
     if (buf == NULL) {
@@ -802,160 +367,12 @@ static void conn_fail(struct http_conn *conn, int status)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Raw header-section scanner                                                */
-
-/* Returns 0, or an HTTP status (400/431) to fail with. */
-static int scan_feed(struct http_conn *conn, const char *data, size_t len)
-{
-    struct hdr_scan *s = &conn->scan;
-    size_t max = conn->srv->limits.max_header_bytes;
-    if (!s->active || len == 0) return 0;
-    if (s->bytes == 0 && conn->timer_kind == TK_IDLE)
-        conn_arm_timer(conn, TK_HEADER, conn->srv->limits.header_timeout_ms);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)data[i];
-        if (++s->bytes > max) return 431;
-        if (c == '\0') return 400;
-        if (c == '\r') continue;
-        if (c == '\n') {
-            if (s->line_len == 0) {
-                if (s->line_no == 0) continue; /* empty line(s) before the request line */
-                s->active = 0;                 /* end of the header section */
-                return 0;
-            }
-            if (s->line_no == 0 && s->request_line_spaces != 2) return 400;
-            s->line_no++;
-            s->line_len = 0;
-            continue;
-        }
-        if (s->line_len == 0 && s->line_no > 0 && (c == ' ' || c == '\t')) return 400; /* obs-fold */
-        if (s->line_no == 0 && (c == ' ' || c == '\t')) {
-            if (c == '\t') return 400;
-            s->request_line_spaces++;
-        }
-        s->line_len++;
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* llhttp callbacks                                                          */
-
-static int cb_fail(llhttp_t *p, int status)
-{
-    struct http_conn *conn = p->data;
-    if (conn->fail_status == 0) conn->fail_status = status;
-    return HPE_USER;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct http_conn *conn = p->data;
-    if (conn->ex != NULL) return cb_fail(p, 500); /* cannot happen: one request at a time */
-    conn->ex = exchange_new(conn);
-    return conn->ex != NULL ? 0 : cb_fail(p, 500);
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct http_conn *conn = p->data;
-    return arena_append(conn->ex, at, len) == 0 ? 0 : cb_fail(p, 431);
-}
-
-static int on_url_complete(llhttp_t *p)
-{
-    struct http_conn *conn = p->data;
-    struct http_exchange *ex = conn->ex;
-    size_t url_len = ex->arena_len; /* the URL is the first thing in the arena */
-    if (arena_terminate(ex) != 0) return cb_fail(p, 431);
-    ex->url_off = 0;
-    ex->url_done = url_len > 0;
-    return 0;
-}
-
-static int count_trailer(llhttp_t *p, size_t len)
-{
-    struct http_conn *conn = p->data;
-    conn->ex->trailer_bytes += len;
-    return conn->ex->trailer_bytes > conn->srv->limits.max_header_bytes ? cb_fail(p, 431) : 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct http_conn *conn = p->data;
-    struct http_exchange *ex = conn->ex;
-    if (ex->headers_done) return count_trailer(p, len); /* trailers: bounded, then ignored */
-    for (size_t i = 0; i < len; i++)
-        if (!is_tchar((unsigned char)at[i])) return cb_fail(p, 400);
-    if (!ex->in_field) {
-        if (ex->n_hdrs >= HTTP_MAX_HEADERS) return cb_fail(p, 431);
-        ex->in_field = 1;
-        ex->cur_name_off = ex->arena_len;
-    }
-    return arena_append(ex, at, len) == 0 ? 0 : cb_fail(p, 431);
-}
-
-static int on_header_field_complete(llhttp_t *p)
-{
-    struct http_conn *conn = p->data;
-    struct http_exchange *ex = conn->ex;
-    if (ex->headers_done) return 0;
-    ex->in_field = 0;
-    if (arena_terminate(ex) != 0) return cb_fail(p, 431);
-    ex->cur_value_off = ex->arena_len;
-    return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct http_conn *conn = p->data;
-    struct http_exchange *ex = conn->ex;
-    if (ex->headers_done) return count_trailer(p, len);
-    for (size_t i = 0; i < len; i++)
-        if (!is_field_value_char((unsigned char)at[i])) return cb_fail(p, 400);
-    return arena_append(ex, at, len) == 0 ? 0 : cb_fail(p, 431);
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct http_conn *conn = p->data;
-    struct http_exchange *ex = conn->ex;
-    if (ex->headers_done) return 0;
-    while (ex->arena_len > ex->cur_value_off &&
-           (ex->arena[ex->arena_len - 1] == ' ' || ex->arena[ex->arena_len - 1] == '\t'))
-        ex->arena_len--;
-    if (arena_terminate(ex) != 0) return cb_fail(p, 431);
-    ex->hdrs[ex->n_hdrs].name_off = ex->cur_name_off;
-    ex->hdrs[ex->n_hdrs].value_off = ex->cur_value_off;
-    ex->n_hdrs++;
-    return 0;
-}
-
-static int on_chunk_extension(llhttp_t *p, const char *at, size_t len)
-{
-    struct http_conn *conn = p->data;
-    (void)at;
-    conn->ex->chunk_ext_bytes += len;
-    return conn->ex->chunk_ext_bytes > CHUNK_EXT_MAX ? cb_fail(p, 400) : 0;
-}
+/* "100 Continue"                                                            */
 
 static void continue_write_cb(uv_write_t *req, int status)
 {
     struct http_conn *conn = req->data;
     if (status < 0 && conn->state != CS_CLOSING) conn_close(conn);
-}
-
-/* Expect: 100-continue (HTTP/1.1 only) -> "100 Continue" is owed when a body
- * is coming (sent once the body is admitted, never before authentication);
- * any other expectation -> 417.  Returns 0 or an llhttp error. */
-static int check_expect(llhttp_t *p, struct http_exchange *ex, int has_body)
-{
-    size_t n = 0;
-    const char *value = find_header(ex, "Expect", &n);
-    if (n == 0 || ex->http_minor == 0) return 0;
-    if (n != 1 || strcasecmp(value, "100-continue") != 0) return cb_fail(p, 417);
-    ex->expect_continue = has_body;
-    return 0;
 }
 
 static int send_continue(struct http_conn *conn)
@@ -964,99 +381,6 @@ static int send_continue(struct http_conn *conn)
     uv_buf_t b = uv_buf_init((char *)continue_line, sizeof(continue_line) - 1);
     conn->continue_req.data = conn;
     return uv_write(&conn->continue_req, conn_stream(conn), &b, 1, continue_write_cb);
-}
-
-static int body_reserve(struct http_exchange *ex, size_t cap)
-{
-    char *b = realloc(ex->body, cap + 1);
-    if (b == NULL) return -1;
-    ex->body = b;
-    ex->body_cap = cap;
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    struct http_conn *conn = p->data;
-    struct http_exchange *ex = conn->ex;
-    const struct http_limits *lim = &conn->srv->limits;
-    ex->headers_done = 1;
-    conn->scan.active = 0; /* llhttp decides where the body starts */
-    ex->method = llhttp_method_name((llhttp_method_t)p->method);
-    ex->is_head = p->method == HTTP_HEAD;
-    if (p->http_major != 1 || p->http_minor > 1) return cb_fail(p, 505);
-    ex->http_minor = p->http_minor;
-    exchange_choose_request_id(ex);
-    exchange_read_trace(ex);
-    if (exchange_prepare_target(ex) != 0) return cb_fail(p, 400);
-    size_t hosts = 0;
-    find_header(ex, "Host", &hosts);
-    if (ex->http_minor == 1 && hosts != 1) return cb_fail(p, 400);
-    if (ex->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING)) return cb_fail(p, 400);
-    if (p->flags & F_TRANSFER_ENCODING) {
-        size_t n_te = 0;
-        const char *te = find_header(ex, "Transfer-Encoding", &n_te);
-        if (n_te != 1 || strcasecmp(te, "chunked") != 0) return cb_fail(p, 501); /* only plain chunked */
-    }
-    ex->keep_alive = ex->http_minor == 1 && llhttp_should_keep_alive(p) && !p->upgrade;
-    int chunked = (p->flags & F_CHUNKED) != 0;
-    uint64_t length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
-    if (length > lim->max_body_bytes) return cb_fail(p, 413);
-    int has_body = chunked || length > 0;
-    int rc = check_expect(p, ex, has_body);
-    if (rc != 0) return rc;
-    if (!has_body) {
-        conn_stop_timer(conn);
-        return 0;
-    }
-    /* Stop before the body: conn_body_gate() routes and authenticates the
-     * request from its headers; nothing of the body is reserved before that. */
-    ex->content_length = length;
-    ex->at_body_gate = 1;
-    ex->body_unread = 1;
-    return HPE_PAUSED;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct http_conn *conn = p->data;
-    struct http_exchange *ex = conn->ex;
-    size_t max = conn->srv->limits.max_body_bytes;
-    if (len > max - ex->body_len) return cb_fail(p, 413);
-    if (ex->body_len + len > ex->body_cap) {
-        size_t cap = ex->body_cap ? ex->body_cap * 2 : 1024;
-        while (cap < ex->body_len + len)
-            cap *= 2;
-        if (cap > max) cap = max;
-        if (body_reserve(ex, cap) != 0) return cb_fail(p, 500);
-    }
-    memcpy(ex->body + ex->body_len, at, len);
-    ex->body_len += len;
-    return 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    struct http_conn *conn = p->data;
-    if (conn->ex->body != NULL) conn->ex->body[conn->ex->body_len] = '\0';
-    return HPE_PAUSED; /* one request at a time: resume after the response */
-}
-
-static void init_parser_settings(llhttp_settings_t *s)
-{
-    llhttp_settings_init(s);
-    s->on_message_begin = on_message_begin;
-    s->on_url = on_url;
-    s->on_url_complete = on_url_complete;
-    s->on_header_field = on_header_field;
-    s->on_header_field_complete = on_header_field_complete;
-    s->on_header_value = on_header_value;
-    s->on_header_value_complete = on_header_value_complete;
-    s->on_headers_complete = on_headers_complete;
-    s->on_body = on_body;
-    s->on_chunk_extension_name = on_chunk_extension;
-    s->on_chunk_extension_value = on_chunk_extension;
-    s->on_message_complete = on_message_complete;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1076,12 +400,12 @@ static void exchange_auth_done(struct http_exchange *ex, int ok, const char *rea
     struct http_conn *conn = ex->conn;
     if (conn->state == CS_AUTHENTICATING) conn->state = CS_DISPATCHED; /* answered, or admitted below */
     if (!ok) {
-        struct log_ctx ctx = {.request_id = ex->request_id, .trace_id = exchange_trace_id(ex)};
+        struct log_ctx ctx = {.request_id = ex->request_id, .trace_id = http_req_trace_id(ex)};
         LOG_KV(ex->srv->lg, LOG_LEVEL_WARN, &ctx,
                ((const char *[]){"reason", reason != NULL ? reason : "-", "path", ex->arena + ex->path_off, NULL}),
                "request rejected by authenticator");
         static const struct http_header_kv challenge[] = {{"WWW-Authenticate", "Bearer"}};
-        http_exchange_respond(ex, 401, status_error_body(401), challenge, 1);
+        http_exchange_respond(ex, 401, http_resp_error_body(401), challenge, 1);
         return;
     }
     ex->authenticated = 1;
@@ -1100,12 +424,12 @@ static int exchange_route(struct http_exchange *ex)
     int rc = http_router_match(srv->opts.routes, srv->opts.n_routes, ex->method, ex->arena + ex->path_off, &ex->route,
                                &ex->params, allow, sizeof(allow));
     if (rc == 404) {
-        http_exchange_respond(ex, 404, status_error_body(404), NULL, 0);
+        http_exchange_respond(ex, 404, http_resp_error_body(404), NULL, 0);
         return 0;
     }
     if (rc == 405) {
         struct http_header_kv h = {"Allow", allow};
-        http_exchange_respond(ex, 405, status_error_body(405), &h, 1);
+        http_exchange_respond(ex, 405, http_resp_error_body(405), &h, 1);
         return 0;
     }
     ex->routed = 1;
@@ -1166,7 +490,7 @@ static void conn_body_gate(struct http_conn *conn)
     case HTTP_AUTH_NONE:
         break;
     }
-    http_exchange_respond(ex, 413, status_error_body(413), NULL, 0);
+    http_exchange_respond(ex, 413, http_resp_error_body(413), NULL, 0);
 }
 
 /* Let the body in: the parser owns the exchange again until the message is
@@ -1179,7 +503,7 @@ static void conn_admit_body(struct http_conn *conn)
     ex->phase = PH_PARSING;
     ex->body_unread = 0;
     conn->state = CS_READING;
-    if (ex->content_length > 0 && body_reserve(ex, (size_t)ex->content_length) != 0) {
+    if (ex->content_length > 0 && http_req_body_reserve(ex, (size_t)ex->content_length) != 0) {
         conn_fail(conn, 500);
         return;
     }
@@ -1193,13 +517,24 @@ static void conn_admit_body(struct http_conn *conn)
     if (!conn_inbuf_full(conn)) conn_read_start(conn);
 }
 
+/* The raw scanner sees the bytes before llhttp; the first byte of a request on
+ * an idle keep-alive connection starts its header deadline.  Returns 0, or the
+ * HTTP status (400/431) to fail with. */
+static int conn_scan(struct http_conn *conn, const char *data, size_t len)
+{
+    const struct http_limits *lim = &conn->srv->limits;
+    if (conn->scan.active && len > 0 && conn->scan.bytes == 0 && conn->timer_kind == TK_IDLE)
+        conn_arm_timer(conn, TK_HEADER, lim->header_timeout_ms);
+    return http_req_scan(&conn->scan, lim->max_header_bytes, data, len);
+}
+
 /* Parse buffered bytes until they are used up, a request is complete, or an error. */
 static void conn_parse(struct http_conn *conn)
 {
     if (conn->state == CS_READING && conn->in_off < conn->in_len) {
         const char *data = conn->inbuf + conn->in_off;
         size_t len = conn->in_len - conn->in_off;
-        int status = scan_feed(conn, data, len);
+        int status = conn_scan(conn, data, len);
         if (status != 0) {
             conn_fail(conn, status);
             return;
@@ -1350,7 +685,7 @@ static struct http_conn *conn_create(struct http_server *srv)
     }
     conn->handles_open = 2;
     srv->n_open++;
-    llhttp_init(&conn->parser, HTTP_REQUEST, &srv->settings);
+    llhttp_init(&conn->parser, HTTP_REQUEST, http_req_parser_settings());
     conn->parser.data = conn;
     conn->scan.active = 1;
     conn->state = CS_READING;
@@ -1524,7 +859,6 @@ struct http_server *http_server_new(uv_loop_t *loop, struct logger *lg, const st
     srv->opts = *opts;
     srv->limits = opts->limits;
     apply_limit_defaults(&srv->limits);
-    init_parser_settings(&srv->settings);
     if (uv_tcp_init(loop, &srv->listener) != 0) {
         free(srv);
         return NULL;
@@ -1675,8 +1009,8 @@ size_t http_server_preauth_bytes_max(const struct http_limits *limits)
 {
     struct http_limits l = *limits;
     apply_limit_defaults(&l);
-    return sizeof(struct http_conn) + sizeof(struct http_exchange) + arena_hard_cap(&l) + RESPONSE_PREAUTH_MAX +
-           4 * MALLOC_CHUNK_OVERHEAD;
+    return sizeof(struct http_conn) + sizeof(struct http_exchange) + http_req_arena_cap(&l) + RESPONSE_PREAUTH_MAX +
+           4 * (size_t)MALLOC_CHUNK_OVERHEAD;
 }
 
 void http_server_close(struct http_server *srv, void (*done)(void *), void *arg)
@@ -1700,55 +1034,7 @@ void http_server_close(struct http_server *srv, void (*done)(void *), void *arg)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Exchange API                                                              */
-
-const char *http_exchange_method(const struct http_exchange *ex)
-{
-    return ex->method;
-}
-
-const char *http_exchange_path(const struct http_exchange *ex)
-{
-    return ex->arena + ex->path_off;
-}
-
-const char *http_exchange_query(const struct http_exchange *ex)
-{
-    return ex->arena + ex->query_off;
-}
-
-const char *http_exchange_param(const struct http_exchange *ex, const char *name)
-{
-    return http_params_get(&ex->params, name);
-}
-
-const char *http_exchange_header(const struct http_exchange *ex, const char *name)
-{
-    return find_header(ex, name, NULL);
-}
-
-size_t http_exchange_header_count(const struct http_exchange *ex, const char *name)
-{
-    size_t n = 0;
-    find_header(ex, name, &n);
-    return n;
-}
-
-const char *http_exchange_body(const struct http_exchange *ex, size_t *len)
-{
-    if (len != NULL) *len = ex->body_len;
-    return ex->body != NULL ? ex->body : "";
-}
-
-const char *http_exchange_request_id(const struct http_exchange *ex)
-{
-    return ex->request_id;
-}
-
-const struct trace_context *http_exchange_trace(const struct http_exchange *ex)
-{
-    return exchange_trace_id(ex) != NULL ? &ex->trace : NULL;
-}
+/* Exchange API: answering                                                   */
 
 int http_exchange_is_cancelled(const struct http_exchange *ex)
 {
@@ -1775,25 +1061,17 @@ static void observe_response(const struct http_exchange *ex, int status)
         srv->observer(srv->observer_arg, ex->route, status, uv_hrtime() - ex->start_ns);
 }
 
-static int valid_content_type(const char *ct)
-{
-    if (ct == NULL || ct[0] == '\0') return 0;
-    for (const char *p = ct; *p != '\0'; p++)
-        if (!is_field_value_char((unsigned char)*p)) return 0;
-    return 1;
-}
-
 void http_exchange_respond_typed(struct http_exchange *ex, int status, const char *content_type, const char *body,
                                  size_t body_len, const struct http_header_kv *extra, size_t n_extra)
 {
     if (ex == NULL) return;
     struct http_conn *conn = ex->conn;
-    if (status < 200 || status > 599 || !valid_content_type(content_type)) {
+    if (status < 200 || status > 599 || !http_resp_content_type_ok(content_type)) {
         LOG_ERROR(ex->srv != NULL ? ex->srv->lg : NULL, NULL, "handler answered invalid status %d or content type",
                   status);
         status = 500;
         content_type = JSON_CONTENT_TYPE;
-        body = status_error_body(500);
+        body = http_resp_error_body(500);
         body_len = strlen(body);
         n_extra = 0;
     }
@@ -1812,8 +1090,8 @@ void http_exchange_respond_typed(struct http_exchange *ex, int status, const cha
     }
     int close = conn->close_after || ex->body_unread || !ex->keep_alive || conn->srv->draining;
     size_t len = 0;
-    char *buf = build_response(conn->srv->lg, status, content_type, body, body_len, extra, n_extra, ex->request_id,
-                               close, ex->is_head, &len);
+    char *buf = http_resp_build(conn->srv->lg, status, content_type, body, body_len, extra, n_extra, ex->request_id,
+                                close, ex->is_head, &len);
     if (buf == NULL) {
         LOG_ERROR(conn->srv->lg, &(struct log_ctx){.request_id = ex->request_id}, "out of memory building response");
         conn_close(conn);

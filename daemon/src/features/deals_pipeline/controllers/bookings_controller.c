@@ -58,7 +58,10 @@ int execution_http_status(enum execution_status st, const char **json_body)
     case EXEC_NOT_FOUND: *json_body = "{\"error\":\"not_found\"}"; return 404;
     case EXEC_FAILED_RETRYABLE: *json_body = "{\"status\":\"failed\",\"retryable\":true}"; return 503;
     case EXEC_TOO_EARLY: *json_body = "{\"status\":\"too_early\"}"; return 425;
-    case EXEC_UNAVAILABLE: break;
+    case EXEC_EXPIRED: *json_body = "{\"status\":\"expired\"}"; return 200;
+    case EXEC_DEFERRED: *json_body = "{\"status\":\"deferred\"}"; return 429;
+    case EXEC_UNAVAILABLE:
+    case EXEC_STATUS_N: break;
     }
     *json_body = "{\"error\":\"unavailable\"}";
     return 503;
@@ -78,11 +81,12 @@ static void on_executed(void *arg, enum execution_status st, int retry_after_s)
     if (p->ctx->on_execution != NULL) p->ctx->on_execution(p->ctx->observer_arg, st);
     const char *body;
     int status = execution_http_status(st, &body);
+    /* Retry-After: always on 425 and 429 (at least 1 s), on a retryable failure when the voice agent sent one. */
     char seconds[16];
     snprintf(seconds, sizeof(seconds), "%d", retry_after_s > 0 ? retry_after_s : 1);
     struct http_header_kv retry_after = {"Retry-After", seconds};
-    int early = st == EXEC_TOO_EARLY;
-    http_exchange_respond(p->ex, status, body, early ? &retry_after : NULL, early ? 1 : 0);
+    int with = st == EXEC_TOO_EARLY || st == EXEC_DEFERRED || retry_after_s > 0;
+    http_exchange_respond(p->ex, status, body, with ? &retry_after : NULL, with ? 1 : 0);
     free(p);
 }
 

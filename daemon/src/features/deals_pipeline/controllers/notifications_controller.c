@@ -87,6 +87,8 @@ static enum notify_verdict check_boundary(const struct config *cfg, struct follo
     return NOTIFY_QUEUED;
 }
 
+/* Only the owner of the booking's partition deletes; the others park the (checked) hint in case the partition
+ * comes to them before its owner could act (the owner died). */
 static enum notify_verdict handle_delete(struct followup_scheduler *sched, struct logger *log, const char *channel,
                                          const struct booking_notification *n)
 {
@@ -95,7 +97,10 @@ static enum notify_verdict handle_delete(struct followup_scheduler *sched, struc
                                 .task_name = n->task_name, .idempotency_key = n->idempotency_key,
                                 .task_generation = n->task_generation};
     enum notify_rejection why = REJECT_N;
-    if (followup_scheduler_forget_deleted(sched, &d, &why) == 0) return NOTIFY_QUEUED;
+    bool owned = followup_scheduler_owns(sched, n->booking_id);
+    if (!owned) sched->stats.not_owned++;
+    int rc = owned ? followup_scheduler_forget_deleted(sched, &d, &why) : followup_scheduler_park_deleted(sched, &d, &why);
+    if (rc == 0) return owned ? NOTIFY_QUEUED : NOTIFY_NOT_OWNED;
     struct log_ctx ctx = {.schema = n->schema, .tenant_id = n->tenant_id, .booking_id = n->booking_id};
     if (why == REJECT_N) {
         LOG_WARN(log, &ctx, "cannot check the deleted booking's task now; it is left to answer not found");
@@ -113,6 +118,11 @@ enum notify_verdict notifications_controller_handle(const struct config *cfg, st
     struct log_ctx ctx = {.schema = n.schema, .tenant_id = n.tenant_id, .booking_id = n.booking_id};
     LOG_DEBUG(log, &ctx, "booking %s notified", n.op);
     if (strcmp(n.op, "DELETE") == 0) return handle_delete(sched, log, channel, &n);
+    if (!followup_scheduler_owns(sched, n.booking_id)) {
+        sched->stats.not_owned++;
+        LOG_DEBUG(log, &ctx, "another replica owns this booking's partition");
+        return NOTIFY_NOT_OWNED;
+    }
     if (followup_scheduler_enqueue(sched, n.schema, n.tenant_id, n.booking_id) != 0) {
         LOG_WARN(log, &ctx, "scheduler queue full: booking left pending for the catch-up sweep");
         return NOTIFY_DROPPED;

@@ -9,7 +9,8 @@
  * tenant-scoped before it creates, moves or cancels anything (and, for a
  * DELETE, verifies the task name and that the row is really gone).  Whatever
  * fails a check is dropped with one warn line that echoes no payload text
- * beyond validated ids, and counted by reason.
+ * beyond validated ids, and counted by reason.  A valid hint for a booking
+ * whose partition another replica owns is left to that replica (counted).
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_NOTIFICATIONS_CONTROLLER_H
 #define FOLLOWUPD_DEALS_PIPELINE_NOTIFICATIONS_CONTROLLER_H
@@ -22,7 +23,12 @@
 
 #define NOTIFICATION_MAX_PAYLOAD 1024   /* the trigger's longest payload is ~450 bytes */
 
-enum notify_verdict { NOTIFY_QUEUED = 0, NOTIFY_REJECTED, NOTIFY_DROPPED /* scheduler queue full */ };
+enum notify_verdict {
+    NOTIFY_QUEUED = 0,
+    NOTIFY_REJECTED,
+    NOTIFY_DROPPED,     /* scheduler queue full */
+    NOTIFY_NOT_OWNED,   /* another replica owns the booking's partition (a DELETE hint is parked) */
+};
 
 struct booking_notification {
     char schema[SCHEMA_NAME_LEN];

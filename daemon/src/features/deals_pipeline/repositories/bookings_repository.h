@@ -19,6 +19,11 @@
 struct db_pool;
 struct bookings_repository;
 
+/* A booking's partition in SQL, the same value as followup_booking_partition() in C: the first 4 bytes of the
+ * id (its first 8 hex digits) as an unsigned number, modulo `count`. Text and bit casts only, no hash function,
+ * so it is the same on every PostgreSQL version (hashtext() is not guaranteed to be). */
+#define BOOKING_PARTITION_SQL(id, count) "mod(('x' || left(" id "::text, 8))::bit(32)::bigint, " count ")"
+
 struct bookings_repository *bookings_repository_new(struct db_pool *pool, const struct strlist *schemas,
                                                     struct logger *log);
 void bookings_repository_free(struct bookings_repository *r);

@@ -71,12 +71,14 @@ static void on_timer(void *arg)
     start_round(d);
 }
 
-/* Arm for due_ms unless an earlier (or equal) timer is already armed. */
+/* Arm for due_ms unless an earlier (or equal) timer is already armed.  While held (everything due was
+ * deferred by a cap), not before the hold ends. */
 static void arm(struct followup_dispatcher *d, int64_t due_ms)
 {
     int64_t now = now_ms(d);
     int64_t cap = now + (int64_t)d->cfg->followup_sweep_interval_s * 1000;
     if (due_ms == 0 || due_ms > cap) due_ms = cap;
+    if (due_ms < d->hold_until_ms) due_ms = d->hold_until_ms;
     if (d->armed_due_ms != 0 && d->armed_due_ms <= due_ms) return;
     struct armed_timer *t = malloc(sizeof(*t));
     if (t == NULL) return;
@@ -142,37 +144,80 @@ void followup_dispatcher_poke(struct followup_dispatcher *d)
 
 static void round_next_schema(struct followup_dispatcher *d);
 
+/* ---------- deferrals (voice_agent caps) ---------- */
+
+/* Everything due was deferred: the rows are still due, so the next round waits until a call of this process
+ * ends (a slot frees) or, for slots held by other replicas, retry_after_s. */
+static void hold(struct followup_dispatcher *d, int retry_after_s)
+{
+    d->hold_until_ms = now_ms(d) + (int64_t)(retry_after_s > 0 ? retry_after_s : EXEC_DEFER_RETRY_S) * 1000;
+    d->holds++;
+    LOG_DEBUG(d->log, NULL, "every due booking deferred: next round in %d s or when a call ends", retry_after_s);
+}
+
+/* A call of this process ended: its slot is free again. */
+static void slot_freed(struct followup_dispatcher *d)
+{
+    if (d->hold_until_ms == 0 || d->closed) return;
+    d->hold_until_ms = 0;
+    followup_dispatcher_poke(d);
+}
+
+static bool made_a_call(enum execution_status st)
+{
+    return st == EXEC_EXECUTED || st == EXEC_FAILED_RETRYABLE || st == EXEC_FAILED_FINAL;
+}
+
+/* Batch size of a round: no more than the all-tenant cap could claim at once. */
+static int round_limit(const struct followup_dispatcher *d)
+{
+    int cap = d->cfg->va_max_concurrent;
+    return cap > 0 && cap < DISPATCH_BATCH ? cap : DISPATCH_BATCH;
+}
+
 static void maybe_end_round(struct followup_dispatcher *d)
 {
     if (d->running > 0 || d->round_idx < d->cfg->db_schemas.n) return;
     d->dispatching = false;
     d->rounds++;
     if (d->closed) return;
-    if (d->round_full || d->round_again) start_round(d);
+    bool stalled = d->round_deferred > 0 && d->round_progress == 0;
+    if (stalled) hold(d, d->round_retry_after_s);
+    if ((d->round_full || d->round_again) && !stalled) start_round(d);
     else followup_dispatcher_poke(d);
 }
 
 /* The row is still a live local task after this outcome (a retry, a lease, a claim that could not run). */
 static bool execution_leaves_work(enum execution_status st)
 {
-    return st == EXEC_FAILED_RETRYABLE || st == EXEC_IN_PROGRESS || st == EXEC_UNAVAILABLE || st == EXEC_TOO_EARLY;
+    return st == EXEC_FAILED_RETRYABLE || st == EXEC_IN_PROGRESS || st == EXEC_UNAVAILABLE || st == EXEC_TOO_EARLY ||
+           st == EXEC_DEFERRED;
 }
 
+/* retry_after_s: of a deferral (its runs are never refused as early: not marked refuse_early). */
 static void on_executed(void *arg, enum execution_status st, int retry_after_s)
 {
-    (void)retry_after_s;   /* its runs are never refused as early (not marked refuse_early) */
     struct dispatched_run *run = arg;
     struct followup_dispatcher *d = run->d;
     LOG_DEBUG(d->log, &(struct log_ctx){.schema = run->schema, .booking_id = run->booking_id},
               "local dispatch finished: %s", execution_status_name(st));
     bool immediate = run->immediate;
     free(run);
+    if (st == EXEC_DEFERRED) d->deferred++;
     if (immediate) {
         d->immediate_running--;
+        if (st == EXEC_DEFERRED && !d->closed) hold(d, retry_after_s);
+        if (made_a_call(st)) slot_freed(d);
         if (execution_leaves_work(st) && !d->closed) followup_dispatcher_poke(d);   /* e.g. a retry's due time */
         return;
     }
     d->running--;
+    if (st == EXEC_DEFERRED) {
+        d->round_deferred++;
+        d->round_retry_after_s = retry_after_s;
+    } else {
+        d->round_progress++;
+    }
     maybe_end_round(d);
 }
 
@@ -212,7 +257,7 @@ static void on_due(void *arg, enum repo_rc rc, const struct booking_key *keys, i
     if (rc != REPO_OK) LOG_WARN(d->log, &(struct log_ctx){.schema = schema}, "due-task query failed; retrying later");
     for (int i = 0; i < n && !d->closed; i++)
         (void)dispatch_one(d, schema, keys[i].tenant_id, keys[i].booking_id, keys[i].idempotency_key, false);
-    if (n >= DISPATCH_BATCH) d->round_full = true;
+    if (n >= round_limit(d)) d->round_full = true;
     d->round_idx++;
     round_next_schema(d);
 }
@@ -222,7 +267,7 @@ static void round_next_schema(struct followup_dispatcher *d)
     const struct strlist *schemas = &d->cfg->db_schemas;
     while (!d->closed && d->round_idx < schemas->n) {
         if (d->repo->find_due(d->repo->impl, schemas->items[d->round_idx], d->cfg->followup_lead_time_s, lease_s(d),
-                              DISPATCH_BATCH, on_due, d) == 0)
+                              round_limit(d), on_due, d) == 0)
             return;
         d->round_idx++;
     }
@@ -241,6 +286,8 @@ static void start_round(struct followup_dispatcher *d)
     d->round_idx = 0;
     d->round_full = false;
     d->round_again = false;
+    d->round_deferred = d->round_progress = 0;
+    d->hold_until_ms = 0;
     round_next_schema(d);
 }
 

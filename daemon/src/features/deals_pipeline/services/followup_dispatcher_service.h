@@ -22,6 +22,19 @@
  * same conditional statement, so a round that finds the same row meanwhile
  * makes no second call.  At most DISPATCH_IMMEDIATE_MAX such runs at once;
  * beyond that the row simply waits for the next round.
+ *
+ * Fair order: a round reads the due rows round-robin across tenants (each
+ * tenant's oldest first, then every tenant's second, ...), so a tenant with
+ * thousands of due bookings cannot push another tenant's due booking behind
+ * them: with k tenants due, every tenant's oldest due booking is among the
+ * first k rows of the round.  With [voice_agent] max_concurrent set, a round
+ * reads at most that many rows (no more could be claimed at once).
+ *
+ * Deferrals: a run over a cap (EXEC_DEFERRED) leaves its row due.  When every
+ * run of a round was deferred (or a fast-path run was), the dispatcher holds:
+ * its timer does not fire before a call of this process ends (a slot frees)
+ * or the deferral's Retry-After passes (slots held by other replicas), so a
+ * full cap never turns into a busy loop of claims.
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_DISPATCHER_SERVICE_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_DISPATCHER_SERVICE_H
@@ -61,7 +74,11 @@ struct followup_dispatcher {
     bool round_full;             /* some schema returned a full batch: run again at once */
     bool round_again;            /* the timer fired during the round: run again when it ends */
     unsigned immediate_running;  /* fast-path executions not finished */
-    uint64_t dispatched, rounds, dispatched_immediately;
+    unsigned round_deferred;     /* runs of this round deferred by a cap */
+    unsigned round_progress;     /* runs of this round that were not deferred */
+    int round_retry_after_s;     /* the last deferral's Retry-After */
+    int64_t hold_until_ms;       /* 0, or: everything due was deferred; no round before then (or a call ends) */
+    uint64_t dispatched, rounds, dispatched_immediately, deferred, holds;
 };
 
 void followup_dispatcher_init(struct followup_dispatcher *d, const struct config *cfg, struct bookings_repo *repo,

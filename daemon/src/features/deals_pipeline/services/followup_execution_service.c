@@ -21,7 +21,7 @@ struct execution {
     struct trace_context trace;  /* logged with every line, sent to the voice agent as traceparent */
     struct booking booking;
     enum execution_status final_status;
-    int retry_after_s;           /* EXEC_TOO_EARLY */
+    int retry_after_s;           /* EXEC_TOO_EARLY, EXEC_DEFERRED, EXEC_FAILED_RETRYABLE (voice agent's) */
     bool refuse_early;
     execution_done_cb cb;
     void *arg;
@@ -33,11 +33,20 @@ static const char *const status_names[] = {
     [EXEC_FAILED_FINAL] = "failed",     [EXEC_IN_PROGRESS] = "in_progress",
     [EXEC_NOT_FOUND] = "not_found",     [EXEC_FAILED_RETRYABLE] = "failed_retryable",
     [EXEC_UNAVAILABLE] = "unavailable", [EXEC_TOO_EARLY] = "too_early",
+    [EXEC_EXPIRED] = "expired",         [EXEC_DEFERRED] = "deferred",
 };
 
 const char *execution_status_name(enum execution_status st)
 {
     return (unsigned)st < sizeof(status_names) / sizeof(status_names[0]) ? status_names[st] : "unknown";
+}
+
+const char *claim_deferral_name(enum claim_deferral d)
+{
+    static const char *const names[DEFER_N] = {
+        [DEFER_NONE] = "none", [DEFER_TENANT_CAP] = "tenant_cap", [DEFER_GLOBAL_CAP] = "global_cap",
+        [DEFER_RETRY_AFTER] = "retry_after"};
+    return (unsigned)d < DEFER_N ? names[d] : "unknown";
 }
 
 void followup_execution_service_init(struct followup_execution_service *svc, struct bookings_repo *repo,
@@ -56,11 +65,17 @@ static struct log_ctx exec_ctx(const struct execution *ex)
                             .booking_id = ex->booking_id, .schema = ex->schema, .trace_id = ex->trace.trace_id};
 }
 
+static bool carries_retry_after(enum execution_status st)
+{
+    return st == EXEC_TOO_EARLY || st == EXEC_DEFERRED || st == EXEC_FAILED_RETRYABLE;
+}
+
 static void finish(struct execution *ex, enum execution_status st)
 {
     struct log_ctx ctx = exec_ctx(ex);
     LOG_INFO(ex->svc->log, &ctx, "execution finished: %s", execution_status_name(st));
-    ex->cb(ex->arg, st, st == EXEC_TOO_EARLY ? ex->retry_after_s : 0);
+    if ((unsigned)st < EXEC_STATUS_N) ex->svc->finished[st]++;
+    ex->cb(ex->arg, st, carries_retry_after(st) ? ex->retry_after_s : 0);
     free(ex);
 }
 
@@ -80,6 +95,8 @@ static enum execution_status status_for_claim(enum claim_outcome o)
     case CLAIM_IN_PROGRESS: return EXEC_IN_PROGRESS;
     case CLAIM_FAILED_FINAL: return EXEC_FAILED_FINAL;
     case CLAIM_TOO_EARLY: return EXEC_TOO_EARLY;
+    case CLAIM_EXPIRED: return EXEC_EXPIRED;
+    case CLAIM_DEFERRED: return EXEC_DEFERRED;
     case CLAIM_CLAIMED: break;
     }
     return EXEC_UNAVAILABLE;
@@ -107,10 +124,14 @@ static int retry_delay_s(const struct followup_execution_service *svc, int attem
     return d > 3600 ? 3600 : (int)d;
 }
 
-static void record_failure(struct execution *ex, const char *error, bool retryable)
+/* retry_after_s: the voice agent's Retry-After (0: none); the next attempt is not before it. */
+static void record_failure(struct execution *ex, const char *error, bool retryable, int retry_after_s)
 {
     struct followup_execution_service *svc = ex->svc;
     int attempt = ex->booking.execution_attempts;
+    int delay_s = retry_delay_s(svc, attempt);
+    if (retry_after_s > delay_s) delay_s = retry_after_s;
+    ex->retry_after_s = retry_after_s;
     if (retryable && svc->max_attempts > 0 && attempt >= svc->max_attempts) {
         struct log_ctx ctx = exec_ctx(ex);
         LOG_WARN(svc->log, &ctx, "attempt %d of %d failed: giving up", attempt, svc->max_attempts);
@@ -118,7 +139,7 @@ static void record_failure(struct execution *ex, const char *error, bool retryab
     }
     ex->final_status = retryable ? EXEC_FAILED_RETRYABLE : EXEC_FAILED_FINAL;
     if (svc->repo->mark_execution_failed(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id,
-                                         ex->idempotency_key, error, retryable, retry_delay_s(svc, attempt),
+                                         ex->idempotency_key, error, retryable, delay_s,
                                          on_outcome_recorded, ex) != 0)
         finish_after_call(ex, EXEC_UNAVAILABLE);
 }
@@ -144,9 +165,11 @@ static void on_call_done(void *arg, const struct voice_reply *r)
     else
         snprintf(error, sizeof(error), "voice agent: %s", detail);
     bool retryable = r->outcome == VOICE_TRANSIENT;
-    LOG_KV(svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error, NULL}), "voice-agent call failed (%s)",
-           retryable ? "retryable" : "permanent");
-    record_failure(ex, error, retryable);
+    char retry_after[16];
+    snprintf(retry_after, sizeof(retry_after), "%d", r->retry_after_s);
+    LOG_KV(svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error, "retry_after_s", retry_after, NULL}),
+           "voice-agent call failed (%s)", retryable ? "retryable" : "permanent");
+    record_failure(ex, error, retryable, retryable ? r->retry_after_s : 0);
 }
 
 static void start_call(struct execution *ex)
@@ -156,7 +179,7 @@ static void start_call(struct execution *ex)
     char iso[ISO_TIME_LEN], traceparent[TRACEPARENT_LEN + 1];
     trace_context_format(&ex->trace, traceparent);
     if (followup_iso_time(b->scheduled_at_ms, iso) != 0) {
-        record_failure(ex, "scheduled_at out of range", false);
+        record_failure(ex, "scheduled_at out of range", false, 0);
         return;
     }
     struct voice_call call = {
@@ -166,7 +189,7 @@ static void start_call(struct execution *ex)
         .request_id = ex->request_id, .traceparent = traceparent,
     };
     if (svc->voice->start_call(svc->voice->impl, &call, on_call_done, ex) != 0)
-        record_failure(ex, "voice agent: request not started", true);
+        record_failure(ex, "voice agent: request not started", true, 0);
 }
 
 /* The claim's early window: -1 (no check) unless the request is marked and the tolerance is on. */
@@ -188,26 +211,60 @@ static void refuse_too_early(struct execution *ex, int wait_s)
     finish(ex, EXEC_TOO_EARLY);
 }
 
+static void refuse_expired(struct execution *ex, const struct claim_result *r)
+{
+    struct log_ctx ctx = exec_ctx(ex);
+    if (r->booking == NULL) {   /* an earlier delivery expired it */
+        LOG_INFO(ex->svc->log, &ctx, "booking already expired: no call");
+    } else {
+        char late[24], bound[16];
+        snprintf(late, sizeof(late), "%lld", (long long)r->late_s);
+        snprintf(bound, sizeof(bound), "%d", ex->svc->max_lateness_s);
+        LOG_KV(ex->svc->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"late_s", late, "max_lateness_s", bound, NULL}),
+               "reached later than scheduled_at + max_lateness_s: expired without a call");
+    }
+    finish(ex, EXEC_EXPIRED);
+}
+
+static void defer(struct execution *ex, const struct claim_result *r)
+{
+    struct followup_execution_service *svc = ex->svc;
+    struct log_ctx ctx = exec_ctx(ex);
+    ex->retry_after_s = r->deferral == DEFER_RETRY_AFTER ? r->wait_s : EXEC_DEFER_RETRY_S;
+    if ((unsigned)r->deferral < DEFER_N) svc->deferred[r->deferral]++;
+    char wait[16], tenant_live[16], all_live[16];
+    snprintf(wait, sizeof(wait), "%d", ex->retry_after_s);
+    snprintf(tenant_live, sizeof(tenant_live), "%d", r->tenant_live);
+    snprintf(all_live, sizeof(all_live), "%d", r->all_live);
+    LOG_KV(svc->log, LOG_LEVEL_INFO, &ctx,
+           ((const char *[]){"reason", claim_deferral_name(r->deferral), "retry_after_s", wait, "tenant_in_flight",
+                             tenant_live, "all_in_flight", all_live, NULL}),
+           "deferred without a call");
+    finish(ex, EXEC_DEFERRED);
+}
+
 /* Phase 1 done. */
-static void on_claimed(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b, int wait_s)
+static void on_claimed(void *arg, enum repo_rc rc, const struct claim_result *r)
 {
     struct execution *ex = arg;
-    if (rc != REPO_OK) {
+    struct followup_execution_service *svc = ex->svc;
+    if (rc != REPO_OK || r == NULL) {
         finish(ex, EXEC_UNAVAILABLE);
         return;
     }
-    if (outcome == CLAIM_TOO_EARLY) {
-        refuse_too_early(ex, wait_s);
-        return;
+    if ((r->tenant_live >= 0 || r->all_live >= 0) && svc->on_counted != NULL)
+        svc->on_counted(svc->on_counted_arg, r->tenant_live, r->all_live);
+    switch (r->outcome) {
+    case CLAIM_TOO_EARLY: refuse_too_early(ex, r->wait_s); return;
+    case CLAIM_EXPIRED: refuse_expired(ex, r); return;
+    case CLAIM_DEFERRED: defer(ex, r); return;
+    case CLAIM_CLAIMED: break;
+    default: finish(ex, status_for_claim(r->outcome)); return;
     }
-    if (outcome != CLAIM_CLAIMED) {
-        finish(ex, status_for_claim(outcome));
-        return;
-    }
-    ex->booking = *b;
-    ex->svc->inflight++;
+    ex->booking = *r->booking;
+    svc->inflight++;
     struct log_ctx ctx = exec_ctx(ex);
-    LOG_INFO(ex->svc->log, &ctx, "claimed for execution (attempt %d)", b->execution_attempts);
+    LOG_INFO(svc->log, &ctx, "claimed for execution (attempt %d)", r->booking->execution_attempts);
     start_call(ex);
 }
 
@@ -237,8 +294,11 @@ int followup_execution_execute(struct followup_execution_service *svc, const str
         free(ex);
         return -1;
     }
-    if (svc->repo->claim_execution(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id, ex->idempotency_key,
-                                   svc->lease_s, early_window_s(svc, ex), on_claimed, ex) != 0) {
+    struct claim_params cp = {.idempotency_key = ex->idempotency_key, .lease_s = svc->lease_s,
+                              .early_window_s = early_window_s(svc, ex), .max_lateness_s = svc->max_lateness_s,
+                              .tenant_cap = svc->tenant_cap, .global_cap = svc->global_cap};
+    if (svc->repo->claim_execution(svc->repo->impl, ex->schema, ex->tenant_id, ex->booking_id, &cp, on_claimed,
+                                   ex) != 0) {
         free(ex);
         return -1;
     }

@@ -22,6 +22,22 @@
  * finishes EXEC_TOO_EARLY with the seconds left, the row untouched (no attempt,
  * no lease), logged at warn.  early_tolerance_s = 0 turns the check off.  The
  * local dispatcher's own runs are not marked: it never runs a booking early.
+ *
+ * Late calls: every claim (HTTP callback and local dispatcher alike) reached
+ * after the row's scheduled_at + max_lateness_s (database clock) makes no call:
+ * the claim itself turns the row failed for good with "expired: ..." and the
+ * execution finishes EXEC_EXPIRED (200 {"status":"expired"}: Cloud Tasks
+ * stops).  max_lateness_s = 0 turns it off.
+ *
+ * Concurrency caps: with tenant_cap or global_cap set, the claim counts the
+ * live leases (in_progress, lease not expired) of the booking's tenant or of
+ * every tenant over every configured schema, serialized by advisory locks, and
+ * claims only below the cap; otherwise it finishes EXEC_DEFERRED with a
+ * Retry-After of EXEC_DEFER_RETRY_S, the row untouched.  A retryable failure
+ * the voice agent answered with Retry-After (429/503) is not claimed again
+ * before it (next_attempt_at): EXEC_DEFERRED with the seconds left.  The
+ * voice agent's Retry-After also travels with EXEC_FAILED_RETRYABLE, so the
+ * answer to Cloud Tasks carries it.
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_EXECUTION_SERVICE_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_EXECUTION_SERVICE_H
@@ -41,7 +57,13 @@ enum execution_status {
     EXEC_FAILED_RETRYABLE,   /* 503: transient voice-agent failure */
     EXEC_UNAVAILABLE,        /* 503: database unavailable / overloaded */
     EXEC_TOO_EARLY,          /* 425 {"status":"too_early"} + Retry-After: delivered before its time, no call */
+    EXEC_EXPIRED,            /* 200 {"status":"expired"}: later than scheduled_at + max_lateness_s, no call, failed */
+    EXEC_DEFERRED,           /* 429 {"status":"deferred"} + Retry-After: a cap is reached (or Retry-After), no call */
+    EXEC_STATUS_N
 };
+
+/* The Retry-After of a deferral by a cap: slots free when calls end, which nothing here can foresee. */
+#define EXEC_DEFER_RETRY_S 2
 
 struct execution_request {
     const char *schema;
@@ -53,7 +75,8 @@ struct execution_request {
     bool refuse_early;           /* a delivery from outside: refused before its time (see above) */
 };
 
-/* retry_after_s: seconds until the booking may run (EXEC_TOO_EARLY only, else 0). */
+/* retry_after_s: seconds until the booking may run (EXEC_TOO_EARLY, EXEC_DEFERRED), or the voice agent's
+ * Retry-After (EXEC_FAILED_RETRYABLE, 0 when it sent none); 0 otherwise. */
 typedef void (*execution_done_cb)(void *arg, enum execution_status st, int retry_after_s);
 
 struct followup_execution_service {
@@ -65,7 +88,14 @@ struct followup_execution_service {
     int retry_base_s;            /* retry delay base (doubles per attempt; 0: the caller's queue owns retries) */
     int lead_time_s;             /* followup.lead_time_s: a task is due this long before scheduled_at */
     int early_tolerance_s;       /* followup.early_tolerance_s: 0 = deliveries are never refused as early */
+    int max_lateness_s;          /* followup.max_lateness_s: 0 = late bookings are still called */
+    int tenant_cap, global_cap;  /* voice_agent.max_concurrent_per_tenant / max_concurrent: 0 = unlimited */
     unsigned inflight;           /* executions between claim and outcome */
+    uint64_t finished[EXEC_STATUS_N];   /* executions finished, by status */
+    uint64_t deferred[DEFER_N];         /* EXEC_DEFERRED, by reason */
+    /* optional: a capped claim counted live leases (tenant_live / all_live: -1 when not counted) */
+    void (*on_counted)(void *arg, int tenant_live, int all_live);
+    void *on_counted_arg;
 };
 
 void followup_execution_service_init(struct followup_execution_service *svc, struct bookings_repo *repo,
@@ -74,5 +104,7 @@ void followup_execution_service_init(struct followup_execution_service *svc, str
 int followup_execution_execute(struct followup_execution_service *svc, const struct execution_request *req,
                                execution_done_cb cb, void *arg) __attribute__((warn_unused_result));
 const char *execution_status_name(enum execution_status st);
+/* "tenant_cap", "global_cap", "retry_after". */
+const char *claim_deferral_name(enum claim_deferral d);
 
 #endif

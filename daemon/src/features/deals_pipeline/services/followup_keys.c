@@ -66,3 +66,14 @@ bool followup_is_uuid(const char *s)
     }
     return true;
 }
+
+int followup_booking_partition(const char *booking_id, int partitions)
+{
+    if (!followup_is_uuid(booking_id) || partitions < 1 || partitions > FOLLOWUP_PARTITIONS_MAX) return -1;
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        int c = tolower((unsigned char)booking_id[i]);
+        v = (v << 4) | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return (int)(v % (uint32_t)partitions);
+}

@@ -4,7 +4,8 @@
  * JavaScript's toISOString(), so other services can compute the same key),
  * the idempotency key `followup:{tenantId}:{bookingId}:{scheduledAtIso}` and
  * the Cloud Tasks task ID (lowercase hex SHA-256 of the key: within the
- * `[A-Za-z0-9_-]` charset and not sequential, as Google asks).
+ * `[A-Za-z0-9_-]` charset and not sequential, as Google asks) — and the
+ * booking's partition, which decides which replica does its scheduling work.
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_KEYS_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_KEYS_H
@@ -26,6 +27,11 @@ int followup_task_id(const char *idempotency_key, int generation, char out[TASK_
 /* True when `key` is exactly the key followupd makes for this booking at some instant:
  * followup:{tenant_id}:{booking_id}:{canonical ISO time} (the time part re-formats to itself). */
 bool followup_key_names_booking(const char *key, const char *tenant_id, const char *booking_id);
+/* Partition of a booking among `partitions` (1..FOLLOWUP_PARTITIONS_MAX): its id's first 4 bytes (the first 8 hex
+ * digits of the textual UUID) as an unsigned big-endian number, modulo `partitions`. The repository computes the
+ * same value in SQL (BOOKING_PARTITION_SQL). -1 when booking_id is not a UUID or partitions is out of range. */
+#define FOLLOWUP_PARTITIONS_MAX 1024
+int followup_booking_partition(const char *booking_id, int partitions);
 /* Canonical textual UUID (8-4-4-4-12 hex, either case). */
 bool followup_is_uuid(const char *s);
 

@@ -22,6 +22,7 @@ struct scheduler_item {
     char booking_id[UUID_STR_LEN];
     struct scheduler_item *next;    /* FIFO */
     struct scheduler_item *hnext;   /* index chain */
+    int partition;                  /* with an ownership port, else -1 */
     enum item_state state;
     bool again;                     /* changed again while running: one more pass */
     unsigned attempt;
@@ -32,6 +33,7 @@ struct scheduler_item {
     int generation;                      /* task generation of the task being created */
     enum followup_plan plan;
     bool withdraw;                       /* reschedule out of the schedulable window: drop the old task */
+    bool expire;                         /* already later than followup.max_lateness_s: mark it expired */
     char url[1024];
     char *body;
     int64_t schedule_time_ms;
@@ -55,11 +57,6 @@ bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms)
 static bool wants_task(const struct config *cfg, const struct booking *b)
 {
     return strlist_contains(&cfg->followup_booking_types, b->booking_type) && strcmp(b->status, "cancelled") != 0;
-}
-
-bool followup_qualifies(const struct config *cfg, const struct booking *b)
-{
-    return wants_task(cfg, b) && strcmp(b->task_status, "pending") == 0;
 }
 
 enum followup_plan followup_plan_for(const struct config *cfg, const struct booking *b)
@@ -191,6 +188,8 @@ static void free_item(struct scheduler_item *item)
     free(item);
 }
 
+static void free_parked(struct followup_scheduler *s);
+
 void followup_scheduler_close(struct followup_scheduler *s)
 {
     s->closed = true;
@@ -199,6 +198,7 @@ void followup_scheduler_close(struct followup_scheduler *s)
         index_remove(s, item);
         free_item(item);
     }
+    free_parked(s);
 }
 
 void followup_scheduler_free(struct followup_scheduler *s)
@@ -214,6 +214,8 @@ void followup_scheduler_free(struct followup_scheduler *s)
     }
     free(s->index);
     s->index = NULL;
+    free(s->running_by_partition);
+    s->running_by_partition = NULL;
 }
 
 bool followup_scheduler_idle(const struct followup_scheduler *s)
@@ -229,16 +231,24 @@ static struct log_ctx item_ctx(const struct scheduler_item *item)
 
 /* ---------- one pass ---------- */
 
+static void count_running(struct scheduler_item *item, int delta)
+{
+    unsigned *running = item->s->running_by_partition;
+    if (running != NULL && item->partition >= 0) running[item->partition] += (unsigned)delta;
+}
+
 static void end_pass(struct scheduler_item *item)
 {
     struct followup_scheduler *s = item->s;
     s->inflight--;
+    count_running(item, -1);
     free(item->body);
     item->body = NULL;
     item->attempt = 0;
     item->task_id[0] = '\0';
     item->new_task_name[0] = '\0';
     item->withdraw = false;
+    item->expire = false;
     if (item->again && !s->closed) {
         item->again = false;
         fifo_push(s, item);
@@ -293,11 +303,14 @@ static uint64_t backoff_ms(struct followup_scheduler *s, unsigned attempt)
 
 static void create_task(struct scheduler_item *item);
 
+/* A retry waits without a request in flight, so it does not keep its partition busy; if the partition was
+ * given up meanwhile the retry is left to the new owner (its sweep finds the row still pending). */
 static void on_backoff_elapsed(void *arg)
 {
     struct scheduler_item *item = arg;
     item->state = ITEM_RUNNING;
-    if (item->s->closed) {
+    count_running(item, 1);
+    if (item->s->closed || !followup_scheduler_owns(item->s, item->booking_id)) {
         end_pass(item);
         return;
     }
@@ -320,7 +333,11 @@ static void retry_or_give_up(struct scheduler_item *item, const char *error)
     LOG_KV(s->log, LOG_LEVEL_WARN, &ctx, ((const char *[]){"error", error ? error : "transient", NULL}),
            "task creation failed; retrying in %llu ms", (unsigned long long)delay);
     item->state = ITEM_BACKOFF;
-    if (s->clock->after(s->clock->impl, delay, on_backoff_elapsed, item) != 0) end_pass(item);
+    count_running(item, -1);
+    if (s->clock->after(s->clock->impl, delay, on_backoff_elapsed, item) != 0) {
+        count_running(item, 1);
+        end_pass(item);
+    }
 }
 
 /* ---- task removal (cancel, drop, reschedule's old task) ---- */
@@ -501,6 +518,41 @@ static void create_task(struct scheduler_item *item)
     if (s->queue->create(s->queue->impl, &req, on_created, item) != 0) retry_or_give_up(item, "request not started");
 }
 
+/* ---- late bookings (followup.max_lateness_s) ---- */
+
+static int64_t lateness_ms(const struct followup_scheduler *s, const struct booking *b, int64_t now)
+{
+    int bound_s = s->cfg->followup_max_lateness_s;
+    int64_t late = now - b->scheduled_at_ms;
+    return bound_s > 0 && late > (int64_t)bound_s * 1000 ? late : 0;
+}
+
+static void on_expired_marked(void *arg, enum repo_rc rc)
+{
+    struct scheduler_item *item = arg;
+    struct log_ctx ctx = item_ctx(item);
+    if (rc == REPO_OK) {
+        item->s->stats.expired++;
+        LOG_WARN(item->s->log, &ctx, "later than scheduled_at + max_lateness_s: expired, no task created");
+    } else {
+        LOG_DEBUG(item->s->log, &ctx, "expiry not recorded: the row moved on");
+    }
+    end_pass(item);
+}
+
+/* No task for a booking the claim would expire anyway: the row ends failed with "expired: ...". */
+static void expire_booking(struct scheduler_item *item)
+{
+    struct followup_scheduler *s = item->s;
+    char error[200];
+    int64_t late_ms = lateness_ms(s, &item->b, s->clock->now_ms(s->clock->impl));
+    snprintf(error, sizeof(error), "expired: %lld s after scheduled_at, past followup.max_lateness_s = %d; no task",
+             (long long)(late_ms / 1000), s->cfg->followup_max_lateness_s);
+    if (s->repo->mark_expired(s->repo->impl, item->schema, item->tenant_id, item->booking_id, item->b.scheduled_at_ms,
+                              error, on_expired_marked, item) != 0)
+        end_pass(item);
+}
+
 /* Decide what the loaded row needs; returns false when the pass is over. */
 static bool prepare_task(struct scheduler_item *item)
 {
@@ -514,6 +566,14 @@ static bool prepare_task(struct scheduler_item *item)
         s->stats.not_qualifying++;
         LOG_DEBUG(s->log, &ctx, "before the catch-up window (history): never scheduled");
         item->withdraw = item->plan == PLAN_RESCHEDULE;
+        return false;
+    }
+    if (lateness_ms(s, b, now) > 0) {
+        /* Inside the catch-up window but past the lateness bound. A moved booking first loses its old task
+         * (withdrawn, row pending), then its next pass expires it. */
+        item->withdraw = item->plan == PLAN_RESCHEDULE;
+        item->expire = !item->withdraw;
+        item->again = item->again || item->withdraw;
         return false;
     }
     item->schedule_time_ms = followup_schedule_time_ms(b->scheduled_at_ms, s->cfg->followup_lead_time_s, now);
@@ -557,6 +617,7 @@ static void run_plan(struct scheduler_item *item)
     case PLAN_RESCHEDULE:
         if (!prepare_task(item)) {
             if (item->withdraw) withdraw_task(item);
+            else if (item->expire) expire_booking(item);
             else end_pass(item);
             return;
         }
@@ -594,6 +655,7 @@ static void start_pass(struct followup_scheduler *s, struct scheduler_item *item
 {
     item->state = ITEM_RUNNING;
     s->inflight++;
+    count_running(item, 1);
     if (s->repo->load(s->repo->impl, item->schema, item->tenant_id, item->booking_id, on_loaded, item) != 0) {
         struct log_ctx ctx = item_ctx(item);
         LOG_WARN(s->log, &ctx, "cannot start loading booking; the sweep will retry");
@@ -630,6 +692,7 @@ int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema,
     strcpy(item->schema, schema);
     strcpy(item->tenant_id, tenant_id);
     strcpy(item->booking_id, booking_id);
+    item->partition = s->owner != NULL ? followup_booking_partition(booking_id, s->owner->partitions) : -1;
     size_t h = item_hash(s, schema, booking_id);
     item->hnext = s->index[h];
     s->index[h] = item;
@@ -727,12 +790,20 @@ static enum notify_rejection check_deleted_task_name(struct followup_scheduler *
     return REJECT_N;
 }
 
-int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
-                                      enum notify_rejection *why)
+/* A DELETE hint worth acting on: open, naming a task, and (a)+(c). 0, or -1 with *why set (REJECT_N: no name). */
+static int verify_deleted_hint(struct followup_scheduler *s, const struct deleted_booking *d,
+                               enum notify_rejection *why)
 {
     *why = REJECT_N;
     if (s->closed || d->task_name == NULL || d->task_name[0] == '\0') return -1;
-    if ((*why = check_deleted_task_name(s, d)) != REJECT_N) return -1;
+    *why = check_deleted_task_name(s, d);
+    return *why == REJECT_N ? 0 : -1;
+}
+
+int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
+                                      enum notify_rejection *why)
+{
+    if (verify_deleted_hint(s, d, why) != 0) return -1;
     struct orphan_removal *o = calloc(1, sizeof(*o));
     if (o == NULL) return -1;
     o->s = s;
@@ -745,4 +816,138 @@ int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct
         return -1;
     }
     return 0; /* o is owned by the pending read (and then the removal) */ // cppcheck-suppress memleak
+}
+
+/* ---- several replicas: only the owner of a booking's partition works on it ---- */
+
+int followup_scheduler_set_owner(struct followup_scheduler *s, const struct ownership_port *owner)
+{
+    unsigned *running = calloc((size_t)owner->partitions, sizeof(*running));
+    if (running == NULL) return -1;
+    free(s->running_by_partition);
+    s->running_by_partition = running;
+    s->owner = owner;
+    return 0;
+}
+
+bool followup_scheduler_partition_busy(const struct followup_scheduler *s, int partition)
+{
+    return s->running_by_partition != NULL && partition >= 0 && partition < s->owner->partitions &&
+           s->running_by_partition[partition] > 0;
+}
+
+bool followup_scheduler_owns(const struct followup_scheduler *s, const char *booking_id)
+{
+    const struct ownership_port *o = s->owner;
+    if (o == NULL) return true;
+    int p = followup_booking_partition(booking_id, o->partitions);
+    return p >= 0 && o->owns(o->impl, p);
+}
+
+void followup_scheduler_partitions_released(struct followup_scheduler *s)
+{
+    struct scheduler_item **pp = &s->head, *last = NULL;
+    uint64_t dropped = 0;
+    while (*pp != NULL) {
+        struct scheduler_item *item = *pp;
+        if (followup_scheduler_owns(s, item->booking_id)) {
+            last = item;
+            pp = &item->next;
+            continue;
+        }
+        *pp = item->next;
+        s->queued--;
+        dropped++;
+        index_remove(s, item);
+        free_item(item);
+    }
+    s->tail = last;
+    s->stats.dropped_released += dropped;
+    if (dropped > 0)
+        LOG_INFO(s->log, NULL, "%llu waiting booking(s) left to the new owner of their partition",
+                 (unsigned long long)dropped);
+    if (dropped > 0 && s->live == 0 && s->on_idle != NULL) s->on_idle(s->on_idle_arg);
+}
+
+struct parked_delete {
+    struct parked_delete *next;
+    int64_t parked_ms;
+    char schema[SCHEMA_NAME_LEN];
+    char tenant_id[UUID_STR_LEN];
+    char booking_id[UUID_STR_LEN];
+    char task_name[TASK_NAME_LEN];
+    char idempotency_key[IDEMPOTENCY_KEY_LEN];
+    int task_generation;
+};
+
+static void free_parked(struct followup_scheduler *s)
+{
+    while (s->parked != NULL) {
+        struct parked_delete *p = s->parked;
+        s->parked = p->next;
+        free(p);
+    }
+    s->n_parked = 0;
+}
+
+/* Newest first: cut the list after PARKED_DELETES_MAX entries or at the first one held too long. */
+static void prune_parked(struct followup_scheduler *s, int64_t now)
+{
+    struct parked_delete **pp = &s->parked;
+    int kept = 0;
+    while (*pp != NULL && kept < PARKED_DELETES_MAX && now - (*pp)->parked_ms <= PARKED_DELETE_HOLD_MS) {
+        pp = &(*pp)->next;
+        kept++;
+    }
+    struct parked_delete *rest = *pp;
+    *pp = NULL;
+    s->n_parked = kept;
+    while (rest != NULL) {
+        struct parked_delete *next = rest->next;
+        free(rest);
+        rest = next;
+    }
+}
+
+int followup_scheduler_park_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
+                                    enum notify_rejection *why)
+{
+    if (verify_deleted_hint(s, d, why) != 0) return -1;
+    struct parked_delete *p = calloc(1, sizeof(*p));
+    if (p == NULL) return -1;
+    int64_t now = s->clock->now_ms(s->clock->impl);
+    p->parked_ms = now;
+    snprintf(p->schema, sizeof(p->schema), "%s", d->schema);
+    snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", d->tenant_id);
+    snprintf(p->booking_id, sizeof(p->booking_id), "%s", d->booking_id);
+    snprintf(p->task_name, sizeof(p->task_name), "%s", d->task_name);
+    snprintf(p->idempotency_key, sizeof(p->idempotency_key), "%s", d->idempotency_key);
+    p->task_generation = d->task_generation;
+    p->next = s->parked;
+    s->parked = p;
+    prune_parked(s, now);
+    return 0;
+}
+
+void followup_scheduler_partitions_gained(struct followup_scheduler *s)
+{
+    prune_parked(s, s->clock->now_ms(s->clock->impl));
+    struct parked_delete **pp = &s->parked;
+    while (*pp != NULL) {
+        struct parked_delete *p = *pp;
+        if (!followup_scheduler_owns(s, p->booking_id)) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        s->n_parked--;
+        struct deleted_booking d = {.schema = p->schema, .tenant_id = p->tenant_id, .booking_id = p->booking_id,
+                                    .task_name = p->task_name, .idempotency_key = p->idempotency_key,
+                                    .task_generation = p->task_generation};
+        struct log_ctx ctx = {.schema = p->schema, .tenant_id = p->tenant_id, .booking_id = p->booking_id};
+        enum notify_rejection why;
+        if (followup_scheduler_forget_deleted(s, &d, &why) == 0)
+            LOG_INFO(s->log, &ctx, "partition taken over: checking a DELETE hint its previous owner may have missed");
+        free(p);
+    }
 }

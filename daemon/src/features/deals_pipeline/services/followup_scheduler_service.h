@@ -15,7 +15,10 @@
  * un-cancelled one, or nothing).  Scheduling: booking_type in
  * followup.booking_types, booking not cancelled, task_status pending →
  * scheduled_at not before now - followup.catchup_window_s (older rows are
- * history: an edit of one notifies too, but it never gets a task) →
+ * history: an edit of one notifies too, but it never gets a task) → not
+ * later than scheduled_at + followup.max_lateness_s (else no task: the row
+ * ends failed "expired: ...", the same rule the claim applies; a moved
+ * booking first loses its old task) →
  * idempotency key followup:{tenantId}:{bookingId}:{scheduledAtIso} and task ID
  * sha256(key) → schedule time = scheduled_at - lead_time (past → now; beyond
  * the 720 h horizon → stay pending) → create the task → conditional update to
@@ -34,6 +37,15 @@
  * inside the horizon.  Cancelling marks the
  * row first (callbacks become no-ops), then deletes the task (404 = gone),
  * then forgets its name.
+ *
+ * Several replicas: with an ownership port, a replica acts only on the
+ * bookings of the partitions it owns (followup_scheduler_owns; the
+ * notifications controller and the sweep ask before they enqueue).  When it
+ * gives partitions up it drops their waiting items (the new owner's sweep
+ * finds those rows); a DELETE hint for a partition it does not own is checked
+ * and parked for a while, and run if the partition comes to this replica
+ * (the owner died: its successor deletes the task, since no sweep can find a
+ * row that is gone).
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SCHEDULER_SERVICE_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SCHEDULER_SERVICE_H
@@ -81,7 +93,14 @@ struct scheduler_stats {
     uint64_t created, already_existed, not_qualifying, beyond_horizon;
     uint64_t transient_errors, permanent_errors, gave_up, conflicts;
     uint64_t cancelled, rescheduled, tasks_deleted;
+    uint64_t expired;                /* bookings marked expired instead of scheduled (followup.max_lateness_s) */
+    uint64_t not_owned;              /* hints left to the owner of the booking's partition */
+    uint64_t dropped_released;       /* waiting items dropped when their partition was given up */
 };
+
+struct parked_delete;
+#define PARKED_DELETES_MAX 256
+#define PARKED_DELETE_HOLD_MS 60000   /* longer than any hand-over: interval + a vanished host's ~25 s */
 
 /* A task the scheduler has just recorded on its row (scheduled or rescheduled). */
 struct recorded_task {
@@ -112,6 +131,11 @@ struct followup_scheduler {
     /* optional: a task was recorded on its row (the local backend runs a due one at once) */
     void (*on_task_recorded)(void *arg, const struct recorded_task *t);
     void *on_task_recorded_arg;
+    /* optional (followup_scheduler_set_owner): which partitions this replica schedules (NULL = every booking) */
+    const struct ownership_port *owner;
+    unsigned *running_by_partition;  /* passes in flight per partition */
+    struct parked_delete *parked;    /* DELETE hints of partitions owned elsewhere, newest first */
+    int n_parked;
     struct scheduler_stats stats;
 };
 
@@ -122,6 +146,19 @@ int followup_scheduler_init(struct followup_scheduler *s, const struct config *c
 int followup_scheduler_enqueue(struct followup_scheduler *s, const char *schema, const char *tenant_id,
                                const char *booking_id);
 bool followup_scheduler_idle(const struct followup_scheduler *s);
+/* Schedule only the bookings of the partitions `owner` owns. 0 or -1 (out of memory). */
+int followup_scheduler_set_owner(struct followup_scheduler *s, const struct ownership_port *owner)
+    __attribute__((warn_unused_result));
+/* Is a statement or a task request for a booking of this partition in flight (a retry waiting out its backoff
+ * does not count: it is dropped when its partition was given up meanwhile)? */
+bool followup_scheduler_partition_busy(const struct followup_scheduler *s, int partition);
+/* Does this replica schedule this booking (its partition is owned, or there is no ownership port)? */
+bool followup_scheduler_owns(const struct followup_scheduler *s, const char *booking_id);
+/* Partitions were given up or lost: drop the waiting items of bookings no longer owned (in-flight passes end
+ * normally; the conditional writes absorb a new owner working on the same row). */
+void followup_scheduler_partitions_released(struct followup_scheduler *s);
+/* Partitions were gained: run the parked DELETE hints that now belong to this replica. */
+void followup_scheduler_partitions_gained(struct followup_scheduler *s);
 /* Stop: drop queued work (rows stay pending), let in-flight passes finish without follow-ups. */
 void followup_scheduler_close(struct followup_scheduler *s);
 void followup_scheduler_free(struct followup_scheduler *s);
@@ -129,7 +166,6 @@ void followup_scheduler_free(struct followup_scheduler *s);
 /* Pure helpers (unit-tested). */
 int64_t followup_schedule_time_ms(int64_t scheduled_at_ms, int lead_time_s, int64_t now_ms);
 bool followup_within_horizon(int64_t schedule_time_ms, int64_t now_ms);
-bool followup_qualifies(const struct config *cfg, const struct booking *b);
 enum followup_plan followup_plan_for(const struct config *cfg, const struct booking *b);
 const char *followup_plan_name(enum followup_plan p);
 /* What a DELETE notification says of a row that had a task (untrusted: anyone can NOTIFY). */
@@ -145,6 +181,11 @@ struct deleted_booking {
  * not start (closed, out of memory). */
 int followup_scheduler_forget_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
                                       enum notify_rejection *why);
+/* A DELETE hint for a partition owned elsewhere: the same name checks (a)+(c) as forget_deleted, then kept up
+ * to PARKED_DELETE_HOLD_MS (at most PARKED_DELETES_MAX, the oldest go first) in case the partition comes here.
+ * 0 parked; -1 with *why set when the name check failed, REJECT_N when out of memory. */
+int followup_scheduler_park_deleted(struct followup_scheduler *s, const struct deleted_booking *d,
+                                    enum notify_rejection *why);
 void followup_scheduler_count_rejection(struct followup_scheduler *s, enum notify_rejection why);
 /* camelCase task payload: tenantId, bookingId, leadId, assignedUserId, schema, scheduledAt, idempotencyKey. */
 char *followup_task_payload(const char *schema, const struct booking *b, const char *idempotency_key);

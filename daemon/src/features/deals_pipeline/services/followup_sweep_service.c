@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "features/deals_pipeline/services/followup_keys.h"
+
 static void sweep_next_schema(struct followup_sweep *sw);
 
 static const char *const phase_names[] = {"catch-up", "task sweep", "re-opened sweep"};
@@ -42,6 +44,7 @@ static void on_found(void *arg, enum repo_rc rc, const struct booking_key *keys,
         LOG_WARN(sw->log, &(struct log_ctx){.schema = schema}, "catch-up query failed; next sweep retries");
     } else {
         for (int i = 0; i < n && !sw->closed; i++) {
+            if (!followup_scheduler_owns(sw->sched, keys[i].booking_id)) continue;   /* given up meanwhile */
             if (followup_scheduler_enqueue(sw->sched, schema, keys[i].tenant_id, keys[i].booking_id) != 0)
                 sw->batch_full = true;
         }
@@ -59,26 +62,46 @@ static void on_found(void *arg, enum repo_rc rc, const struct booking_key *keys,
     sweep_next_schema(sw);
 }
 
+/* The partitions this replica owns now: NULL when it owns every one (no filter), else sw->filter. */
+static const struct partition_filter *owned_filter(struct followup_sweep *sw)
+{
+    const struct ownership_port *o = sw->sched->owner;
+    if (o == NULL) return NULL;
+    int n = o->owned(o->impl, sw->owned, FOLLOWUP_PARTITIONS_MAX);
+    if (n >= o->partitions) return NULL;
+    sw->filter = (struct partition_filter){.partitions = o->partitions, .owned = sw->owned, .n_owned = n};
+    return &sw->filter;
+}
+
 /* Each schema gets three reads: bookings waiting for a task (catch-up), tasks
  * that no longer match their booking, and bookings un-cancelled (both changed
- * while nobody listened). */
+ * while nobody listened) — of the partitions this replica owns. */
 static int start_query(struct followup_sweep *sw, const char *schema)
 {
     const struct config *c = sw->cfg;
     int horizon = SCHEDULER_HORIZON_S - SCHEDULER_HORIZON_MARGIN_S + c->followup_lead_time_s;
     int64_t now = sw->clock->now_ms(sw->clock->impl);
+    const struct partition_filter *parts = owned_filter(sw);
     switch (sw->phase) {
     case SWEEP_STALE_TASKS:
-        return sw->repo->find_stale_tasks(sw->repo->impl, schema, &c->followup_booking_types, SWEEP_BATCH, on_found,
-                                          sw);
+        return sw->repo->find_stale_tasks(sw->repo->impl, schema, &c->followup_booking_types, parts, SWEEP_BATCH,
+                                          on_found, sw);
     case SWEEP_REOPENED:
-        return sw->repo->find_reopened(sw->repo->impl, schema, &c->followup_booking_types, now,
+        return sw->repo->find_reopened(sw->repo->impl, schema, &c->followup_booking_types, parts, now,
                                        c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw);
     case SWEEP_CATCHUP:
         break;
     }
-    return sw->repo->find_catchup(sw->repo->impl, schema, &c->followup_booking_types, now,
+    return sw->repo->find_catchup(sw->repo->impl, schema, &c->followup_booking_types, parts, now,
                                   c->followup_catchup_window_s, horizon, SWEEP_BATCH, on_found, sw);
+}
+
+/* A replica that owns no partition has nothing to sweep. */
+static bool owns_nothing(const struct followup_sweep *sw)
+{
+    const struct ownership_port *o = sw->sched->owner;
+    int one;
+    return o != NULL && o->owned(o->impl, &one, 1) == 0;
 }
 
 
@@ -100,6 +123,10 @@ void followup_sweep_request(struct followup_sweep *sw, const char *reason)
     if (sw->closed) return;
     if (sw->running) {
         sw->rerun = true;
+        return;
+    }
+    if (owns_nothing(sw)) {
+        LOG_DEBUG(sw->log, NULL, "catch-up sweep (%s) skipped: this replica owns no partition", reason);
         return;
     }
     if (strcmp(reason, "periodic") != 0 || sw->cfg->capture_mode != CAPTURE_POLL)

@@ -12,13 +12,17 @@
  * whose coalescing and conditional updates make a booking found by both the
  * sweep and a notification (or by two replicas) get one task.  History older
  * than the window is never touched.  Batches are bounded; when a batch is
- * full, the next one runs once the scheduler has drained.
+ * full, the next one runs once the scheduler has drained.  With several
+ * replicas each sweep reads only the partitions this replica owns (the
+ * scheduler's ownership port, filtered in SQL), and a replica that owns none
+ * does not sweep; its owner requests a sweep whenever it gains partitions.
  */
 #ifndef FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SWEEP_SERVICE_H
 #define FOLLOWUPD_DEALS_PIPELINE_FOLLOWUP_SWEEP_SERVICE_H
 
 #include <stdbool.h>
 
+#include "features/deals_pipeline/services/followup_keys.h"
 #include "features/deals_pipeline/services/followup_scheduler_service.h"
 
 #define SWEEP_BATCH 500
@@ -36,6 +40,8 @@ struct followup_sweep {
     enum sweep_phase phase;      /* which read of the current schema */
     bool batch_full;
     uint64_t runs, found;
+    int owned[FOLLOWUP_PARTITIONS_MAX];   /* the owned partitions of the read in flight */
+    struct partition_filter filter;
 };
 
 void followup_sweep_init(struct followup_sweep *sw, const struct config *cfg, struct bookings_repo *repo,

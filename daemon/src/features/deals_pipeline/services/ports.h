@@ -61,6 +61,33 @@ enum claim_outcome {
     CLAIM_IN_PROGRESS,        /* another delivery holds a live lease */
     CLAIM_FAILED_FINAL,       /* failed and not retryable */
     CLAIM_TOO_EARLY,          /* claimable, but not before scheduled_at - early_window_s: untouched */
+    CLAIM_EXPIRED,            /* reached after scheduled_at + max_lateness_s: now failed ("expired: ..."), no call;
+                                 also a row an earlier delivery expired */
+    CLAIM_DEFERRED,           /* claimable, but a concurrency cap is reached or the voice agent's Retry-After has
+                                 not passed (next_attempt_at): untouched */
+};
+
+/* Why a claim was deferred (CLAIM_DEFERRED). */
+enum claim_deferral { DEFER_NONE, DEFER_TENANT_CAP, DEFER_GLOBAL_CAP, DEFER_RETRY_AFTER, DEFER_N };
+
+/* What the claim checks besides the row's own state. */
+struct claim_params {
+    const char *idempotency_key;
+    int lease_s;                /* in_progress older than this is an abandoned lease */
+    int early_window_s;         /* >= 0: untouched (CLAIM_TOO_EARLY) before scheduled_at - early_window_s; -1: no check */
+    int max_lateness_s;         /* > 0: expired (CLAIM_EXPIRED) after scheduled_at + max_lateness_s; 0: no check */
+    int tenant_cap;             /* > 0: at most this many live leases of the booking's tenant; 0: unlimited */
+    int global_cap;             /* > 0: at most this many live leases of every tenant; 0: unlimited */
+};
+
+/* What the claim found. */
+struct claim_result {
+    enum claim_outcome outcome;
+    const struct booking *booking;   /* CLAIM_CLAIMED; CLAIM_EXPIRED when this claim expired it; else NULL */
+    int wait_s;                      /* CLAIM_TOO_EARLY; CLAIM_DEFERRED by DEFER_RETRY_AFTER: seconds left */
+    int64_t late_s;                  /* seconds after scheduled_at (CLAIM_EXPIRED by this claim) */
+    enum claim_deferral deferral;    /* CLAIM_DEFERRED */
+    int tenant_live, all_live;       /* live leases a capped claim counted before deciding (-1: not counted) */
 };
 
 /* A booking reference found by a sweep. */
@@ -86,6 +113,14 @@ struct capture_trigger {
     char args[1200];        /* encode(tgargs, 'escape'): each argument followed by \000 */
 };
 
+/* The partitions a maintenance read is limited to (bookings whose followup_booking_partition() is one of
+ * `owned`); a NULL filter means every booking (a replica that owns every partition). */
+struct partition_filter {
+    int partitions;
+    const int *owned;
+    int n_owned;
+};
+
 typedef void (*repo_booking_cb)(void *arg, enum repo_rc rc, const struct booking *b);
 typedef void (*repo_triggers_cb)(void *arg, enum repo_rc rc, const struct capture_trigger *t, int n);
 typedef void (*repo_keys_cb)(void *arg, enum repo_rc rc, const struct booking_key *keys, int n);
@@ -93,9 +128,8 @@ typedef void (*repo_time_cb)(void *arg, enum repo_rc rc, int64_t epoch_ms /* 0 =
 typedef void (*repo_done_cb)(void *arg, enum repo_rc rc);
 struct booking_state;
 typedef void (*repo_state_cb)(void *arg, enum repo_rc rc, const struct booking_state *st);
-/* b: the claimed row (CLAIM_CLAIMED only); wait_s: seconds until the claim is allowed (CLAIM_TOO_EARLY only). */
-typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, enum claim_outcome outcome, const struct booking *b,
-                              int wait_s);
+/* r: valid during the callback only (REPO_OK only; NULL otherwise). */
+typedef void (*repo_claim_cb)(void *arg, enum repo_rc rc, const struct claim_result *r);
 
 /* A schema's follow-ups by state, across tenants (counts and epoch-ms timestamps only; 0 = none), as of the
  * database clock db_now_ms.  What is counted (repositories/booking_state_sql.h): */
@@ -141,15 +175,21 @@ struct bookings_repo {
     /* pending|failed → scheduled with the task columns; REPO_CONFLICT when the row moved on. */
     int (*mark_scheduled)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                           const struct schedule_mark *m, repo_done_cb cb, void *arg);
+    /* The booking is already later than followup.max_lateness_s: pending (or failed and retryable) → failed
+     * with the error, final, only while scheduled_at is still scheduled_at_ms; REPO_CONFLICT otherwise. */
+    int (*mark_expired)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
+                        int64_t scheduled_at_ms, const char *error, repo_done_cb cb, void *arg);
     /* Scheduling failed permanently: pending → failed with the error (not retryable). */
     int (*mark_schedule_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                 const char *error, repo_done_cb cb, void *arg);
-    /* Phase 1: lock the booking and claim it for one call.  early_window_s >= 0: a row otherwise claimable
-     * is left untouched (no attempt, no lease) and reported CLAIM_TOO_EARLY while the database's now() is
-     * before its scheduled_at - early_window_s; -1: no such check. */
+    /* Phase 1: lock the booking and claim it for one call, in one statement, by the database's now().  A row
+     * otherwise claimable is, in this order: expired (failed, no call) after scheduled_at + max_lateness_s;
+     * left untouched (no attempt, no lease) before scheduled_at - early_window_s (CLAIM_TOO_EARLY), while a
+     * retryable failure's next_attempt_at has not come (CLAIM_DEFERRED), or when a cap is reached
+     * (CLAIM_DEFERRED; the caps are counted over every configured schema, serialized per tenant and, for the
+     * all-tenant cap, globally, so two claims never both take the last slot). */
     int (*claim_execution)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
-                           const char *idempotency_key, int lease_s, int early_window_s, repo_claim_cb cb,
-                           void *arg);
+                           const struct claim_params *p, repo_claim_cb cb, void *arg);
     /* Phase 3: record the outcome of the call. */
     int (*mark_executed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                          const char *idempotency_key, repo_done_cb cb, void *arg);
@@ -172,16 +212,18 @@ struct bookings_repo {
                   void *arg);
     /* Cross-tenant maintenance read: live tasks that no longer match their booking (cancelled,
      * rescheduled, no longer a follow-up) and cancelled bookings whose task still exists. */
-    int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types, int limit,
-                            repo_keys_cb cb, void *arg);
+    int (*find_stale_tasks)(void *impl, const char *schema, const struct strlist *types,
+                            const struct partition_filter *parts, int limit, repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read: bookings followupd cancelled whose status was set back (un-cancelled)
      * while it was not listening, inside [now - lookback_s, now + horizon_s]. */
-    int (*find_reopened)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms,
-                         int lookback_s, int horizon_s, int limit, repo_keys_cb cb, void *arg);
+    int (*find_reopened)(void *impl, const char *schema, const struct strlist *types,
+                         const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                         int limit, repo_keys_cb cb, void *arg);
     /* Cross-tenant maintenance read (catch-up): bookings of `types` still waiting
      * for a task, scheduled within [now - lookback_s, now + horizon_s] (now_ms: the daemon's clock). */
-    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types, int64_t now_ms, int lookback_s,
-                        int horizon_s, int limit, repo_keys_cb cb, void *arg);
+    int (*find_catchup)(void *impl, const char *schema, const struct strlist *types,
+                        const struct partition_filter *parts, int64_t now_ms, int lookback_s, int horizon_s,
+                        int limit, repo_keys_cb cb, void *arg);
     /* retryable: claimable again from now + retry_delay_s (local dispatcher backoff; 0 for Cloud Tasks). */
     int (*mark_execution_failed)(void *impl, const char *schema, const char *tenant_id, const char *booking_id,
                                  const char *idempotency_key, const char *error, bool retryable, int retry_delay_s,
@@ -195,6 +237,17 @@ struct bookings_repo {
     /* Cross-tenant aggregate (counts and timestamps only): the schema's follow-ups by state. */
     int (*booking_state)(void *impl, const char *schema, const struct booking_state_query *q, repo_state_cb cb,
                          void *arg);
+};
+
+/* ---- work ownership among replicas ---- */
+/* Which partitions of the bookings this replica schedules (synchronous, pure reads of the current state). The
+ * replicas sharing a database split the partitions among themselves (shared/db/db_ownership); a service without
+ * an ownership port (NULL) owns everything. */
+struct ownership_port {
+    void *impl;
+    int partitions;                                  /* the configured count, [replicas] partitions */
+    bool (*owns)(void *impl, int partition);
+    int (*owned)(void *impl, int *out, int cap);     /* owned partitions, ascending; returns how many */
 };
 
 /* ---- task queue ---- */
@@ -229,6 +282,7 @@ struct voice_reply {
     enum va_outcome outcome;
     long http_status;
     const char *error;
+    int retry_after_s;       /* the voice agent's Retry-After on a 429/503 (bounded); 0 = none */
 };
 typedef void (*voice_cb)(void *arg, const struct voice_reply *r);
 
