@@ -7,7 +7,9 @@ that is, see gate_bind), an INSERT must give tenant_id as `$n`.  TRUNCATE/COPY o
 Cross-tenant exemption: a marker comment `/* compliance: cross-tenant <ID> — <reason> */` ending within
 MARKER_WINDOW_LINES above the line where the statement's string starts, whose ID ARCHITECTURE_COMPLIANCE.md
 lists.  It exempts only a READ (no INSERT/UPDATE/DELETE/MERGE/TRUNCATE anywhere in it, CTEs included; row locks
-are reads) that RETURNS only identifiers (`id`, `*_id`, `idempotency_key`) and times (`*_at`): a marked write, a
+are reads) that RETURNS only identifiers (`id`, `*_id`, `idempotency_key`), times (`*_at`) and aggregates the
+statement defines (`count(...) AS x`, `min|max(<time column>) AS x`: numbers about rows, never a row's value): a
+marked write, a
 marked read returning anything else, a marker with an unlisted ID, a malformed marker and a marker with no SQL
 below it are each a finding.  The report lists every exemption, and markers on SQL that needs none (a catalog
 read, a bound statement) apart.
@@ -26,8 +28,18 @@ _MARKER = re.compile(r"^[\s*/]*compliance:\s*cross-tenant\s+(?P<id>[A-Za-z0-9][A
 _LABEL = re.compile(r"(?:\[\s*(?P<index>\w+)\s*\]|(?P<var>[A-Za-z_]\w*)\s*(?:\[[^\]]*\])?)\s*=\s*$")
 
 
-def allowed_return(name):
-    return name in ("id", "idempotency_key", "$param", "(constant)") or name.endswith(("_id", "_at"))
+_AGGREGATE_ALIAS = re.compile(r"\b(?:count\s*\(\s*\*?[^()]*\)|(?:min|max)\s*\(\s*(?:\w+\.)?\w+_at\s*\))"
+                              r"(?:\s*FILTER\s*\((?:[^()]|\([^()]*\))*\))?\s+AS\s+(\w+)", re.IGNORECASE)
+
+
+def aggregate_aliases(sql):
+    """Names the statement defines as a count or as the min/max of a time column: numbers about rows, no row."""
+    return {m.group(1).lower() for m in _AGGREGATE_ALIAS.finditer(sql)}
+
+
+def allowed_return(name, aggregates=frozenset()):
+    return (name in ("id", "idempotency_key", "$param", "(constant)") or name.endswith(("_id", "_at"))
+            or name.lower() in aggregates)
 
 
 def parse_markers(rel, lexed, listed_text):
@@ -72,15 +84,16 @@ def _marker_for(markers, line):
     return max(near, key=lambda m: m[0].end_line, default=None)
 
 
-def _judge_exempt(rel, line, label, marker_id, info, tally):
+def _judge_exempt(rel, line, label, marker_id, info, tally, sql=""):
     if info.writes:
         verbs = ", ".join(sorted({f"{v} {t}" for v, t in info.writes}))
         return [Finding(rel, line, f"{label}: cross-tenant marker {marker_id} on a write ({verbs}); a marker "
                                    "exempts only reads")]
-    bad = [r for r in info.returns if not allowed_return(r)]
+    aggregates = aggregate_aliases(sql)
+    bad = [r for r in info.returns if not allowed_return(r, aggregates)]
     if bad:
         return [Finding(rel, line, f"{label}: cross-tenant read {marker_id} returns {', '.join(sorted(set(bad)))}; "
-                                   "an exempted read returns only ids and times")]
+                                   "an exempted read returns only ids, times and counts")]
     tally.exempted.append((label, marker_id, info.returns))
     return []
 
@@ -104,7 +117,7 @@ def check_file(rel, tree, listed_text, tally):
                 tally.bound += 1
             elif marker is not None:
                 needs_marker = True
-                findings += _judge_exempt(rel, s.line, label, marker[1], info, tally)
+                findings += _judge_exempt(rel, s.line, label, marker[1], info, tally, s.value)
             else:
                 findings += [Finding(rel, s.line, f"{label}: {problem}")
                              for problem in dict.fromkeys(info.problems or ["not tenant-bound"])]

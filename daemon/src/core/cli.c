@@ -91,7 +91,7 @@ int cli_parse(int argc, char **argv, struct cli_options *out)
 int cli_check_config(const char *path, bool json)
 {
     struct cli_output o;
-    cli_output_init(&o, json, STDERR_FILENO);
+    cli_output_init(&o, json, false);
     struct config cfg;
     int rc = cli_output_load_config(&o, path, &cfg);
     if (rc == 0) {
@@ -112,7 +112,7 @@ int cli_check_config(const char *path, bool json)
 int cli_run_daemon(const char *path)
 {
     struct cli_output boot;
-    cli_output_init(&boot, true, STDERR_FILENO); /* the daemon logs JSON lines, also on a terminal */
+    cli_output_init(&boot, true, false); /* the daemon logs JSON lines, also on a terminal */
     struct config cfg;
     if (cli_output_load_config(&boot, path, &cfg) != 0) {
         LOG_ERROR(&boot.diag, NULL, "cannot start: invalid configuration");

@@ -9,13 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
-void cli_output_init(struct cli_output *o, bool force_json, int main_fd)
+void cli_output_init(struct cli_output *o, bool force_json, bool main_is_report)
 {
     memset(o, 0, sizeof(*o));
-    o->plain = !force_json && isatty(main_fd) == 1;
     logger_init(&o->report, LOG_LEVEL_DEBUG, STDOUT_FILENO);
     log_set_format(&o->report, LOG_FORMAT_TEXT, NULL);
     logger_init(&o->diag, LOG_LEVEL_INFO, STDERR_FILENO);
+    o->plain = !force_json && log_is_terminal(main_is_report ? &o->report : &o->diag);
     if (o->plain) log_set_format(&o->diag, LOG_FORMAT_TEXT, NULL);
 }
 

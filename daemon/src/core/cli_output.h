@@ -32,7 +32,7 @@ struct cli_output {
 };
 
 /* plain = !force_json && isatty(main_fd). */
-void cli_output_init(struct cli_output *o, bool force_json, int main_fd);
+void cli_output_init(struct cli_output *o, bool force_json, bool main_is_report);
 void cli_output_free(struct cli_output *o);
 
 /* Load the configuration and report every problem: plain `file:line: problem` lines (a problem without a

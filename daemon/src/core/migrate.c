@@ -328,7 +328,7 @@ static int run(struct cli_output *o, const struct migrate_opts *opts, struct con
 int migrate_run(const struct migrate_opts *opts)
 {
     struct cli_output o;
-    cli_output_init(&o, opts->json, STDERR_FILENO);
+    cli_output_init(&o, opts->json, false);
     struct config cfg;
     int rc = cli_output_load_config(&o, opts->config_path, &cfg);
     if (rc == 0) {

@@ -70,7 +70,7 @@ static int open_session(struct session *s, const struct cli_options *opts, const
 {
     memset(s, 0, sizeof(*s));
     s->opts = opts;
-    cli_output_init(&s->out, opts->json, STDOUT_FILENO);
+    cli_output_init(&s->out, opts->json, true);
     if (cli_output_load_config(&s->out, path, &s->cfg) != 0) {
         cli_say(&s->out, LOG_LEVEL_ERROR, NULL, NULL, "invalid configuration", "error: invalid configuration");
         return 1;

@@ -85,6 +85,11 @@ static bool secret_known(const struct logger *lg, const char *secret)
     return false;
 }
 
+bool log_is_terminal(const struct logger *lg)
+{
+    return lg != NULL && isatty(lg->fd) == 1;
+}
+
 void log_set_format(struct logger *lg, enum log_format format, const char *trace_project)
 {
     lg->format = format;

@@ -85,6 +85,8 @@ void log_clear_secrets(struct logger *lg);
  * userinfo and UTF-8). NULL on allocation failure or when text is NULL. */
 char *log_redact(const struct logger *lg, const char *text);
 
+/* True when the logger writes to a terminal (the interactive modes then print plain lines). */
+bool log_is_terminal(const struct logger *lg);
 /* Line format, and for gcp the Google Cloud project of the trace field (NULL/"": trace_id only). */
 void log_set_format(struct logger *lg, enum log_format format, const char *trace_project);
 /* "json" or "gcp" (the [log] format values; text is for terminals only). 0, or -1. */
