@@ -266,8 +266,19 @@ class TenantRuleTests(TreeCase):
         self.assertEqual(self.findings("""
             /* compliance: cross-tenant CT-SWEEP-1 — sweep */
             static const char *const Q = "SELECT id, lead_id, status FROM %s.lead_bookings WHERE a = $1";
-        """), [f"{REPO}:2: Q: cross-tenant read CT-SWEEP-1 returns status; an exempted read returns only ids and "
-               "times"])
+        """), [f"{REPO}:2: Q: cross-tenant read CT-SWEEP-1 returns status; an exempted read returns only ids, "
+               "times and counts"])
+
+    def test_marker__aggregates_it_defines__exempted_other_values_not(self):
+        self.assertEqual(self.findings("""
+            /* compliance: cross-tenant CT-SWEEP-1 — counts */
+            static const char *const Q = "SELECT count(*) FILTER (WHERE scheduled_at <= now()) AS waiting, min(scheduled_at) AS oldest FROM %s.lead_bookings WHERE booking_type = $1";
+        """), [])
+        self.assertEqual(self.findings("""
+            /* compliance: cross-tenant CT-SWEEP-1 — not a count */
+            static const char *const Q = "SELECT max(notes) AS waiting FROM %s.lead_bookings WHERE a = $1";
+        """), [f"{REPO}:2: Q: cross-tenant read CT-SWEEP-1 returns notes; an exempted read returns only ids, "
+               "times and counts"])
 
     def test_marker__on_a_bound_statement_and_a_catalog_read__no_finding_listed_apart(self):
         self.write(REPO, """
