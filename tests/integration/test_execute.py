@@ -9,7 +9,8 @@ Public contract checked here (statuses and bodies):
   executed 200 {"status":"executed"} | already executed 200 {"status":"already_executed"}
   cancelled 200 {"status":"cancelled"} | stale key 200 {"status":"stale"}
   permanent voice-agent rejection 200 {"status":"failed","retryable":false}
-  live lease held by another delivery 409 {"status":"in_progress"}
+  live lease held by another delivery, or delivered before the row records its task 409 {"status":"in_progress"}
+  (DeliveredBeforeRecordedTests)
   not found in that tenant 404 {"error":"not_found"}
   transient voice-agent failure 503 {"status":"failed","retryable":true}
   validation 400 {"error":"invalid_body","field":...} / invalid_booking_id / booking_id_mismatch / unknown_schema
@@ -504,6 +505,58 @@ class EarlyDeliveryTests(StackCase):
         # A late delivery of the old task (deleted by now or not) is a no-op.
         self.assertEqual(self.dispatch(old_name), [(200, {"status": "already_executed"})])
         self.assertEqual(len(self.s.va.calls_for_booking(bid)), 1)
+
+
+class DeliveredBeforeRecordedTests(StackCase):
+    """Cloud Tasks delivers a task that is due now as soon as it exists, and followupd creates the task before it
+    marks the row (create, then a conditional update). A delivery in between finds the row without this task; its
+    key is the one the row's scheduled_at gives, so it must be retried (409 in_progress), never ended as stale
+    (200 would make Cloud Tasks drop it and the booking would never run). The barrier: the fake creates the task
+    and holds its reply while the test delivers it. (Found by the soak, tests/soak.)"""
+    stack_kwargs = {"schemas": (SCHEMA,)}
+    HOLD_S = 3.0
+
+    def hold_next_create_reply(self):
+        created = self.s.ct.created_count
+        self.s.ct.delay_next(1, self.HOLD_S, method="create", when="after")
+        return created
+
+    def wait_created(self, created_before, bid, exclude=None):
+        self.assertTrue(self.s.ct.wait_for_creates(created_before + 1, 10), "the task was not created")
+        return next(n for n in self.s.live_tasks_for(bid) if n != exclude)
+
+    def test_dispatch__before_the_row_records_its_new_task__409_then_retry_executes_once(self):
+        tenant = str(uuid.uuid4())
+        before = self.hold_next_create_reply()
+        bid = self.s.insert_booking(SCHEMA, tenant=tenant, at=time.time() - 1)
+        name = self.wait_created(before, bid)
+        self.assertEqual(self.s.row(SCHEMA, bid)["task_status"], "pending")   # the reply is still held
+
+        self.assertEqual(self.s.dispatch_json(name), [(409, {"status": "in_progress"})])
+        self.assertIn(name, self.s.live_tasks_for(bid), "the task must stay for Cloud Tasks to retry")
+        self.assertEqual(self.s.voice_requests_for(bid), [])
+
+        self.s.wait_row(SCHEMA, bid, lambda r: r["task_status"] == "scheduled", timeout=self.HOLD_S + 10)
+        self.assertEqual(self.s.dispatch_json(name), [(200, {"status": "executed"})])
+        self.assertEqual([c["idempotency_key"] for c in self.s.va.calls_for_booking(bid)],
+                         [self.s.row(SCHEMA, bid)["idempotency_key"]])
+
+    def test_dispatch__replacement_before_the_row_moves_to_it__409_old_task_stale_then_executes_once(self):
+        bid, row, old_name, _ = self.s.scheduled_booking(SCHEMA, tenant=str(uuid.uuid4()))
+        before = self.hold_next_create_reply()
+        self.s.db.psql(f"UPDATE {SCHEMA}.lead_bookings SET scheduled_at = now() WHERE id = '{bid}'")
+        new_name = self.wait_created(before, bid, exclude=old_name)
+        self.assertEqual(self.s.row(SCHEMA, bid)["idempotency_key"], row["idempotency_key"])  # not moved yet
+
+        self.assertEqual(self.s.dispatch_json(new_name), [(409, {"status": "in_progress"})])
+        self.assertEqual(self.s.dispatch_json(old_name), [(200, {"status": "stale"})])
+        self.assertEqual(self.s.voice_requests_for(bid), [])
+
+        moved = self.s.wait_row(SCHEMA, bid, lambda r: r["idempotency_key"] != row["idempotency_key"],
+                                timeout=self.HOLD_S + 10)
+        self.assertEqual(self.s.dispatch_json(new_name), [(200, {"status": "executed"})])
+        self.assertEqual([c["idempotency_key"] for c in self.s.va.calls_for_booking(bid)],
+                         [moved["idempotency_key"]])
 
 
 if __name__ == "__main__":

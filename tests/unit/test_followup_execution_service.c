@@ -150,6 +150,38 @@ static void execute__cancelled_task_status__noop(void **state)
     assert_int_equal(f->w.voice_calls, 0);
 }
 
+/* Cloud Tasks delivered the task the moment it was created, before the scheduler's mark of the row committed:
+ * the key is the row's own (its scheduled_at gives it), so the delivery must be retried, not ended as stale. */
+static void execute__delivery_before_the_row_records_its_task__in_progress_then_executed(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    strcpy(r->b.task_status, "pending");
+    r->b.idempotency_key[0] = '\0';
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_IN_PROGRESS);
+    assert_int_equal(f->w.voice_calls, 0);
+    assert_string_equal(r->b.task_status, "pending");
+    strcpy(r->b.idempotency_key, f->key); /* the scheduler's mark lands; Cloud Tasks retries */
+    strcpy(r->b.task_status, "scheduled");
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_EXECUTED);
+    assert_int_equal(f->w.voice_calls, 1);
+}
+
+/* Rescheduled: the replacement task is delivered before the row moves to it (retry), the old one is stale. */
+static void execute__replacement_delivered_before_the_row_moves_to_it__in_progress_old_task_stale(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_row *r = fakes_find(&f->w, BOOKING);
+    r->b.task_scheduled_at_ms = r->b.scheduled_at_ms;
+    r->b.scheduled_at_ms += 60000; /* the backend moved it; the row still carries the old task and key */
+    char new_key[IDEMPOTENCY_KEY_LEN];
+    assert_int_equal(followup_idempotency_key(TENANT, BOOKING, r->b.scheduled_at_ms, new_key, sizeof(new_key)), 0);
+    assert_int_equal(run_once(f, TENANT, new_key), EXEC_IN_PROGRESS);
+    assert_int_equal(run_once(f, TENANT, f->key), EXEC_STALE);
+    assert_int_equal(f->w.voice_calls, 0);
+    assert_string_equal(r->b.task_status, "scheduled");
+}
+
 static void execute__stale_key__noop(void **state)
 {
     struct fixture *f = *state;
@@ -461,6 +493,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(execute__cancelled_booking__noop, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__cancelled_task_status__noop, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__stale_key__noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(execute__delivery_before_the_row_records_its_task__in_progress_then_executed,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            execute__replacement_delivered_before_the_row_moves_to_it__in_progress_old_task_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__live_lease__in_progress_without_call, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__expired_lease__recalls_with_same_key, setup, teardown),
         cmocka_unit_test_setup_teardown(execute__transient_failure__retryable_then_succeeds, setup, teardown),

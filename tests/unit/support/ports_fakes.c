@@ -200,7 +200,13 @@ static enum claim_outcome claim_rules(struct fake_world *w, struct fake_row *r, 
 {
     if (strcmp(r->b.task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
     if (strcmp(r->b.task_status, "cancelled") == 0 || strcmp(r->b.status, "cancelled") == 0) return CLAIM_CANCELLED;
-    if (strcmp(r->b.idempotency_key, p->idempotency_key) != 0) return CLAIM_STALE;
+    /* the key, with the row in step with its task (a row whose scheduled_at moved since its task was made is
+     * stale for it; task_scheduled_at 0 = not recorded, not modelled) */
+    bool in_step = r->b.task_scheduled_at_ms == 0 || r->b.task_scheduled_at_ms == r->b.scheduled_at_ms;
+    if (strcmp(r->b.idempotency_key, p->idempotency_key) != 0 || !in_step) {
+        out->scheduled_at_ms = r->b.scheduled_at_ms;   /* the row as found, like the SQL claim */
+        return CLAIM_STALE;
+    }
     if (final_failure(r)) return strncmp(r->last_error, "expired:", 8) == 0 ? CLAIM_EXPIRED : CLAIM_FAILED_FINAL;
     if ((out->wait_s = early_wait_s(w, r, p->early_window_s)) > 0) return CLAIM_TOO_EARLY;
     if (lease_live(w, r, p->lease_s)) return CLAIM_IN_PROGRESS;

@@ -60,7 +60,7 @@ enum stmt {
  * backoff) is that far ahead; leased — another delivery holds a live lease ($4). */
 #define CLAIM_TARGET                                                                                              \
     " SELECT b.id, b.tenant_id, b.status, b.task_status, b.idempotency_key, b.execution_started_at,"              \
-    " b.next_attempt_at, b.last_execution_error,"                                                                 \
+    " b.next_attempt_at, b.last_execution_error, b.scheduled_at,"                                                 \
     " COALESCE(floor(extract(epoch FROM b.scheduled_at) * 1000)"                                                 \
     "  = floor(extract(epoch FROM b.task_scheduled_at) * 1000), false) AS in_step,"                              \
     " ceil(extract(epoch FROM b.scheduled_at - make_interval(secs => $5::int) - now()))::bigint AS early_s,"      \
@@ -99,7 +99,8 @@ enum stmt {
     " SELECT c.*, t.status, t.task_status, t.idempotency_key = $3 AND t.in_step, t.next_attempt_at IS NOT NULL,"  \
     " t.early_s, t.task_status = 'failed' AND t.next_attempt_at IS NULL"                                         \
     "  AND COALESCE(t.last_execution_error LIKE 'expired:%%', false), t.late_s, t.backoff_s,"                    \
-    " t.tenant_live, t.all_live, t.over, t.leased FROM target t LEFT JOIN claimed c ON true"
+    " t.tenant_live, t.all_live, t.over, t.leased, floor(extract(epoch FROM t.scheduled_at) * 1000)::bigint"    \
+    " FROM target t LEFT JOIN claimed c ON true"
 
 /* The advisory-lock classes of the capped claim (the two-int form: never equal to a one-bigint key): the
  * all-tenant key is (ALL, 0), a tenant's (TENANT, hashtext(tenant_id)). */
@@ -366,7 +367,7 @@ static bool bool_col(PGresult *res, int row, int col)
  * expired it, then the row as it was. */
 enum claim_col {
     CC_EXPIRED_NOW = N_BOOKING_COLUMNS, CC_STATUS, CC_TASK_STATUS, CC_KEY_MATCHES, CC_RETRYABLE, CC_EARLY_S,
-    CC_WAS_EXPIRED, CC_LATE_S, CC_BACKOFF_S, CC_TENANT_LIVE, CC_ALL_LIVE, CC_OVER, CC_LEASED,
+    CC_WAS_EXPIRED, CC_LATE_S, CC_BACKOFF_S, CC_TENANT_LIVE, CC_ALL_LIVE, CC_OVER, CC_LEASED, CC_SCHEDULED_AT,
 };
 
 static int clamp_s(int64_t s)
@@ -409,7 +410,10 @@ static enum claim_outcome classify_unclaimed(PGresult *res, struct claim_result 
     int64_t early_s = booking_col_int(res, 0, CC_EARLY_S);
     if (strcmp(task_status, "executed") == 0) return CLAIM_ALREADY_EXECUTED;
     if (strcmp(task_status, "cancelled") == 0 || strcmp(status, "cancelled") == 0) return CLAIM_CANCELLED;
-    if (!bool_col(res, 0, CC_KEY_MATCHES)) return CLAIM_STALE;
+    if (!bool_col(res, 0, CC_KEY_MATCHES)) {
+        out->scheduled_at_ms = booking_col_int(res, 0, CC_SCHEDULED_AT);   /* the row as found (see claim_result) */
+        return CLAIM_STALE;
+    }
     if (failed && !bool_col(res, 0, CC_RETRYABLE))
         return bool_col(res, 0, CC_WAS_EXPIRED) ? CLAIM_EXPIRED : CLAIM_FAILED_FINAL;
     if (early_s > 0) {

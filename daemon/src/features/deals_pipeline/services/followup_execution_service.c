@@ -244,6 +244,18 @@ static void defer(struct execution *ex, const struct claim_result *r)
 }
 
 /* Phase 1 done. */
+/* A delivery that arrives before its own task is recorded on the row: Cloud Tasks may deliver a task that is due
+ * now the moment it exists, before the scheduler's conditional update (create the task, then mark the row) has
+ * committed. Its key is the one the row's current scheduled_at gives, so it is not an old task: a 2xx "stale"
+ * would end it and the booking would never run. */
+static bool awaits_its_record(const struct execution *ex, const struct claim_result *r)
+{
+    char key[IDEMPOTENCY_KEY_LEN];
+    return r->outcome == CLAIM_STALE &&
+           followup_idempotency_key(ex->tenant_id, ex->booking_id, r->scheduled_at_ms, key, sizeof(key)) == 0 &&
+           strcmp(key, ex->idempotency_key) == 0;
+}
+
 static void on_claimed(void *arg, enum repo_rc rc, const struct claim_result *r)
 {
     struct execution *ex = arg;
@@ -254,6 +266,12 @@ static void on_claimed(void *arg, enum repo_rc rc, const struct claim_result *r)
     }
     if ((r->tenant_live >= 0 || r->all_live >= 0) && svc->on_counted != NULL)
         svc->on_counted(svc->on_counted_arg, r->tenant_live, r->all_live);
+    if (awaits_its_record(ex, r)) {
+        struct log_ctx ctx = exec_ctx(ex);
+        LOG_INFO(svc->log, &ctx, "delivered before the row records its task: retry later");
+        finish(ex, EXEC_IN_PROGRESS); /* 409: Cloud Tasks retries; by then the row has it */
+        return;
+    }
     switch (r->outcome) {
     case CLAIM_TOO_EARLY: refuse_too_early(ex, r->wait_s); return;
     case CLAIM_EXPIRED: refuse_expired(ex, r); return;

@@ -88,6 +88,8 @@ struct claim_result {
     int64_t late_s;                  /* seconds after scheduled_at (CLAIM_EXPIRED by this claim) */
     enum claim_deferral deferral;    /* CLAIM_DEFERRED */
     int tenant_live, all_live;       /* live leases a capped claim counted before deciding (-1: not counted) */
+    int64_t scheduled_at_ms;         /* CLAIM_STALE: the row's scheduled_at (tells an old task from one not recorded
+                                        on its row yet) */
 };
 
 /* A booking reference found by a sweep. */
