@@ -162,9 +162,12 @@ def failing_conninfos():
          f"postgresql://followupd:{PASSWORD}@127.0.0.1:{closed}/lad?connect_timeout=2", None),
         ("unknown_role_password_with_space",
          f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user=no_such_role_{uuid.uuid4().hex[:6]} "
-         f"password='{HEAD} {TAIL}' dbname=postgres", "does not exist"),
+         f"password='{HEAD} {TAIL}' dbname=postgres",
+         # the server's answer depends on its pg_hba.conf: trust says the role does not exist, password auth that
+         # the password failed (pg_virtualenv); either way the message is passed on, redacted
+         ("does not exist", "password authentication failed")),
         ("password_piece_given_as_sslmode",
-         f"host=127.0.0.1 port={closed} password={HEAD} sslmode={TAIL}", "conninfo: invalid sslmode value"),
+         f"host=127.0.0.1 port={closed} password={HEAD} sslmode={TAIL}", ("conninfo: invalid sslmode value",)),
     ]
 
 
@@ -242,7 +245,8 @@ class FailingConnectionTest(SecretsTestCase):
                     attempts = [r for r in logs if r.get("msg") == "postgres connection attempt failed"]
                     self.assertGreaterEqual(len(attempts), self.ATTEMPTS + 1)
                     if shown is not None:
-                        self.assertTrue(all(shown in r.get("error", "") for r in attempts), attempts[:2])
+                        self.assertTrue(all(any(text_ in r.get("error", "") for text_ in shown) for r in attempts),
+                                        attempts[:2])
                     self.assert_no_leak(text, where="logs")
                     self.assert_no_leak(answered, where="HTTP answers")
 
@@ -256,7 +260,7 @@ class FailingConnectionTest(SecretsTestCase):
                     failure = [r for r in run.records if r.get("msg") == "cannot connect to the database"]
                     self.assertEqual(len(failure), 1, run.records)
                     if shown is not None:
-                        self.assertIn(shown, failure[0]["error"])
+                        self.assertTrue(any(text_ in failure[0]["error"] for text_ in shown), failure[0]["error"])
                     self.assert_run_clean(run)
 
 
